@@ -1,0 +1,58 @@
+import type { Command } from 'commander';
+import { describeDatabaseTarget } from '../config/database-url.js';
+import { openDatabase } from '../db/database.js';
+import { migrateDown, migrateUp, migrationStatus, REQUIRED_SCHEMA_VERSION } from '../db/migrator.js';
+import { cliConfig } from './context.js';
+
+export function registerMigrate(program: Command) {
+  const migrate = program.command('migrate').description('apply, undo or show database migrations');
+
+  const run = (fn: (db: ReturnType<typeof openDatabase>) => Promise<void>) => async () => {
+    const config = cliConfig();
+    const database = openDatabase(config.database);
+    console.error(`database: ${describeDatabaseTarget(config.database)}`);
+    try {
+      await fn(database);
+    } finally {
+      await database.close();
+    }
+  };
+
+  migrate
+    .command('up')
+    .description('apply every pending migration')
+    .action(
+      run(async ({ db }) => {
+        const applied = await migrateUp(db);
+        console.log(applied.length ? `applied: ${applied.join(', ')}` : 'already up to date');
+      }),
+    );
+
+  migrate
+    .command('down')
+    .description('undo the newest applied migration')
+    .action(
+      run(async ({ db }) => {
+        const undone = await migrateDown(db);
+        console.log(undone.length ? `undone: ${undone.join(', ')}` : 'nothing to undo');
+      }),
+    );
+
+  migrate
+    .command('status')
+    .description('list applied and pending migrations')
+    .option('--json', 'machine-readable output')
+    .action(async (options: { json?: boolean }) => {
+      await run(async ({ db }) => {
+        const status = await migrationStatus(db);
+        if (options.json) {
+          console.log(JSON.stringify({ ...status, required: REQUIRED_SCHEMA_VERSION }));
+          return;
+        }
+        for (const name of status.applied) console.log(`  applied  ${name}`);
+        for (const name of status.pending) console.log(`  pending  ${name}`);
+        for (const name of status.unknown) console.log(`  unknown  ${name} (applied by a newer release)`);
+        console.log(status.pending.length ? `${status.pending.length} pending` : 'up to date');
+      })();
+    });
+}

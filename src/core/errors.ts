@@ -1,0 +1,51 @@
+/**
+ * The one registry of error codes. Each code has a stable HTTP status and OpenAI error `type`; clients
+ * match on `code`, so a code is never renamed or reused once shipped.
+ */
+export const ERRORS = {
+  invalid_request: { status: 400, type: 'invalid_request_error' },
+  validation_error: { status: 400, type: 'invalid_request_error' },
+  weak_password: { status: 400, type: 'invalid_request_error' },
+  unauthorized: { status: 401, type: 'authentication_error' },
+  invalid_api_key: { status: 401, type: 'authentication_error' },
+  invalid_token: { status: 401, type: 'authentication_error' },
+  invalid_credentials: { status: 401, type: 'authentication_error' },
+  forbidden: { status: 403, type: 'permission_error' },
+  signup_disabled: { status: 403, type: 'permission_error' },
+  not_found: { status: 404, type: 'not_found_error' },
+  route_not_found: { status: 404, type: 'not_found_error' },
+  conflict: { status: 409, type: 'invalid_request_error' },
+  payload_too_large: { status: 413, type: 'invalid_request_error' },
+  unsupported_media_type: { status: 415, type: 'invalid_request_error' },
+  too_many_login_attempts: { status: 429, type: 'rate_limit_error' },
+  internal_error: { status: 500, type: 'server_error' },
+  service_unavailable: { status: 503, type: 'server_error' },
+} as const satisfies Record<string, { status: number; type: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export interface ErrorBody {
+  error: { message: string; type: string; code: ErrorCode | string; param: string | null };
+}
+
+export class AppError extends Error {
+  readonly status: number;
+  readonly type: string;
+
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly options: { param?: string; headers?: Record<string, string>; cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.name = 'AppError';
+    this.status = ERRORS[code].status;
+    this.type = ERRORS[code].type;
+  }
+
+  toBody(): ErrorBody {
+    return { error: { message: this.message, type: this.type, code: this.code, param: this.options.param ?? null } };
+  }
+}
+
+export const notFound = (what: string) => new AppError('not_found', `${what} not found`);

@@ -1,0 +1,112 @@
+import type { Generated } from 'kysely';
+
+/**
+ * Table types shared by SQLite and PostgreSQL. Timestamps are ISO-8601 UTC strings in both dialects: they
+ * sort correctly as text and `substr(created_at, 1, 10)` gives the day for roll-ups on either database.
+ * JSON columns are text holding JSON.
+ */
+export interface UsersTable {
+  id: string;
+  email: string;
+  password_hash: string;
+  role: 'admin' | 'user';
+  display_name: string | null;
+  disabled_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface RefreshTokensTable {
+  id: string;
+  user_id: string;
+  family_id: string;
+  token_hash: string;
+  expires_at: string;
+  revoked_at: string | null;
+  created_at: string;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  user_id: string;
+  name: string;
+  prefix: string;
+  key_hash: string;
+  expires_at: string | null;
+  last_used_at: string | null;
+  revoked_at: string | null;
+  created_at: string;
+}
+
+export interface AssistantsTable {
+  id: string;
+  /** null for a shared assistant managed by admins. */
+  owner_id: string | null;
+  name: string;
+  description: string | null;
+  system_prompt: string;
+  model: string;
+  params: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface ConversationsTable {
+  id: string;
+  user_id: string;
+  assistant_id: string | null;
+  title: string | null;
+  model: string | null;
+  active_leaf_id: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface MessagesTable {
+  id: string;
+  conversation_id: string;
+  parent_id: string | null;
+  role: 'system' | 'user' | 'assistant' | 'tool';
+  content: string;
+  status: 'complete' | 'streaming' | 'partial' | 'error';
+  model: string | null;
+  error: string | null;
+  prompt_tokens: number | null;
+  completion_tokens: number | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface UsageRecordsTable {
+  id: string;
+  request_id: string;
+  user_id: string | null;
+  api_key_id: string | null;
+  model: string;
+  provider: string | null;
+  deployment: string | null;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cost_usd: number;
+  latency_ms: number | null;
+  ttft_ms: number | null;
+  status: string;
+  cached: number;
+  retries: number;
+  fallback: number;
+  created_at: string;
+}
+
+export interface Database {
+  users: UsersTable;
+  refresh_tokens: RefreshTokensTable;
+  api_keys: ApiKeysTable;
+  assistants: AssistantsTable;
+  conversations: ConversationsTable;
+  messages: MessagesTable;
+  usage_records: UsageRecordsTable;
+}
+
+export type Dialect = 'sqlite' | 'postgres';
+// Generated is re-exported for later tables with database-side defaults.
+export type { Generated };

@@ -1,0 +1,98 @@
+import type { Selectable } from 'kysely';
+import type { Db } from '../../db/database.js';
+import type { ApiKeysTable } from '../../db/schema.js';
+import { newId, nowIso } from '../../core/ids.js';
+import type { Role } from '../users/store.js';
+import { generateApiKey } from './key-format.js';
+
+export type ApiKeyRow = Selectable<ApiKeysTable>;
+
+export interface PublicApiKey {
+  id: string;
+  user_id: string;
+  name: string;
+  prefix: string;
+  expires_at: string | null;
+  last_used_at: string | null;
+  revoked_at: string | null;
+  created_at: string;
+}
+
+export const toPublicApiKey = ({ key_hash: _hash, ...rest }: ApiKeyRow): PublicApiKey => rest;
+
+export interface KeyOwner {
+  keyId: string;
+  userId: string;
+  role: Role;
+  lastUsedAt: string | null;
+}
+
+/** last_used_at is written at most once a minute per key, so authenticated traffic does not become writes. */
+const LAST_USED_RESOLUTION_MS = 60_000;
+
+export class ApiKeyStore {
+  constructor(private readonly db: Db) {}
+
+  async create(input: { userId: string; name: string; expiresAt: string | null }) {
+    const { key, prefix, hash } = generateApiKey();
+    const row: ApiKeyRow = {
+      id: newId('key'),
+      user_id: input.userId,
+      name: input.name,
+      prefix,
+      key_hash: hash,
+      expires_at: input.expiresAt,
+      last_used_at: null,
+      revoked_at: null,
+      created_at: nowIso(),
+    };
+    await this.db.insertInto('api_keys').values(row).execute();
+    return { row, key };
+  }
+
+  list(options: { userId?: string | undefined; limit: number; after?: string | undefined }): Promise<ApiKeyRow[]> {
+    let query = this.db.selectFrom('api_keys').selectAll().orderBy('id', 'desc').limit(options.limit);
+    if (options.userId) query = query.where('user_id', '=', options.userId);
+    if (options.after) query = query.where('id', '<', options.after);
+    return query.execute();
+  }
+
+  findById(id: string): Promise<ApiKeyRow | undefined> {
+    return this.db.selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  /** The owner of a usable key: not revoked, not expired, owner not disabled. */
+  async findUsable(hash: string): Promise<KeyOwner | undefined> {
+    const now = nowIso();
+    const row = await this.db
+      .selectFrom('api_keys')
+      .innerJoin('users', 'users.id', 'api_keys.user_id')
+      .select(['api_keys.id as keyId', 'api_keys.user_id as userId', 'users.role as role', 'api_keys.last_used_at'])
+      .where('api_keys.key_hash', '=', hash)
+      .where('api_keys.revoked_at', 'is', null)
+      .where('users.disabled_at', 'is', null)
+      .where((eb) => eb.or([eb('api_keys.expires_at', 'is', null), eb('api_keys.expires_at', '>', now)]))
+      .executeTakeFirst();
+    return row && { keyId: row.keyId, userId: row.userId, role: row.role, lastUsedAt: row.last_used_at };
+  }
+
+  async touch(owner: KeyOwner): Promise<void> {
+    const now = Date.now();
+    if (owner.lastUsedAt && now - Date.parse(owner.lastUsedAt) < LAST_USED_RESOLUTION_MS) return;
+    await this.db
+      .updateTable('api_keys')
+      .set({ last_used_at: new Date(now).toISOString() })
+      .where('id', '=', owner.keyId)
+      .execute();
+  }
+
+  async revoke(id: string): Promise<ApiKeyRow | undefined> {
+    await this.db
+      .updateTable('api_keys')
+      .set({ revoked_at: nowIso() })
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null)
+      .execute();
+    return this.findById(id);
+  }
+}

@@ -1,0 +1,91 @@
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance } from 'fastify';
+import Type from 'typebox';
+import { AppError } from '../../core/errors.js';
+import { Email, Password } from '../../http/schemas.js';
+import type { UserStore } from '../users/store.js';
+import type { AuthService } from './service.js';
+
+const TokenPair = Type.Object({
+  access_token: Type.String(),
+  token_type: Type.Literal('Bearer'),
+  expires_in: Type.Integer({ description: 'seconds until the access token expires' }),
+  refresh_token: Type.String({ description: 'single use: each refresh returns a new one' }),
+  user: Type.Ref('User'),
+});
+const RefreshBody = Type.Object({ refresh_token: Type.String({ minLength: 1, maxLength: 512 }) });
+const errors = { 400: Type.Ref('Error'), 401: Type.Ref('Error'), 403: Type.Ref('Error'), 429: Type.Ref('Error') };
+
+export async function authRoutes(
+  fastify: FastifyInstance,
+  deps: { auth: AuthService; users: UserStore; allowSignup: boolean },
+) {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+
+  app.post(
+    '/api/auth/signup',
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'Create an account (when ALLOW_SIGNUP is on). The first account ever created is an admin.',
+        body: Type.Object({
+          email: Email,
+          password: Password,
+          display_name: Type.Optional(Type.String({ maxLength: 200 })),
+        }),
+        response: { 201: TokenPair, 409: Type.Ref('Error'), ...errors },
+      },
+    },
+    async (request, reply) => {
+      if (!deps.allowSignup) throw new AppError('signup_disabled', 'sign-up is closed; ask an administrator for an account');
+      const { email, password, display_name } = request.body;
+      const role = (await deps.users.count()) === 0 ? 'admin' : 'user';
+      await deps.auth.createUser({ email, password, role, displayName: display_name ?? null });
+      reply.code(201);
+      return deps.auth.login(email, password, request.ip);
+    },
+  );
+
+  app.post(
+    '/api/auth/login',
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'Exchange email and password for an access token and a refresh token',
+        body: Type.Object({ email: Type.String({ minLength: 1, maxLength: 254 }), password: Password }),
+        response: { 200: TokenPair, ...errors },
+      },
+    },
+    async (request) => deps.auth.login(request.body.email, request.body.password, request.ip),
+  );
+
+  app.post(
+    '/api/auth/refresh',
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'Rotate a refresh token: returns a new pair; reusing an old refresh token revokes its family',
+        body: RefreshBody,
+        response: { 200: TokenPair, ...errors },
+      },
+    },
+    async (request) => deps.auth.refresh(request.body.refresh_token),
+  );
+
+  app.post(
+    '/api/auth/logout',
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'Revoke a refresh token (and the tokens rotated from the same login)',
+        body: RefreshBody,
+        response: { 204: Type.Null(), ...errors },
+      },
+    },
+    async (request, reply) => {
+      await deps.auth.logout(request.body.refresh_token);
+      reply.code(204);
+      return null;
+    },
+  );
+}

@@ -1,0 +1,82 @@
+import type { Selectable } from 'kysely';
+import type { Db } from '../../db/database.js';
+import type { UsersTable } from '../../db/schema.js';
+import { newId, nowIso } from '../../core/ids.js';
+
+export type UserRow = Selectable<UsersTable>;
+export type Role = UserRow['role'];
+
+export interface PublicUser {
+  id: string;
+  email: string;
+  role: Role;
+  display_name: string | null;
+  disabled: boolean;
+  created_at: string;
+}
+
+export const toPublicUser = (row: UserRow): PublicUser => ({
+  id: row.id,
+  email: row.email,
+  role: row.role,
+  display_name: row.display_name,
+  disabled: row.disabled_at !== null,
+  created_at: row.created_at,
+});
+
+/** Emails are compared case-insensitively; stored lower-cased so the unique index enforces that. */
+export const normaliseEmail = (email: string) => email.trim().toLowerCase();
+
+export class UserStore {
+  constructor(private readonly db: Db) {}
+
+  async create(input: { email: string; passwordHash: string; role: Role; displayName?: string | null }) {
+    const now = nowIso();
+    const row: UserRow = {
+      id: newId('usr'),
+      email: normaliseEmail(input.email),
+      password_hash: input.passwordHash,
+      role: input.role,
+      display_name: input.displayName ?? null,
+      disabled_at: null,
+      created_at: now,
+      updated_at: now,
+    };
+    await this.db.insertInto('users').values(row).execute();
+    return row;
+  }
+
+  findById(id: string): Promise<UserRow | undefined> {
+    return this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  findByEmail(email: string): Promise<UserRow | undefined> {
+    return this.db.selectFrom('users').selectAll().where('email', '=', normaliseEmail(email)).executeTakeFirst();
+  }
+
+  list(options: { limit: number; after?: string | undefined }): Promise<UserRow[]> {
+    let query = this.db.selectFrom('users').selectAll().orderBy('id').limit(options.limit);
+    if (options.after) query = query.where('id', '>', options.after);
+    return query.execute();
+  }
+
+  async count(): Promise<number> {
+    const row = await this.db
+      .selectFrom('users')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  async update(
+    id: string,
+    changes: Partial<Pick<UserRow, 'role' | 'display_name' | 'disabled_at' | 'password_hash'>>,
+  ): Promise<UserRow | undefined> {
+    await this.db
+      .updateTable('users')
+      .set({ ...changes, updated_at: nowIso() })
+      .where('id', '=', id)
+      .execute();
+    return this.findById(id);
+  }
+}

@@ -1,0 +1,82 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import Type from 'typebox';
+import { AppError, type ErrorBody } from '../core/errors.js';
+
+/** The error shape of every route: OpenAI's, so `/v1` clients and everyone else parse one format. */
+export const ErrorSchema = Type.Object(
+  {
+    error: Type.Object({
+      message: Type.String(),
+      type: Type.String(),
+      code: Type.String(),
+      param: Type.Union([Type.String(), Type.Null()]),
+    }),
+  },
+  { $id: 'Error', description: 'An error, in the OpenAI error shape' },
+);
+
+const FASTIFY_CODES: Record<string, AppError['code']> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_request',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_request',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_request',
+};
+
+/** Connection-level failures of PostgreSQL or SQLite: the request may be retried, nothing was half-done. */
+function isDatabaseUnavailable(err: { code?: unknown; message?: string }): boolean {
+  const code = String(err.code ?? '');
+  return (
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'SQLITE_BUSY', 'SQLITE_FULL', 'SQLITE_IOERR'].includes(code) ||
+    code.startsWith('57P') || // admin shutdown, crash shutdown, cannot connect now
+    code.startsWith('08') || // connection exceptions
+    /timeout exceeded when trying to connect|Connection terminated/i.test(err.message ?? '')
+  );
+}
+
+export function toAppError(err: FastifyError): AppError {
+  if (err instanceof AppError) return err;
+  if (err.validation) {
+    const first = err.validation[0];
+    const missing = (first?.params as { missingProperty?: string } | undefined)?.missingProperty;
+    const path = (first?.instancePath ?? '').replace(/^\//, '').replaceAll('/', '.');
+    const param = missing ? [path, missing].filter(Boolean).join('.') : path || undefined;
+    const where = err.validationContext ?? 'request';
+    const message = missing
+      ? `${where}: '${param}' is required`
+      : `${where}${param ? `.${param}` : ''} ${first?.message ?? 'is invalid'}`;
+    return new AppError('validation_error', message, param ? { param } : {});
+  }
+  const mapped = err.code ? FASTIFY_CODES[err.code] : undefined;
+  if (mapped) return new AppError(mapped, err.message);
+  if (isDatabaseUnavailable(err)) {
+    return new AppError('service_unavailable', 'the database is unavailable; retry shortly', {
+      headers: { 'retry-after': '5' },
+      cause: err,
+    });
+  }
+  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+    return new AppError(err.statusCode === 404 ? 'not_found' : 'invalid_request', err.message);
+  }
+  return new AppError('internal_error', 'internal server error', { cause: err });
+}
+
+/** One place renders every error; routes throw AppError and never build error bodies themselves. */
+export const errorHandlerPlugin = fp(
+  async (app: FastifyInstance) => {
+    app.addSchema(ErrorSchema);
+    app.setErrorHandler((err: FastifyError, request, reply) => {
+      const appError = toAppError(err);
+      if (appError.status >= 500) request.log.error({ err }, 'request failed');
+      else request.log.info({ code: appError.code, status: appError.status }, appError.message);
+      const body: ErrorBody = appError.toBody();
+      reply.code(appError.status).headers(appError.options.headers ?? {});
+      return reply.send(body);
+    });
+    app.setNotFoundHandler((request, reply) => {
+      reply.code(404).send(new AppError('route_not_found', `no route for ${request.method} ${request.url.split('?')[0]}`).toBody());
+    });
+  },
+  { name: 'error-handler' },
+);

@@ -1,0 +1,93 @@
+import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import { buildApp } from './app.js';
+import { describeDatabaseTarget } from './config/database-url.js';
+import type { Config } from './config/load-config.js';
+import { createLogger, type Logger } from './core/logger.js';
+import { createRedis } from './core/redis.js';
+import { type DatabaseHandle, openDatabase } from './db/database.js';
+import { migrateUp, migrationStatus } from './db/migrator.js';
+import { VERSION } from './version.js';
+
+export const loggerFor = (config: Config): Logger =>
+  createLogger({ ...config.log, secrets: [config.secretKey, config.adminKey, config.database.dialect === 'postgres' ? config.database.url : undefined] });
+
+export interface RunningServer {
+  app: FastifyInstance;
+  url: string;
+  /** Drains and closes everything; resolves once the process may exit. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens storage, brings the schema up to date (development) or refuses to start behind it (staging and
+ * production), then listens. SIGTERM/SIGINT drain and exit 0.
+ */
+export async function startServer(config: Config, logger: Logger = loggerFor(config)): Promise<RunningServer> {
+  if (config.secretKeyGenerated) {
+    logger.warn('SECRET_KEY is not set: using a random key for this process; sessions end when it restarts');
+  }
+  const database = openDatabase(config.database);
+  let redis: Redis | undefined;
+  try {
+    await prepareSchema(config, database, logger);
+    redis = config.redisUrl ? createRedis(config.redisUrl, logger) : undefined;
+    let draining = false;
+    const app = await buildApp({ config, logger, database, redis, isDraining: () => draining });
+    const url = await app.listen({ port: config.port, host: config.host });
+    logger.info(
+      { version: VERSION, env: config.env, database: describeDatabaseTarget(config.database), redis: Boolean(redis) },
+      `colloquy listening on ${url}`,
+    );
+
+    let closing: Promise<void> | undefined;
+    const close = () => {
+      closing ??= (async () => {
+        draining = true;
+        await app.close();
+        await Promise.allSettled([database.close(), redis?.quit()]);
+        logger.info('colloquy stopped');
+      })();
+      return closing;
+    };
+    return { app, url, close };
+  } catch (err) {
+    await Promise.allSettled([database.close(), redis?.quit()]);
+    throw err;
+  }
+}
+
+async function prepareSchema(config: Config, database: DatabaseHandle, logger: Logger) {
+  const status = await migrationStatus(database.db);
+  if (status.unknown.length) {
+    logger.warn({ unknown: status.unknown }, 'the database has migrations this version does not know (a newer release ran)');
+  }
+  if (status.pending.length === 0) return;
+  if (config.autoMigrate) {
+    const applied = await migrateUp(database.db);
+    logger.info({ applied }, `applied ${applied.length} migration(s)`);
+    return;
+  }
+  throw new Error(
+    `the database schema is behind this version: pending migrations ${status.pending.join(', ')}. ` +
+      'Run `colloquy migrate up` (or set AUTO_MIGRATE=true) and start again.',
+  );
+}
+
+/** Runs until SIGTERM/SIGINT, then drains and exits 0 (non-zero if draining itself failed). */
+export async function serveForever(config: Config): Promise<void> {
+  const logger = loggerFor(config);
+  const server = await startServer(config, logger);
+  const stop = (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    server.close().then(
+      () => process.exit(0),
+      (err) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}

@@ -1,0 +1,106 @@
+import { Writable } from 'node:stream';
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import type { Redis } from 'ioredis';
+import { buildApp } from '../../src/app.js';
+import { type Config, loadConfig } from '../../src/config/load-config.js';
+import { createLogger } from '../../src/core/logger.js';
+import { createRedis } from '../../src/core/redis.js';
+import { type DatabaseHandle, openDatabase } from '../../src/db/database.js';
+import { migrateUp } from '../../src/db/migrator.js';
+import { createTestDatabase, type TestDatabase } from './databases.js';
+
+export const TEST_SECRET = 'test-secret-key-that-is-long-enough-0123456789';
+export const TEST_MASTER_KEY = 'master-key-for-tests-0123456789abcdefghijkl';
+
+export interface TestApp {
+  app: FastifyInstance;
+  config: Config;
+  database: DatabaseHandle;
+  testDb: TestDatabase;
+  redis: Redis | undefined;
+  /** Every log line written so far, parsed. */
+  logLines(): Record<string, unknown>[];
+  /** The raw log output, for greps. */
+  logText(): string;
+  inject(options: InjectOptions): Promise<LightMyRequestResponse>;
+  close(): Promise<void>;
+}
+
+export interface TestAppOptions {
+  dialect?: 'sqlite' | 'postgres';
+  env?: Record<string, string>;
+  migrate?: boolean;
+}
+
+/** A full application on a fresh database, logging JSON into memory. Call close() (or use t.after). */
+export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  const testDb = await createTestDatabase(options.dialect ?? 'sqlite');
+  const config = loadConfig(
+    {
+      SECRET_KEY: TEST_SECRET,
+      COLLOQUY_ADMIN_KEY: TEST_MASTER_KEY,
+      DATABASE_URL: testDb.url,
+      LOG_LEVEL: 'debug',
+      ...options.env,
+    },
+    { dotenvDir: null },
+  );
+  let text = '';
+  const destination = new Writable({
+    write(chunk, _enc, done) {
+      text += chunk.toString();
+      done();
+    },
+  });
+  const logger = createLogger({ ...config.log, format: 'json', secrets: [config.secretKey, config.adminKey], destination });
+  const database = openDatabase(config.database);
+  if (options.migrate !== false) await migrateUp(database.db);
+  const redis = config.redisUrl ? createRedis(config.redisUrl, logger) : undefined;
+  const app = await buildApp({ config, logger, database, redis });
+  await app.ready();
+  let closed = false;
+  return {
+    app,
+    config,
+    database,
+    testDb,
+    redis,
+    logText: () => text,
+    logLines: () =>
+      text
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+    inject: (o) => app.inject(o),
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await app.close();
+      await database.close().catch(() => {});
+      redis?.disconnect();
+      await testDb.drop();
+    },
+  };
+}
+
+export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+/** Signs up (first user becomes admin) or creates via the master key, then logs in. */
+export async function createUser(
+  t: TestApp,
+  email: string,
+  role: 'admin' | 'user' = 'user',
+  password = 'a-long-enough-password',
+) {
+  const created = await t.inject({
+    method: 'POST',
+    url: '/api/users',
+    headers: bearer(TEST_MASTER_KEY),
+    payload: { email, password, role },
+  });
+  if (created.statusCode !== 201) throw new Error(`create user failed: ${created.statusCode} ${created.body}`);
+  const login = await t.inject({ method: 'POST', url: '/api/auth/login', payload: { email, password } });
+  if (login.statusCode !== 200) throw new Error(`login failed: ${login.statusCode} ${login.body}`);
+  const body = login.json() as { access_token: string; refresh_token: string; user: { id: string } };
+  return { id: body.user.id, email, password, accessToken: body.access_token, refreshToken: body.refresh_token };
+}
