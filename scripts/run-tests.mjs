@@ -2,7 +2,7 @@
 // The PostgreSQL and Redis suites run when TEST_DATABASE_URL / TEST_REDIS_URL are set; in CI (CI=true)
 // they must be set and must actually have run, or the run fails.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, existsSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -33,7 +33,14 @@ if (ci && missing.length) process.exit(1);
 const markers = mkdtempSync(path.join(os.tmpdir(), 'colloquy-suites-'));
 const result = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, ...files],
+  [
+    '--import',
+    'tsx',
+    '--test',
+    '--test-reporter=spec',
+    `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`,
+    ...files,
+  ],
   { cwd: root, stdio: 'inherit', env: { ...process.env, COLLOQUY_SUITE_MARKERS: markers, NODE_ENV: 'test' } },
 );
 
@@ -41,7 +48,9 @@ let status = result.status ?? 1;
 for (const [name, variable] of Object.entries(services)) {
   if (!process.env[variable]) continue;
   const ran = existsSync(path.join(markers, name));
-  console.log(ran ? `${name} suites ran against ${variable}` : `error: ${variable} is set but no ${name} suite ran`);
+  console.log(
+    ran ? `${name} suites ran against ${variable}` : `error: ${variable} is set but no ${name} suite ran`,
+  );
   if (!ran && !only.length) status = status || 1;
 }
 rmSync(markers, { recursive: true, force: true });

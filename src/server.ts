@@ -10,7 +10,14 @@ import { migrateUp, migrationStatus } from './db/migrator.js';
 import { VERSION } from './version.js';
 
 export const loggerFor = (config: Config): Logger =>
-  createLogger({ ...config.log, secrets: [config.secretKey, config.adminKey, config.database.dialect === 'postgres' ? config.database.url : undefined] });
+  createLogger({
+    ...config.log,
+    secrets: [
+      config.secretKey,
+      config.adminKey,
+      config.database.dialect === 'postgres' ? config.database.url : undefined,
+    ],
+  });
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -23,7 +30,10 @@ export interface RunningServer {
  * Opens storage, brings the schema up to date (development) or refuses to start behind it (staging and
  * production), then listens. SIGTERM/SIGINT drain and exit 0.
  */
-export async function startServer(config: Config, logger: Logger = loggerFor(config)): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  logger: Logger = loggerFor(config),
+): Promise<RunningServer> {
   if (config.secretKeyGenerated) {
     logger.warn('SECRET_KEY is not set: using a random key for this process; sessions end when it restarts');
   }
@@ -36,7 +46,12 @@ export async function startServer(config: Config, logger: Logger = loggerFor(con
     const app = await buildApp({ config, logger, database, redis, isDraining: () => draining });
     const url = await app.listen({ port: config.port, host: config.host });
     logger.info(
-      { version: VERSION, env: config.env, database: describeDatabaseTarget(config.database), redis: Boolean(redis) },
+      {
+        version: VERSION,
+        env: config.env,
+        database: describeDatabaseTarget(config.database),
+        redis: Boolean(redis),
+      },
       `colloquy listening on ${url}`,
     );
 
@@ -60,7 +75,10 @@ export async function startServer(config: Config, logger: Logger = loggerFor(con
 async function prepareSchema(config: Config, database: DatabaseHandle, logger: Logger) {
   const status = await migrationStatus(database.db);
   if (status.unknown.length) {
-    logger.warn({ unknown: status.unknown }, 'the database has migrations this version does not know (a newer release ran)');
+    logger.warn(
+      { unknown: status.unknown },
+      'the database has migrations this version does not know (a newer release ran)',
+    );
   }
   if (status.pending.length === 0) return;
   if (config.autoMigrate) {

@@ -22,12 +22,15 @@ export function cliConfig(): Config {
 }
 
 /** Opens the configured database for one command; refuses to work on a schema that is behind. */
-export async function withDatabase<T>(fn: (database: DatabaseHandle, config: Config) => Promise<T>): Promise<T> {
+export async function withDatabase<T>(
+  fn: (database: DatabaseHandle, config: Config) => Promise<T>,
+): Promise<T> {
   const config = cliConfig();
   const database = openDatabase(config.database);
   try {
     const { pending } = await migrationStatus(database.db);
-    if (pending.length) throw new CliError(`pending migrations (${pending.join(', ')}): run \`colloquy migrate up\` first`);
+    if (pending.length)
+      throw new CliError(`pending migrations (${pending.join(', ')}): run \`colloquy migrate up\` first`);
     return await fn(database, config);
   } finally {
     await database.close();

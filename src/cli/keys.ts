@@ -15,12 +15,17 @@ export function registerKeys(program: Command) {
     .option('--json', 'machine-readable output')
     .action(async (options) => {
       const days = options.expiresInDays as number | undefined;
-      if (days !== undefined && !(days >= 1 && days <= 3650)) throw new CliError('--expires-in-days must be 1 to 3650');
+      if (days !== undefined && !(days >= 1 && days <= 3650))
+        throw new CliError('--expires-in-days must be 1 to 3650');
       await withDatabase(async ({ db }) => {
         const user = await new UserStore(db).findByEmail(options.user);
         if (!user) throw new CliError(`no user with email ${options.user}`);
         const expiresAt = days ? new Date(Date.now() + days * 86_400_000).toISOString() : null;
-        const { row, key } = await new ApiKeyStore(db).create({ userId: user.id, name: options.name, expiresAt });
+        const { row, key } = await new ApiKeyStore(db).create({
+          userId: user.id,
+          name: options.name,
+          expiresAt,
+        });
         if (options.json) return console.log(JSON.stringify({ ...toPublicApiKey(row), key }));
         console.log(`created key ${row.id} (${row.prefix}…) for ${user.email}`);
         console.log(key);
@@ -44,8 +49,14 @@ export function registerKeys(program: Command) {
         const rows = (await new ApiKeyStore(db).list({ userId, limit: 10_000 })).map(toPublicApiKey);
         if (options.json) return console.log(JSON.stringify(rows));
         for (const k of rows) {
-          const state = k.revoked_at ? 'revoked' : k.expires_at && k.expires_at <= new Date().toISOString() ? 'expired' : 'active';
-          console.log(`${k.id}  ${k.prefix}…  ${state.padEnd(7)}  last used ${k.last_used_at ?? 'never'}  ${k.name}`);
+          const state = k.revoked_at
+            ? 'revoked'
+            : k.expires_at && k.expires_at <= new Date().toISOString()
+              ? 'expired'
+              : 'active';
+          console.log(
+            `${k.id}  ${k.prefix}…  ${state.padEnd(7)}  last used ${k.last_used_at ?? 'never'}  ${k.name}`,
+          );
         }
       });
     });

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { AppError } from '../core/errors.js';
-import { hashPassword, assertPasswordAcceptable } from '../features/auth/passwords.js';
-import { type Role, toPublicUser, UserStore } from '../features/users/store.js';
 import { isUniqueViolation } from '../db/database.js';
+import { assertPasswordAcceptable, hashPassword } from '../features/auth/passwords.js';
+import { type Role, toPublicUser, UserStore } from '../features/users/store.js';
 import { CliError, withDatabase } from './context.js';
 import { readSecret } from './read-secret.js';
 
@@ -38,7 +38,9 @@ export function registerUsers(program: Command) {
             displayName: options.name ?? null,
           });
           const user = toPublicUser(row);
-          console.log(options.json ? JSON.stringify(user) : `created ${user.role} ${user.email} (${user.id})`);
+          console.log(
+            options.json ? JSON.stringify(user) : `created ${user.role} ${user.email} (${user.id})`,
+          );
         } catch (err) {
           if (isUniqueViolation(err)) throw new CliError(`a user with email ${options.email} already exists`);
           throw err;
@@ -54,7 +56,8 @@ export function registerUsers(program: Command) {
       await withDatabase(async ({ db }) => {
         const rows = (await new UserStore(db).list({ limit: 10_000 })).map(toPublicUser);
         if (options.json) return console.log(JSON.stringify(rows));
-        for (const u of rows) console.log(`${u.id}  ${u.role.padEnd(5)}  ${u.disabled ? 'disabled' : 'active  '}  ${u.email}`);
+        for (const u of rows)
+          console.log(`${u.id}  ${u.role.padEnd(5)}  ${u.disabled ? 'disabled' : 'active  '}  ${u.email}`);
       });
     });
 }

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseDotenv } from 'dotenv';
 import Value from 'typebox/value';
 import { type DatabaseTarget, resolveDatabaseTarget } from './database-url.js';
-import { type Env, EnvSchema, type Environment } from './schema.js';
+import { type Env, type Environment, EnvSchema } from './schema.js';
 
 export interface Config {
   env: Environment;
@@ -56,19 +56,23 @@ const MIN_SECRET_LENGTH = 32;
  * variable naming what is expected, so an operator fixes them all in one go. Nothing else reads process.env.
  */
 export function loadConfig(source: NodeJS.ProcessEnv = process.env, options: LoadConfigOptions = {}): Config {
-  const raw = { ...readDotenv(options.dotenvDir === undefined ? process.cwd() : options.dotenvDir), ...source };
+  const raw = {
+    ...readDotenv(options.dotenvDir === undefined ? process.cwd() : options.dotenvDir),
+    ...source,
+  };
   const known: Record<string, unknown> = {};
   for (const key of Object.keys(EnvSchema.properties)) {
     const value = raw[key];
     // An empty variable (FOO=) means "unset", as in most operators' .env habits.
     if (value !== undefined && value !== '') known[key] = value.trim();
   }
-  const converted = Value.Default(EnvSchema, Value.Convert(EnvSchema, known));
+  const converted = Value.Default(EnvSchema, Value.Convert(EnvSchema, known)) as Record<string, unknown>;
   const problems = describeErrors(converted);
   if (problems.length > 0) throw new ConfigError(problems);
-  const vars = converted as Env;
+  const vars = converted as unknown as Env;
 
-  const env: Environment = vars.COLLOQUY_ENV ?? (vars.NODE_ENV === 'production' ? 'production' : 'development');
+  const env: Environment =
+    vars.COLLOQUY_ENV ?? (vars.NODE_ENV === 'production' ? 'production' : 'development');
   const isProduction = env === 'production';
   const isStrict = env !== 'development';
 
@@ -77,12 +81,15 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, options: Loa
   if (secretKey !== undefined && secretKey.length < MIN_SECRET_LENGTH) {
     problems.push(`SECRET_KEY: expected at least ${MIN_SECRET_LENGTH} characters (got ${secretKey.length})`);
   } else if (secretKey === undefined) {
-    if (isStrict) problems.push(`SECRET_KEY: required in ${env}; expected a random secret of at least 32 characters`);
+    if (isStrict)
+      problems.push(`SECRET_KEY: required in ${env}; expected a random secret of at least 32 characters`);
     secretKey = randomBytes(32).toString('base64url');
     secretKeyGenerated = true;
   }
   if (vars.COLLOQUY_ADMIN_KEY !== undefined && vars.COLLOQUY_ADMIN_KEY.length < MIN_SECRET_LENGTH) {
-    problems.push(`COLLOQUY_ADMIN_KEY: expected at least ${MIN_SECRET_LENGTH} characters (got ${vars.COLLOQUY_ADMIN_KEY.length})`);
+    problems.push(
+      `COLLOQUY_ADMIN_KEY: expected at least ${MIN_SECRET_LENGTH} characters (got ${vars.COLLOQUY_ADMIN_KEY.length})`,
+    );
   }
 
   let database: DatabaseTarget | undefined;
@@ -135,16 +142,16 @@ function readDotenv(dir: string | null): Record<string, string> {
   return existsSync(file) ? parseDotenv(readFileSync(file)) : {};
 }
 
-function describeErrors(value: unknown): string[] {
-  const byVariable = new Map<string, string>();
-  for (const error of Value.Errors(EnvSchema, value)) {
-    const name = error.instancePath.replace(/^\//, '');
-    if (!name || byVariable.has(name)) continue;
-    const schema = (EnvSchema.properties as Record<string, { description?: string }>)[name];
-    const got = (value as Record<string, unknown>)[name];
-    byVariable.set(name, `${name}: expected ${schema?.description ?? error.message} (got ${JSON.stringify(got)})`);
+/** One line per bad variable (checked one by one, so no error limit hides a later variable). */
+function describeErrors(value: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  for (const [name, schema] of Object.entries(EnvSchema.properties)) {
+    const got = value[name];
+    if (got === undefined || Value.Check(schema, got)) continue;
+    const expected = (schema as { description?: string }).description ?? 'a valid value';
+    problems.push(`${name}: expected ${expected} (got ${JSON.stringify(got)})`);
   }
-  return [...byVariable.values()];
+  return problems;
 }
 
 function deepFreeze<T>(value: T): T {

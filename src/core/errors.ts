@@ -44,7 +44,9 @@ export class AppError extends Error {
   }
 
   toBody(): ErrorBody {
-    return { error: { message: this.message, type: this.type, code: this.code, param: this.options.param ?? null } };
+    return {
+      error: { message: this.message, type: this.type, code: this.code, param: this.options.param ?? null },
+    };
   }
 }
 

@@ -73,7 +73,11 @@ export function createLogger(options: LoggerOptions): Logger {
   } else if (options.format === 'pretty') {
     streams.push({
       level: 'trace',
-      stream: pretty({ colorize: process.stdout.isTTY, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }),
+      stream: pretty({
+        colorize: process.stdout.isTTY,
+        translateTime: 'SYS:HH:MM:ss.l',
+        ignore: 'pid,hostname',
+      }),
     });
   } else {
     streams.push({ level: 'trace', stream: pino.destination({ fd: 1, sync: false }) });

@@ -50,7 +50,9 @@ async function appliedNames(db: Db): Promise<string[]> {
 /** The newest applied migration, or null on an empty database. Throws when the database cannot answer. */
 export async function currentSchemaVersion(db: Db): Promise<string | null> {
   try {
-    const { rows } = await sql<{ v: string | null }>`select max(name) as v from schema_migrations`.execute(db);
+    const { rows } = await sql<{ v: string | null }>`select max(name) as v from schema_migrations`.execute(
+      db,
+    );
     return rows[0]?.v ?? null;
   } catch (err) {
     if (/no such table|does not exist/i.test((err as Error).message)) return null;
@@ -63,9 +65,12 @@ export class MigrationError extends Error {}
 function unwrap(result: MigrationResultSet): string[] {
   if (result.error) {
     const failed = result.results?.find((r) => r.status === 'Error')?.migrationName;
-    throw new MigrationError(`migration ${failed ?? '(unknown)'} failed: ${(result.error as Error).message}`, {
-      cause: result.error,
-    });
+    throw new MigrationError(
+      `migration ${failed ?? '(unknown)'} failed: ${(result.error as Error).message}`,
+      {
+        cause: result.error,
+      },
+    );
   }
   return (result.results ?? []).map((r) => r.migrationName);
 }

@@ -21,7 +21,9 @@ export const PaginationQuery = Type.Object({
 export const page = <T extends Type.TSchema>(item: T) =>
   Type.Object({
     data: Type.Array(item),
-    next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'pass as `after` for the next page' }),
+    next_cursor: Type.Union([Type.String(), Type.Null()], {
+      description: 'pass as `after` for the next page',
+    }),
   });
 
 /** Builds a page from `limit + 1` fetched rows: the extra row only tells whether there is a next page. */

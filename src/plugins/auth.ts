@@ -34,7 +34,8 @@ export const authPlugin = fp(
     app.decorate('authenticate', authenticate);
     app.decorate('requireAdmin', async (request: FastifyRequest) => {
       await authenticate(request);
-      if (request.principal?.role !== 'admin') throw new AppError('forbidden', 'this action requires the admin role');
+      if (request.principal?.role !== 'admin')
+        throw new AppError('forbidden', 'this action requires the admin role');
     });
   },
   { name: 'auth', dependencies: ['error-handler'] },

@@ -28,7 +28,15 @@ const FASTIFY_CODES: Record<string, AppError['code']> = {
 function isDatabaseUnavailable(err: { code?: unknown; message?: string }): boolean {
   const code = String(err.code ?? '');
   return (
-    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'SQLITE_BUSY', 'SQLITE_FULL', 'SQLITE_IOERR'].includes(code) ||
+    [
+      'ECONNREFUSED',
+      'ECONNRESET',
+      'ETIMEDOUT',
+      'EPIPE',
+      'SQLITE_BUSY',
+      'SQLITE_FULL',
+      'SQLITE_IOERR',
+    ].includes(code) ||
     code.startsWith('57P') || // admin shutdown, crash shutdown, cannot connect now
     code.startsWith('08') || // connection exceptions
     /timeout exceeded when trying to connect|Connection terminated/i.test(err.message ?? '')
@@ -75,7 +83,14 @@ export const errorHandlerPlugin = fp(
       return reply.send(body);
     });
     app.setNotFoundHandler((request, reply) => {
-      reply.code(404).send(new AppError('route_not_found', `no route for ${request.method} ${request.url.split('?')[0]}`).toBody());
+      reply
+        .code(404)
+        .send(
+          new AppError(
+            'route_not_found',
+            `no route for ${request.method} ${request.url.split('?')[0]}`,
+          ).toBody(),
+        );
     });
   },
   { name: 'error-handler' },

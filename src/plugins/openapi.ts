@@ -13,7 +13,8 @@ export const openapiPlugin = fp(
         info: {
           title: 'Colloquy',
           version: VERSION,
-          description: 'Self-hosted AI chat backend: OpenAI-compatible /v1, conversations, auth and operations.',
+          description:
+            'Self-hosted AI chat backend: OpenAI-compatible /v1, conversations, auth and operations.',
         },
         components: {
           securitySchemes: {

@@ -39,7 +39,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('revoked_at', 'text')
     .addColumn('created_at', 'text', (c) => c.notNull())
     .execute();
-  await db.schema.createIndex('api_keys_user_idx').on('api_keys').columns(['user_id', 'created_at']).execute();
+  await db.schema
+    .createIndex('api_keys_user_idx')
+    .on('api_keys')
+    .columns(['user_id', 'created_at'])
+    .execute();
 
   await db.schema
     .createTable('assistants')
@@ -76,9 +80,13 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
     .createTable('messages')
     .addColumn('id', 'text', (c) => c.primaryKey())
-    .addColumn('conversation_id', 'text', (c) => c.notNull().references('conversations.id').onDelete('cascade'))
+    .addColumn('conversation_id', 'text', (c) =>
+      c.notNull().references('conversations.id').onDelete('cascade'),
+    )
     .addColumn('parent_id', 'text', (c) => c.references('messages.id').onDelete('cascade'))
-    .addColumn('role', 'text', (c) => c.notNull().check(sqlIn('role', ['system', 'user', 'assistant', 'tool'])))
+    .addColumn('role', 'text', (c) =>
+      c.notNull().check(sqlIn('role', ['system', 'user', 'assistant', 'tool'])),
+    )
     .addColumn('content', 'text', (c) => c.notNull())
     .addColumn('status', 'text', (c) =>
       c.notNull().check(sqlIn('status', ['complete', 'streaming', 'partial', 'error'])),
@@ -90,7 +98,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('created_at', 'text', (c) => c.notNull())
     .addColumn('updated_at', 'text', (c) => c.notNull())
     .execute();
-  await db.schema.createIndex('messages_conversation_idx').on('messages').columns(['conversation_id', 'id']).execute();
+  await db.schema
+    .createIndex('messages_conversation_idx')
+    .on('messages')
+    .columns(['conversation_id', 'id'])
+    .execute();
   await db.schema.createIndex('messages_parent_idx').on('messages').column('parent_id').execute();
   // Start-up sweeps orphaned "streaming" messages after a crash.
   await db.schema.createIndex('messages_status_idx').on('messages').column('status').execute();
@@ -115,7 +127,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('fallback', 'integer', (c) => c.notNull().defaultTo(0))
     .addColumn('created_at', 'text', (c) => c.notNull())
     .execute();
-  await db.schema.createIndex('usage_user_created_idx').on('usage_records').columns(['user_id', 'created_at']).execute();
+  await db.schema
+    .createIndex('usage_user_created_idx')
+    .on('usage_records')
+    .columns(['user_id', 'created_at'])
+    .execute();
   await db.schema
     .createIndex('usage_key_created_idx')
     .on('usage_records')

@@ -25,7 +25,12 @@ const CreatedApiKey = Type.Intersect([
   Type.Ref('ApiKey'),
   Type.Object({ key: Type.String({ description: 'the secret key: shown only in this response' }) }),
 ]);
-const errors = { 400: Type.Ref('Error'), 401: Type.Ref('Error'), 403: Type.Ref('Error'), 404: Type.Ref('Error') };
+const errors = {
+  400: Type.Ref('Error'),
+  401: Type.Ref('Error'),
+  403: Type.Ref('Error'),
+  404: Type.Ref('Error'),
+};
 
 /** A user sees only their own keys; someone else's key is "not found". Admins see all. */
 function assertVisible(principal: Principal, key: ApiKeyRow | undefined): ApiKeyRow {
@@ -33,7 +38,10 @@ function assertVisible(principal: Principal, key: ApiKeyRow | undefined): ApiKey
   return key;
 }
 
-export async function apiKeyRoutes(fastify: FastifyInstance, deps: { apiKeys: ApiKeyStore; users: UserStore }) {
+export async function apiKeyRoutes(
+  fastify: FastifyInstance,
+  deps: { apiKeys: ApiKeyStore; users: UserStore },
+) {
   fastify.addSchema(ApiKey);
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const common = { tags: ['api keys'], security: bearerSecurity };
@@ -58,12 +66,18 @@ export async function apiKeyRoutes(fastify: FastifyInstance, deps: { apiKeys: Ap
       const { name, expires_in_days, user_id } = request.body;
       let owner = principal.userId;
       if (user_id !== undefined && user_id !== principal.userId) {
-        if (principal.role !== 'admin') throw new AppError('forbidden', 'only admins create keys for other users');
+        if (principal.role !== 'admin')
+          throw new AppError('forbidden', 'only admins create keys for other users');
         if (!(await deps.users.findById(user_id))) throw notFound('user');
         owner = user_id;
       }
-      if (!owner) throw new AppError('invalid_request', 'user_id is required with the master key', { param: 'user_id' });
-      const expiresAt = expires_in_days ? new Date(Date.now() + expires_in_days * 86_400_000).toISOString() : null;
+      if (!owner)
+        throw new AppError('invalid_request', 'user_id is required with the master key', {
+          param: 'user_id',
+        });
+      const expiresAt = expires_in_days
+        ? new Date(Date.now() + expires_in_days * 86_400_000).toISOString()
+        : null;
       const { row, key } = await deps.apiKeys.create({ userId: owner, name, expiresAt });
       reply.code(201);
       return { ...toPublicApiKey(row), key };
@@ -89,7 +103,8 @@ export async function apiKeyRoutes(fastify: FastifyInstance, deps: { apiKeys: Ap
       const { limit, after, user_id, all } = request.query;
       let userId: string | undefined = principal.userId ?? undefined;
       if (principal.role === 'admin' && (user_id || all)) userId = all ? undefined : user_id;
-      else if (user_id && user_id !== principal.userId) throw new AppError('forbidden', 'only admins list other users’ keys');
+      else if (user_id && user_id !== principal.userId)
+        throw new AppError('forbidden', 'only admins list other users’ keys');
       if (!userId && principal.role !== 'admin') throw new AppError('forbidden', 'no user');
       return toPage(await deps.apiKeys.list({ userId, limit: limit + 1, after }), limit, toPublicApiKey);
     },
@@ -99,9 +114,15 @@ export async function apiKeyRoutes(fastify: FastifyInstance, deps: { apiKeys: Ap
     '/api/keys/:id',
     {
       preHandler: app.authenticate,
-      schema: { ...common, summary: 'One API key', params: IdParams, response: { 200: Type.Ref('ApiKey'), ...errors } },
+      schema: {
+        ...common,
+        summary: 'One API key',
+        params: IdParams,
+        response: { 200: Type.Ref('ApiKey'), ...errors },
+      },
     },
-    async (request) => toPublicApiKey(assertVisible(principalOf(request), await deps.apiKeys.findById(request.params.id))),
+    async (request) =>
+      toPublicApiKey(assertVisible(principalOf(request), await deps.apiKeys.findById(request.params.id))),
   );
 
   app.delete(

@@ -1,7 +1,7 @@
 import type { Selectable } from 'kysely';
+import { newId, nowIso } from '../../core/ids.js';
 import type { Db } from '../../db/database.js';
 import type { ApiKeysTable } from '../../db/schema.js';
-import { newId, nowIso } from '../../core/ids.js';
 import type { Role } from '../users/store.js';
 import { generateApiKey } from './key-format.js';
 
@@ -50,7 +50,11 @@ export class ApiKeyStore {
     return { row, key };
   }
 
-  list(options: { userId?: string | undefined; limit: number; after?: string | undefined }): Promise<ApiKeyRow[]> {
+  list(options: {
+    userId?: string | undefined;
+    limit: number;
+    after?: string | undefined;
+  }): Promise<ApiKeyRow[]> {
     let query = this.db.selectFrom('api_keys').selectAll().orderBy('id', 'desc').limit(options.limit);
     if (options.userId) query = query.where('user_id', '=', options.userId);
     if (options.after) query = query.where('id', '<', options.after);
@@ -67,7 +71,12 @@ export class ApiKeyStore {
     const row = await this.db
       .selectFrom('api_keys')
       .innerJoin('users', 'users.id', 'api_keys.user_id')
-      .select(['api_keys.id as keyId', 'api_keys.user_id as userId', 'users.role as role', 'api_keys.last_used_at'])
+      .select([
+        'api_keys.id as keyId',
+        'api_keys.user_id as userId',
+        'users.role as role',
+        'api_keys.last_used_at',
+      ])
       .where('api_keys.key_hash', '=', hash)
       .where('api_keys.revoked_at', 'is', null)
       .where('users.disabled_at', 'is', null)

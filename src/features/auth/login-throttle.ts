@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { RateLimiterMemory, RateLimiterRedis, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import { AppError } from '../../core/errors.js';
 
 export interface LoginThrottleOptions {
@@ -54,10 +54,7 @@ export class LoginThrottle {
   }
 
   async recordFailure(email: string, ip: string): Promise<void> {
-    await Promise.all([
-      this.#perAccount.penalty(`${email}|${ip}`, 1),
-      this.#perAddress.penalty(ip, 1),
-    ]);
+    await Promise.all([this.#perAccount.penalty(`${email}|${ip}`, 1), this.#perAddress.penalty(ip, 1)]);
   }
 
   async recordSuccess(email: string, ip: string): Promise<void> {

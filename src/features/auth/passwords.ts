@@ -14,10 +14,13 @@ export function assertPasswordAcceptable(password: string, email?: string): void
 }
 
 function passwordProblem(password: string, email?: string): string | null {
-  if (password.length < PASSWORD_MIN_LENGTH) return `password must be at least ${PASSWORD_MIN_LENGTH} characters`;
-  if (password.length > PASSWORD_MAX_LENGTH) return `password must be at most ${PASSWORD_MAX_LENGTH} characters`;
+  if (password.length < PASSWORD_MIN_LENGTH)
+    return `password must be at least ${PASSWORD_MIN_LENGTH} characters`;
+  if (password.length > PASSWORD_MAX_LENGTH)
+    return `password must be at most ${PASSWORD_MAX_LENGTH} characters`;
   if (new Set(password).size < 4) return 'password must use at least 4 different characters';
-  if (email && password.toLowerCase() === email.toLowerCase()) return 'password must not be the email address';
+  if (email && password.toLowerCase() === email.toLowerCase())
+    return 'password must not be the email address';
   return null;
 }
 

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Db } from '../../db/database.js';
 import { newId, nowIso } from '../../core/ids.js';
+import type { Db } from '../../db/database.js';
 
 const sha256 = (value: string) => createHash('sha256').update(value).digest('hex');
 

@@ -14,7 +14,12 @@ const TokenPair = Type.Object({
   user: Type.Ref('User'),
 });
 const RefreshBody = Type.Object({ refresh_token: Type.String({ minLength: 1, maxLength: 512 }) });
-const errors = { 400: Type.Ref('Error'), 401: Type.Ref('Error'), 403: Type.Ref('Error'), 429: Type.Ref('Error') };
+const errors = {
+  400: Type.Ref('Error'),
+  401: Type.Ref('Error'),
+  403: Type.Ref('Error'),
+  429: Type.Ref('Error'),
+};
 
 export async function authRoutes(
   fastify: FastifyInstance,
@@ -37,7 +42,8 @@ export async function authRoutes(
       },
     },
     async (request, reply) => {
-      if (!deps.allowSignup) throw new AppError('signup_disabled', 'sign-up is closed; ask an administrator for an account');
+      if (!deps.allowSignup)
+        throw new AppError('signup_disabled', 'sign-up is closed; ask an administrator for an account');
       const { email, password, display_name } = request.body;
       const role = (await deps.users.count()) === 0 ? 'admin' : 'user';
       await deps.auth.createUser({ email, password, role, displayName: display_name ?? null });
@@ -64,7 +70,8 @@ export async function authRoutes(
     {
       schema: {
         tags: ['auth'],
-        summary: 'Rotate a refresh token: returns a new pair; reusing an old refresh token revokes its family',
+        summary:
+          'Rotate a refresh token: returns a new pair; reusing an old refresh token revokes its family',
         body: RefreshBody,
         response: { 200: TokenPair, ...errors },
       },

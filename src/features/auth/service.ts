@@ -46,7 +46,8 @@ export class AuthService {
         displayName: input.displayName ?? null,
       });
     } catch (err) {
-      if (isUniqueViolation(err)) throw new AppError('conflict', 'a user with this email already exists', { param: 'email' });
+      if (isUniqueViolation(err))
+        throw new AppError('conflict', 'a user with this email already exists', { param: 'email' });
       throw err;
     }
   }
@@ -62,14 +63,21 @@ export class AuthService {
       throw new AppError('invalid_credentials', 'invalid email or password');
     }
     await this.deps.throttle.recordSuccess(key, ip);
-    return this.issueTokens(user.id, user.role, toPublicUser(user), await this.deps.refreshTokens.issue(user.id));
+    return this.issueTokens(
+      user.id,
+      user.role,
+      toPublicUser(user),
+      await this.deps.refreshTokens.issue(user.id),
+    );
   }
 
   async refresh(refreshToken: string): Promise<TokenPair> {
     const result = await this.deps.refreshTokens.rotate(refreshToken);
     if (!result.ok) {
       const message =
-        result.reason === 'expired' ? 'refresh token has expired' : 'refresh token is invalid or was already used';
+        result.reason === 'expired'
+          ? 'refresh token has expired'
+          : 'refresh token is invalid or was already used';
       throw new AppError('invalid_token', message);
     }
     const user = await this.deps.users.findById(result.userId);
@@ -84,7 +92,12 @@ export class AuthService {
     return this.deps.refreshTokens.revoke(refreshToken);
   }
 
-  private async issueTokens(userId: string, role: Role, user: PublicUser, refreshToken: string): Promise<TokenPair> {
+  private async issueTokens(
+    userId: string,
+    role: Role,
+    user: PublicUser,
+    refreshToken: string,
+  ): Promise<TokenPair> {
     return {
       access_token: await this.deps.accessTokens.sign({ sub: userId, role }),
       token_type: 'Bearer',
@@ -100,7 +113,9 @@ export class AuthService {
     if (!token) {
       throw new AppError(
         'unauthorized',
-        authorization ? 'malformed Authorization header; expected "Bearer <token>"' : 'missing credentials: send Authorization: Bearer <token>',
+        authorization
+          ? 'malformed Authorization header; expected "Bearer <token>"'
+          : 'missing credentials: send Authorization: Bearer <token>',
       );
     }
     if (this.#masterKeyDigest && timingSafeEqual(digest(token), this.#masterKeyDigest)) {

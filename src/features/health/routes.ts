@@ -28,7 +28,10 @@ const CHECK_TIMEOUT_MS = 2_000;
 function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
+    timer = setTimeout(
+      () => reject(new Error(`${what} did not answer within ${CHECK_TIMEOUT_MS} ms`)),
+      CHECK_TIMEOUT_MS,
+    );
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
@@ -80,7 +83,8 @@ export async function healthRoutes(app: FastifyInstance, deps: HealthDeps) {
       logLevel: 'silent',
       schema: {
         tags: ['health'],
-        summary: 'Readiness: database reachable at the required schema version, Redis reachable when configured',
+        summary:
+          'Readiness: database reachable at the required schema version, Redis reachable when configured',
         response: { 200: Readiness, 503: Readiness },
       },
     },

@@ -4,13 +4,18 @@ import Type from 'typebox';
 import { AppError, notFound } from '../../core/errors.js';
 import { Email, IdParams, PaginationQuery, Password, page, toPage } from '../../http/schemas.js';
 import { bearerSecurity, principalOf } from '../../plugins/auth.js';
+import { assertPasswordAcceptable, hashPassword, verifyPassword } from '../auth/passwords.js';
 import type { RefreshTokenStore } from '../auth/refresh-tokens.js';
 import type { AuthService } from '../auth/service.js';
-import { assertPasswordAcceptable, hashPassword, verifyPassword } from '../auth/passwords.js';
 import { toPublicUser, type UserStore } from './store.js';
 
 const Role = Type.Union([Type.Literal('admin'), Type.Literal('user')]);
-const errors = { 400: Type.Ref('Error'), 401: Type.Ref('Error'), 403: Type.Ref('Error'), 404: Type.Ref('Error') };
+const errors = {
+  400: Type.Ref('Error'),
+  401: Type.Ref('Error'),
+  403: Type.Ref('Error'),
+  404: Type.Ref('Error'),
+};
 
 export async function userRoutes(
   fastify: FastifyInstance,
@@ -63,7 +68,9 @@ export async function userRoutes(
       if (display_name !== undefined) changes.display_name = display_name;
       if (password !== undefined) {
         if (!current_password || !(await verifyPassword(user.password_hash, current_password))) {
-          throw new AppError('invalid_credentials', 'current_password is missing or wrong', { param: 'current_password' });
+          throw new AppError('invalid_credentials', 'current_password is missing or wrong', {
+            param: 'current_password',
+          });
         }
         assertPasswordAcceptable(password, user.email);
         changes.password_hash = await hashPassword(password);
@@ -110,7 +117,12 @@ export async function userRoutes(
     },
     async (request, reply) => {
       const { email, password, role, display_name } = request.body;
-      const user = await deps.auth.createUser({ email, password, role: role ?? 'user', displayName: display_name ?? null });
+      const user = await deps.auth.createUser({
+        email,
+        password,
+        role: role ?? 'user',
+        displayName: display_name ?? null,
+      });
       reply.code(201);
       return toPublicUser(user);
     },
@@ -163,7 +175,8 @@ export async function userRoutes(
       const changes: Parameters<UserStore['update']>[1] = {};
       if (role !== undefined) changes.role = role;
       if (display_name !== undefined) changes.display_name = display_name;
-      if (disabled !== undefined) changes.disabled_at = disabled ? (user.disabled_at ?? new Date().toISOString()) : null;
+      if (disabled !== undefined)
+        changes.disabled_at = disabled ? (user.disabled_at ?? new Date().toISOString()) : null;
       const updated = await deps.users.update(user.id, changes);
       if (disabled) await deps.refreshTokens.revokeAllForUser(user.id);
       return toPublicUser(updated!);

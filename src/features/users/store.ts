@@ -1,7 +1,7 @@
 import type { Selectable } from 'kysely';
+import { newId, nowIso } from '../../core/ids.js';
 import type { Db } from '../../db/database.js';
 import type { UsersTable } from '../../db/schema.js';
-import { newId, nowIso } from '../../core/ids.js';
 
 export type UserRow = Selectable<UsersTable>;
 export type Role = UserRow['role'];
@@ -51,7 +51,11 @@ export class UserStore {
   }
 
   findByEmail(email: string): Promise<UserRow | undefined> {
-    return this.db.selectFrom('users').selectAll().where('email', '=', normaliseEmail(email)).executeTakeFirst();
+    return this.db
+      .selectFrom('users')
+      .selectAll()
+      .where('email', '=', normaliseEmail(email))
+      .executeTakeFirst();
   }
 
   list(options: { limit: number; after?: string | undefined }): Promise<UserRow[]> {

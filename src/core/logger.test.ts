@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createLogger, scrubSecrets } from './logger.js';
+
+function capture() {
+  let text = '';
+  const destination = new Writable({
+    write(chunk, _enc, done) {
+      text += chunk.toString();
+      done();
+    },
+  });
+  return { destination, text: () => text };
+}
+
+const MASTER = 'master-key-value-0123456789abcdefghijklmnop';
+const API_KEY = 'ck-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-abcd';
+const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c3IifQ.c2lnbmF0dXJlLXZhbHVl';
+
+describe('logger', () => {
+  it('redacts credentials in structured fields and free text', () => {
+    const out = capture();
+    const logger = createLogger({
+      level: 'debug',
+      format: 'json',
+      secrets: [MASTER],
+      destination: out.destination,
+    });
+    logger.info(
+      { req: { headers: { authorization: `Bearer ${API_KEY}`, cookie: 'sid=s3cr3t-cookie' } } },
+      'request',
+    );
+    logger.info({ password: 'hunter2-password', user: { refresh_token: 'rt_refresh-secret' } }, 'login');
+    logger.info({ body: { api_key: 'sk-provider-secret-123' } }, 'nested');
+    logger.warn(`upstream said: invalid key ${API_KEY} with token ${JWT}`);
+    logger.warn(`master ${MASTER} used`);
+    logger.error(
+      { err: new Error(`connect failed postgres://app:dbpass-secret@db/app ${MASTER}`) },
+      'db down',
+    );
+    logger.info('calling https://api.example.com/v1?api_key=query-secret-value&x=1');
+    const text = out.text();
+    for (const secret of [
+      API_KEY,
+      'hunter2-password',
+      'rt_refresh-secret',
+      'sk-provider-secret-123',
+      's3cr3t-cookie',
+      JWT,
+      MASTER,
+      'dbpass-secret',
+      'query-secret-value',
+    ]) {
+      assert.ok(!text.includes(secret), `log output leaked ${secret}:\n${text}`);
+    }
+    assert.match(text, /\[REDACTED\]/);
+    assert.equal(text.trim().split('\n').length, 7, 'every line is still written');
+  });
+
+  it('scrubSecrets keeps ordinary text intact', () => {
+    assert.equal(scrubSecrets('user signed in from 10.0.0.1'), 'user signed in from 10.0.0.1');
+    assert.equal(scrubSecrets('Authorization: Bearer abc.def'), 'Authorization: Bearer [REDACTED]');
+  });
+
+  it('honours the level', () => {
+    const out = capture();
+    const logger = createLogger({ level: 'warn', format: 'json', destination: out.destination });
+    logger.info('hidden');
+    logger.warn('shown');
+    assert.equal(out.text().trim().split('\n').length, 1);
+  });
+
+  it('writes JSON lines to LOG_FILE and rotates it by size, keeping LOG_BACKUP_COUNT files', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'colloquy-log-'));
+    const file = path.join(dir, 'logs', 'colloquy.log');
+    const out = capture();
+    const logger = createLogger({
+      level: 'info',
+      format: 'json',
+      file,
+      maxBytes: 2048,
+      backupCount: 2,
+      destination: out.destination,
+    });
+    for (let i = 0; i < 200; i++) {
+      logger.info({ i, filler: 'x'.repeat(100) }, 'line');
+      if (i % 10 === 0) await sleep(5); // let the rotating stream turn over between bursts
+    }
+    await sleep(300);
+    const files = readdirSync(path.dirname(file)).sort();
+    assert.deepEqual(
+      files.filter((f) => f.startsWith('colloquy.log')),
+      ['colloquy.log', 'colloquy.log.1', 'colloquy.log.2'],
+      `files: ${files.join(', ')}`,
+    );
+    const live = readFileSync(file, 'utf8').trim().split('\n');
+    assert.ok(live.length > 0);
+    for (const line of live) assert.equal(JSON.parse(line).msg, 'line');
+    const newest = JSON.parse(live.at(-1)!);
+    assert.equal(newest.i, 199);
+  });
+});
