@@ -4,9 +4,11 @@ import { buildApp } from './app.js';
 import { describeDatabaseTarget } from './config/database-url.js';
 import type { Config } from './config/load-config.js';
 import { createLogger, type Logger } from './core/logger.js';
-import { createRedis } from './core/redis.js';
+import { createRedis, waitForRedis } from './core/redis.js';
 import { type DatabaseHandle, openDatabase } from './db/database.js';
 import { migrateUp, migrationStatus } from './db/migrator.js';
+import { sweepOrphanedGenerations } from './features/conversations/sweep.js';
+import { startUsageJobs } from './features/limits/rollups.js';
 import { VERSION } from './version.js';
 
 export const loggerFor = (config: Config): Logger =>
@@ -42,6 +44,17 @@ export async function startServer(
   try {
     await prepareSchema(config, database, logger);
     redis = config.redisUrl ? createRedis(config.redisUrl, logger) : undefined;
+    if (redis && !(await waitForRedis(redis)))
+      logger.warn('starting without Redis; it is retried in the background');
+    // Replies left 'streaming' by a crash become 'partial'. With Redis there may be other replicas whose
+    // live generations touch their rows every few seconds, so only rows quiet for a minute are orphans.
+    const swept = await sweepOrphanedGenerations(database.db, { staleAfterMs: redis ? 60_000 : 0 });
+    if (swept) logger.warn({ swept }, 'marked replies interrupted by a previous crash as partial');
+    const stopUsageJobs = startUsageJobs({
+      db: database.db,
+      logger,
+      usageRetentionDays: config.limits.usageRetentionDays,
+    });
     let draining = false;
     const app = await buildApp({ config, logger, database, redis, isDraining: () => draining });
     const url = await app.listen({ port: config.port, host: config.host });
@@ -58,8 +71,16 @@ export async function startServer(
     let closing: Promise<void> | undefined;
     const close = () => {
       closing ??= (async () => {
+        // Readiness turns false and new requests get 503 at once; in-flight ones get the drain period.
         draining = true;
-        await app.close();
+        const closed = app.close();
+        const drainTimer = setTimeout(() => {
+          logger.warn('drain period over: ending the streams still open');
+          app.endOpenStreams();
+        }, config.http.shutdownTimeoutMs);
+        await closed;
+        clearTimeout(drainTimer);
+        await stopUsageJobs();
         await Promise.allSettled([database.close(), redis?.quit()]);
         logger.info('colloquy stopped');
       })();

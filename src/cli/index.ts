@@ -1,7 +1,9 @@
 import { Command } from 'commander';
 import { serveForever } from '../server.js';
 import { VERSION } from '../version.js';
+import { registerBackup, registerRestore } from './backup.js';
 import { CliError, cliConfig } from './context.js';
+import { registerDoctor } from './doctor.js';
 import { registerKeys } from './keys.js';
 import { registerMigrate } from './migrate.js';
 import { registerUsers } from './users.js';
@@ -20,6 +22,9 @@ export function buildProgram(): Command {
   registerMigrate(program);
   registerUsers(program);
   registerKeys(program);
+  registerDoctor(program);
+  registerBackup(program);
+  registerRestore(program);
   return program;
 }
 

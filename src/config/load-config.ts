@@ -2,8 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseDotenv } from 'dotenv';
 import Value from 'typebox/value';
+import { limitsConfigFromEnv } from '../features/limits/config.js';
+import type { Timeouts } from '../providers/types.js';
 import { type DatabaseTarget, resolveDatabaseTarget } from './database-url.js';
-import { type Env, type Environment, EnvSchema } from './schema.js';
+import { type RoutingFile, readRoutingFile } from './routing-file.js';
+import { ENVIRONMENTS, type Env, type Environment, EnvSchema } from './schema.js';
 
 export interface Config {
   env: Environment;
@@ -33,6 +36,28 @@ export interface Config {
     loginMaxFailures: number;
     loginWindowSeconds: number;
   };
+  providers: {
+    openai: { apiKey: string | undefined; baseUrl: string } | undefined;
+    anthropic: { apiKey: string; baseUrl: string } | undefined;
+    demo: { enabled: boolean; wordDelayMs: number };
+    /** The routing file, validated; undefined without COLLOQUY_CONFIG. */
+    routing: RoutingFile | undefined;
+    timeouts: Timeouts;
+    retries: number;
+  };
+  http: {
+    allowedOrigins: string[];
+    httpsOnly: boolean;
+    trustProxy: boolean | number | string[];
+    bodyLimit: number;
+    requestTimeoutMs: number;
+    keepAliveTimeoutMs: number;
+    shutdownTimeoutMs: number;
+    overload: { maxEventLoopDelayMs: number; maxHeapBytes: number };
+  };
+  metrics: { token: string | undefined; track: 'stable' | 'canary' };
+  limits: ReturnType<typeof limitsConfigFromEnv>;
+  cache: { responseTtlMs: number; maxEntries: number; maxBytes: number };
   /** The raw validated variables, for `doctor` and diagnostics. */
   vars: Readonly<Env>;
 }
@@ -68,11 +93,12 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, options: Loa
   }
   const converted = Value.Default(EnvSchema, Value.Convert(EnvSchema, known)) as Record<string, unknown>;
   const problems = describeErrors(converted);
-  if (problems.length > 0) throw new ConfigError(problems);
+  // No early throw: the checks below add their problems too, so one run reports them all.
   const vars = converted as unknown as Env;
 
   const env: Environment =
-    vars.COLLOQUY_ENV ?? (vars.NODE_ENV === 'production' ? 'production' : 'development');
+    ((ENVIRONMENTS as readonly unknown[]).includes(vars.COLLOQUY_ENV) ? vars.COLLOQUY_ENV : undefined) ??
+    (vars.NODE_ENV === 'production' ? 'production' : 'development');
   const isProduction = env === 'production';
   const isStrict = env !== 'development';
 
@@ -98,7 +124,23 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, options: Loa
   } catch (err) {
     problems.push(`DATABASE_URL: ${(err as Error).message}`);
   }
+  const demoEnabled = vars.DEMO_MODEL_ENABLED ?? !isProduction;
+  if (demoEnabled && isProduction) {
+    problems.push(
+      'DEMO_MODEL_ENABLED: the demo model is refused in production; remove it and configure a provider',
+    );
+  }
+  const allowedOrigins = (vars.ALLOWED_ORIGINS ?? '')
+    .split(',')
+    .map((o) => o.trim())
+    .filter(Boolean);
+  if (isProduction && allowedOrigins.includes('*')) {
+    problems.push('ALLOWED_ORIGINS: "*" is refused in production; list the origins of your web apps');
+  }
+  const routing = vars.COLLOQUY_CONFIG ? readRoutingFile(vars.COLLOQUY_CONFIG, raw) : { problems: [] };
+  problems.push(...routing.problems);
   if (problems.length > 0 || !database) throw new ConfigError(problems);
+  const router = routing.value?.router;
 
   const config: Config = {
     env,
@@ -131,9 +173,57 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, options: Loa
       loginMaxFailures: vars.LOGIN_MAX_FAILURES,
       loginWindowSeconds: vars.LOGIN_WINDOW_SECONDS,
     },
+    providers: {
+      openai:
+        vars.OPENAI_API_KEY || vars.OPENAI_BASE_URL
+          ? { apiKey: vars.OPENAI_API_KEY, baseUrl: vars.OPENAI_BASE_URL ?? 'https://api.openai.com/v1' }
+          : undefined,
+      anthropic: vars.ANTHROPIC_API_KEY
+        ? { apiKey: vars.ANTHROPIC_API_KEY, baseUrl: vars.ANTHROPIC_BASE_URL ?? 'https://api.anthropic.com' }
+        : undefined,
+      demo: { enabled: demoEnabled, wordDelayMs: vars.DEMO_WORD_DELAY_MS },
+      routing: routing.value,
+      timeouts: {
+        connectMs: router?.timeouts?.connect_ms ?? vars.UPSTREAM_CONNECT_TIMEOUT_MS,
+        firstTokenMs: router?.timeouts?.first_token_ms ?? vars.UPSTREAM_FIRST_TOKEN_TIMEOUT_MS,
+        idleMs: router?.timeouts?.idle_ms ?? vars.UPSTREAM_IDLE_TIMEOUT_MS,
+        totalMs: router?.timeouts?.total_ms ?? vars.UPSTREAM_TOTAL_TIMEOUT_MS,
+      },
+      retries: router?.retries ?? vars.UPSTREAM_RETRIES,
+    },
+    http: {
+      allowedOrigins,
+      httpsOnly: vars.HTTPS_ONLY ?? false,
+      trustProxy: parseTrustProxy(vars.TRUST_PROXY),
+      bodyLimit: vars.MAX_BODY_SIZE,
+      requestTimeoutMs: vars.REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: vars.KEEP_ALIVE_TIMEOUT_MS,
+      shutdownTimeoutMs: vars.SHUTDOWN_TIMEOUT * 1000,
+      overload: {
+        maxEventLoopDelayMs: vars.OVERLOAD_MAX_EVENT_LOOP_DELAY_MS,
+        maxHeapBytes: vars.OVERLOAD_MAX_HEAP_BYTES,
+      },
+    },
+    metrics: { token: vars.METRICS_TOKEN, track: vars.COLLOQUY_TRACK ?? 'stable' },
+    limits: limitsConfigFromEnv(vars),
+    cache: {
+      responseTtlMs: vars.RESPONSE_CACHE_TTL_SECONDS * 1000,
+      maxEntries: vars.CACHE_MAX_ENTRIES,
+      maxBytes: vars.CACHE_MAX_BYTES,
+    },
     vars: Object.freeze({ ...vars }),
   };
   return deepFreeze(config);
+}
+
+function parseTrustProxy(value: string | undefined): boolean | number | string[] {
+  if (!value || value === 'false') return false;
+  if (value === 'true') return true;
+  if (/^\d+$/.test(value)) return Number(value);
+  return value
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
 }
 
 function readDotenv(dir: string | null): Record<string, string> {

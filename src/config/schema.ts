@@ -1,4 +1,5 @@
 import Type, { type Static } from 'typebox';
+import { LIMITS_ENV } from '../features/limits/config.js';
 
 /**
  * Every environment variable Colloquy reads, in one schema. `description` is what the start-up error
@@ -66,6 +67,94 @@ export const EnvSchema = Type.Object({
   ALLOW_SIGNUP: optionalBool('true or false: anyone may create an account'),
   LOGIN_MAX_FAILURES: int('failed logins per account and address before throttling, 1 to 1000', 1, 1000, 5),
   LOGIN_WINDOW_SECONDS: int('seconds over which failed logins are counted, 1 to 86400', 1, 86_400, 900),
+
+  COLLOQUY_CONFIG: optionalStr(
+    'the path of a YAML or JSON routing file (providers, model aliases, router, prices)',
+  ),
+  OPENAI_API_KEY: optionalStr('an OpenAI (or OpenAI-compatible server) API key'),
+  OPENAI_BASE_URL: Type.Optional(
+    Type.String({ pattern: '^https?://', description: 'an http(s) URL such as https://api.openai.com/v1' }),
+  ),
+  ANTHROPIC_API_KEY: optionalStr('an Anthropic API key'),
+  ANTHROPIC_BASE_URL: Type.Optional(
+    Type.String({ pattern: '^https?://', description: 'an http(s) URL such as https://api.anthropic.com' }),
+  ),
+  DEMO_MODEL_ENABLED: optionalBool('true or false: serve the in-process demo model (never in production)'),
+  DEMO_WORD_DELAY_MS: int('milliseconds between the demo model’s streamed words, 0 to 5000', 0, 5000, 15),
+  UPSTREAM_CONNECT_TIMEOUT_MS: int('milliseconds to connect to an upstream, 1 to 600000', 1, 600_000, 10_000),
+  UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: int(
+    'milliseconds until the first token (or whole answer), 1 to 3600000',
+    1,
+    3_600_000,
+    120_000,
+  ),
+  UPSTREAM_IDLE_TIMEOUT_MS: int(
+    'the longest gap between streamed chunks in ms, 1 to 3600000',
+    1,
+    3_600_000,
+    60_000,
+  ),
+  UPSTREAM_TOTAL_TIMEOUT_MS: int(
+    'milliseconds for a whole upstream call, 1 to 86400000',
+    1,
+    86_400_000,
+    600_000,
+  ),
+  ALLOWED_ORIGINS: optionalStr(
+    'a comma-separated list of origins allowed by CORS, e.g. https://app.example.com',
+  ),
+  HTTPS_ONLY: optionalBool('true or false: send HSTS (the service is only reached over HTTPS)'),
+  TRUST_PROXY: optionalStr(
+    'proxies whose X-Forwarded-For is trusted: true, a hop count, or comma-separated IPs/CIDRs',
+  ),
+  MAX_BODY_SIZE: int(
+    'the largest request body in bytes, 1024 to 104857600',
+    1024,
+    100 * 1024 * 1024,
+    1024 * 1024,
+  ),
+  REQUEST_TIMEOUT_MS: int('milliseconds to receive a whole request, 1000 to 600000', 1000, 600_000, 30_000),
+  KEEP_ALIVE_TIMEOUT_MS: int(
+    'milliseconds an idle keep-alive connection stays open, 1000 to 600000',
+    1000,
+    600_000,
+    72_000,
+  ),
+  SHUTDOWN_TIMEOUT: int(
+    'seconds in-flight requests and streams get to finish at shutdown, 0 to 3600',
+    0,
+    3600,
+    30,
+  ),
+  OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: int(
+    'event-loop delay in ms above which requests get 503, 0 (off) to 60000',
+    0,
+    60_000,
+    1000,
+  ),
+  OVERLOAD_MAX_HEAP_BYTES: int(
+    'heap use in bytes above which requests get 503, 0 (off) or more',
+    0,
+    Number.MAX_SAFE_INTEGER,
+    0,
+  ),
+  METRICS_TOKEN: optionalStr('a bearer token required to read /metrics'),
+  COLLOQUY_TRACK: Type.Optional(oneOf(['stable', 'canary'] as const, 'stable or canary')),
+  RESPONSE_CACHE_TTL_SECONDS: int(
+    'seconds a cached chat answer is served, 0 (cache off) to 2592000',
+    0,
+    2_592_000,
+    3600,
+  ),
+  CACHE_MAX_ENTRIES: int('in-memory cache entries, 100 to 10000000', 100, 10_000_000, 10_000),
+  CACHE_MAX_BYTES: int(
+    'in-memory cache size in bytes, 1048576 or more',
+    1_048_576,
+    Number.MAX_SAFE_INTEGER,
+    64 * 1024 * 1024,
+  ),
+  ...LIMITS_ENV,
+  UPSTREAM_RETRIES: int('extra upstream attempts per request (retries and fallbacks), 0 to 10', 0, 10, 2),
 });
 
 export type Env = Static<typeof EnvSchema>;

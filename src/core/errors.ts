@@ -14,10 +14,17 @@ export const ERRORS = {
   signup_disabled: { status: 403, type: 'permission_error' },
   not_found: { status: 404, type: 'not_found_error' },
   route_not_found: { status: 404, type: 'not_found_error' },
+  model_not_found: { status: 404, type: 'invalid_request_error' },
   conflict: { status: 409, type: 'invalid_request_error' },
+  generation_in_progress: { status: 409, type: 'invalid_request_error' },
+  message_not_resumable: { status: 409, type: 'invalid_request_error' },
+  idempotency_key_reused: { status: 422, type: 'invalid_request_error' },
   payload_too_large: { status: 413, type: 'invalid_request_error' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error' },
   too_many_login_attempts: { status: 429, type: 'rate_limit_error' },
+  rate_limited: { status: 429, type: 'rate_limit_error' },
+  // OpenAI's answer for an exhausted quota: clients must not retry it like a rate limit.
+  budget_exceeded: { status: 429, type: 'insufficient_quota' },
   internal_error: { status: 500, type: 'server_error' },
   service_unavailable: { status: 503, type: 'server_error' },
 } as const satisfies Record<string, { status: number; type: string }>;

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { Kysely, type LogEvent, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../config/load-config.js';
 import type { Database, Dialect } from './schema.js';
@@ -13,6 +13,10 @@ export interface DatabaseHandle {
   dialect: Dialect;
   /** Cheap round trip for readiness. Throws when the database cannot answer. */
   ping(): Promise<void>;
+  /** Receives every query's duration (metrics); set once the app is built. */
+  observeQueries(observer: (durationMs: number) => void): void;
+  /** PostgreSQL pool occupancy; undefined for SQLite. */
+  poolStats(): { total: number; idle: number; waiting: number } | undefined;
   close(): Promise<void>;
 }
 
@@ -23,6 +27,11 @@ const pgTypes = {
 };
 
 export function openDatabase(target: Config['database']): DatabaseHandle {
+  let observer: ((durationMs: number) => void) | undefined;
+  const log = (event: LogEvent) => observer?.(event.queryDurationMillis);
+  const observeQueries = (fn: (durationMs: number) => void) => {
+    observer = fn;
+  };
   if (target.dialect === 'sqlite') {
     if (target.path !== ':memory:') mkdirSync(path.dirname(target.path), { recursive: true });
     const sqlite = new SqliteDatabase(target.path, { timeout: target.busyTimeoutMs });
@@ -31,10 +40,12 @@ export function openDatabase(target: Config['database']): DatabaseHandle {
     sqlite.pragma(`busy_timeout = ${Math.floor(target.busyTimeoutMs)}`);
     // WAL makes NORMAL durable against application crashes; only an OS crash can lose the last commits.
     sqlite.pragma('synchronous = NORMAL');
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }), log });
     return {
       db,
       dialect: 'sqlite',
+      observeQueries,
+      poolStats: () => undefined,
       ping: async () => {
         await sql`select 1`.execute(db);
       },
@@ -51,10 +62,12 @@ export function openDatabase(target: Config['database']): DatabaseHandle {
   });
   // An idle client losing its server (restart, failover) must not crash the process; the pool replaces it.
   pool.on('error', () => {});
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log });
   return {
     db,
     dialect: 'postgres',
+    observeQueries,
+    poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     ping: async () => {
       await sql`select 1`.execute(db);
     },

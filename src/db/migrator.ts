@@ -1,6 +1,8 @@
 import { type Migration, type MigrationResultSet, Migrator, sql } from 'kysely';
 import type { Db } from './database.js';
 import * as initial from './migrations/0001-initial.js';
+import * as conversations from './migrations/0002-conversations.js';
+import * as limits from './migrations/0003-limits.js';
 
 /**
  * Migrations are compiled into the build (no directory scanning), named by a zero-padded version so they
@@ -8,6 +10,8 @@ import * as initial from './migrations/0001-initial.js';
  */
 export const MIGRATIONS: Record<string, Migration> = {
   '0001-initial': initial,
+  '0002-conversations': conversations,
+  '0003-limits': limits,
 };
 
 /** The schema version this code needs: readiness fails and production serve refuses below it. */

@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import Type from 'typebox';
 import { AppError, type ErrorBody } from '../core/errors.js';
+import { ProviderError } from '../providers/errors.js';
 
 /** The error shape of every route: OpenAI's, so `/v1` clients and everyone else parse one format. */
 export const ErrorSchema = Type.Object(
@@ -43,6 +44,28 @@ function isDatabaseUnavailable(err: { code?: unknown; message?: string }): boole
   );
 }
 
+/** Upstream failures keep the upstream's own code and message (e.g. 404 model_not_found), as OpenAI clients expect. */
+export function toErrorResponse(err: FastifyError | ProviderError): {
+  status: number;
+  body: ErrorBody;
+  headers: Record<string, string>;
+} {
+  if (err instanceof ProviderError) {
+    const { status, code, type, param, retryAfterMs } = err.details;
+    const headers: Record<string, string> =
+      retryAfterMs !== undefined && (status === 429 || status === 503)
+        ? { 'retry-after': String(Math.max(1, Math.ceil(retryAfterMs / 1000))) }
+        : {};
+    return {
+      status,
+      headers,
+      body: { error: { message: err.message, type: type ?? 'server_error', code, param: param ?? null } },
+    };
+  }
+  const appError = toAppError(err);
+  return { status: appError.status, body: appError.toBody(), headers: appError.options.headers ?? {} };
+}
+
 export function toAppError(err: FastifyError): AppError {
   if (err instanceof AppError) return err;
   if (err.validation) {
@@ -75,12 +98,10 @@ export const errorHandlerPlugin = fp(
   async (app: FastifyInstance) => {
     app.addSchema(ErrorSchema);
     app.setErrorHandler((err: FastifyError, request, reply) => {
-      const appError = toAppError(err);
-      if (appError.status >= 500) request.log.error({ err }, 'request failed');
-      else request.log.info({ code: appError.code, status: appError.status }, appError.message);
-      const body: ErrorBody = appError.toBody();
-      reply.code(appError.status).headers(appError.options.headers ?? {});
-      return reply.send(body);
+      const { status, body, headers } = toErrorResponse(err);
+      if (status >= 500 && !(err instanceof ProviderError)) request.log.error({ err }, 'request failed');
+      else request.log.info({ code: body.error.code, status }, body.error.message);
+      return reply.code(status).headers(headers).send(body);
     });
     app.setNotFoundHandler((request, reply) => {
       reply

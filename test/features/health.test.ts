@@ -1,11 +1,13 @@
+import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import assert from 'node:assert/strict';
-import { migrateDown } from '../../src/db/migrator.js';
+import { migrateDown, REQUIRED_SCHEMA_VERSION } from '../../src/db/migrator.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { DIALECTS, dropPostgresDatabase, markSuiteRan } from '../helpers/databases.js';
 
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
 
 interface Readiness {
   status: 'ready' | 'not_ready';
@@ -35,7 +37,11 @@ function unresolvedRefs(doc: unknown): string[] {
       .slice(2)
       .split('/')
       .map((p) => p.replaceAll('~1', '/').replaceAll('~0', '~'))
-      .reduce<unknown>((node, key) => (node && typeof node === 'object' ? (node as Record<string, unknown>)[key] : undefined), doc);
+      .reduce<unknown>(
+        (node, key) =>
+          node && typeof node === 'object' ? (node as Record<string, unknown>)[key] : undefined,
+        doc,
+      );
   const walk = (node: unknown) => {
     if (Array.isArray(node)) return node.forEach(walk);
     if (!node || typeof node !== 'object') return;
@@ -85,7 +91,7 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(body.failing, []);
         assert.deepEqual(body.checks.database, { status: 'ok', detail: dialect });
         assert.equal(body.checks.schema.status, 'ok');
-        assert.equal(body.checks.schema.detail, '0001-initial');
+        assert.equal(body.checks.schema.detail, REQUIRED_SCHEMA_VERSION);
         assert.equal(body.checks.redis.status, 'skipped');
         assert.equal(body.checks.lifecycle.status, 'ok');
         assert.equal(res.headers['retry-after'], undefined);
@@ -106,7 +112,10 @@ for (const dialect of DIALECTS) {
         ] as const;
         for (const [i, request] of requests.entries()) {
           const id = `client.req-${i}:abc_DEF`;
-          const res = await t.inject({ ...request, headers: { ...('headers' in request ? request.headers : {}), 'x-request-id': id } });
+          const res = await t.inject({
+            ...request,
+            headers: { ...('headers' in request ? request.headers : {}), 'x-request-id': id },
+          });
           assert.equal(res.headers['x-request-id'], id, `${request.method} ${request.url}`);
         }
       });
@@ -144,7 +153,10 @@ for (const dialect of DIALECTS) {
         const doc = res.json() as {
           openapi: string;
           info: { title: string; version: string };
-          paths: Record<string, Record<string, { security?: Record<string, string[]>[]; responses?: unknown }>>;
+          paths: Record<
+            string,
+            Record<string, { security?: Record<string, string[]>[]; responses?: unknown }>
+          >;
           components: { securitySchemes: Record<string, { type: string; scheme?: string }> };
         };
         assert.match(doc.openapi, /^3\.\d+\.\d+$/);
@@ -155,7 +167,10 @@ for (const dialect of DIALECTS) {
         assert.ok(doc.paths['/health/ready']?.get, 'GET /health/ready listed');
         assert.equal(doc.paths['/openapi.json'], undefined, '/openapi.json itself is hidden');
         assert.deepEqual(
-          { type: doc.components.securitySchemes.bearerAuth?.type, scheme: doc.components.securitySchemes.bearerAuth?.scheme },
+          {
+            type: doc.components.securitySchemes.bearerAuth?.type,
+            scheme: doc.components.securitySchemes.bearerAuth?.scheme,
+          },
           { type: 'http', scheme: 'bearer' },
         );
         const keyOps = Object.values(doc.paths['/api/keys'] ?? {});
@@ -166,7 +181,8 @@ for (const dialect of DIALECTS) {
           for (const [method, op] of Object.entries(ops)) {
             assert.ok(op.responses, `${method} ${path} has responses`);
             for (const requirement of op.security ?? []) {
-              for (const name of Object.keys(requirement)) assert.ok(doc.components.securitySchemes[name], name);
+              for (const name of Object.keys(requirement))
+                assert.ok(doc.components.securitySchemes[name], name);
             }
           }
         }
@@ -176,7 +192,10 @@ for (const dialect of DIALECTS) {
       it('/docs serves HTML', async () => {
         let res = await t.inject({ method: 'GET', url: '/docs' });
         if (res.statusCode >= 300 && res.statusCode < 400 && res.headers.location) {
-          res = await t.inject({ method: 'GET', url: new URL(String(res.headers.location), 'http://x/docs').pathname });
+          res = await t.inject({
+            method: 'GET',
+            url: new URL(String(res.headers.location), 'http://x/docs').pathname,
+          });
         }
         assert.equal(res.statusCode, 200);
         assert.match(String(res.headers['content-type']), /text\/html/);
@@ -231,7 +250,10 @@ for (const dialect of DIALECTS) {
         assert.equal(body.status, 'not_ready');
         assert.deepEqual(body.failing, ['schema']);
         assert.equal(body.checks.database.status, 'ok');
-        assert.match(body.checks.schema.detail ?? '', /empty.*0001-initial.*migrate up/);
+        assert.match(
+          body.checks.schema.detail ?? '',
+          new RegExp(`empty.*${REQUIRED_SCHEMA_VERSION}.*migrate up`),
+        );
       });
 
       it('liveness stays 200', async () => {
@@ -251,7 +273,7 @@ for (const dialect of DIALECTS) {
 
       it('goes from 200 to 503 naming schema', async () => {
         assert.equal((await t.inject({ method: 'GET', url: '/health/ready' })).statusCode, 200);
-        assert.deepEqual(await migrateDown(t.database.db), ['0001-initial']);
+        assert.deepEqual(await migrateDown(t.database.db), [REQUIRED_SCHEMA_VERSION]);
         const res = await t.inject({ method: 'GET', url: '/health/ready' });
         assert.equal(res.statusCode, 503);
         const body = res.json() as Readiness;

@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import { buildApp } from '../../src/app.js';
 import { type Config, loadConfig } from '../../src/config/load-config.js';
 import { createLogger } from '../../src/core/logger.js';
-import { createRedis } from '../../src/core/redis.js';
+import { createRedis, waitForRedis } from '../../src/core/redis.js';
 import { type DatabaseHandle, openDatabase } from '../../src/db/database.js';
 import { migrateUp } from '../../src/db/migrator.js';
 import { createTestDatabase, type TestDatabase } from './databases.js';
@@ -30,6 +30,7 @@ export interface TestAppOptions {
   dialect?: 'sqlite' | 'postgres';
   env?: Record<string, string>;
   migrate?: boolean;
+  isDraining?: () => boolean;
 }
 
 /** A full application on a fresh database, logging JSON into memory. Call close() (or use t.after). */
@@ -41,6 +42,8 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       COLLOQUY_ADMIN_KEY: TEST_MASTER_KEY,
       DATABASE_URL: testDb.url,
       LOG_LEVEL: 'debug',
+      // The test machine is shared by parallel suites; overload shedding is tested on its own.
+      OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: '0',
       ...options.env,
     },
     { dotenvDir: null },
@@ -52,11 +55,17 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       done();
     },
   });
-  const logger = createLogger({ ...config.log, format: 'json', secrets: [config.secretKey, config.adminKey], destination });
+  const logger = createLogger({
+    ...config.log,
+    format: 'json',
+    secrets: [config.secretKey, config.adminKey],
+    destination,
+  });
   const database = openDatabase(config.database);
   if (options.migrate !== false) await migrateUp(database.db);
   const redis = config.redisUrl ? createRedis(config.redisUrl, logger) : undefined;
-  const app = await buildApp({ config, logger, database, redis });
+  if (redis) await waitForRedis(redis, 2_000);
+  const app = await buildApp({ config, logger, database, redis, isDraining: options.isDraining });
   await app.ready();
   let closed = false;
   return {
@@ -98,9 +107,16 @@ export async function createUser(
     headers: bearer(TEST_MASTER_KEY),
     payload: { email, password, role },
   });
-  if (created.statusCode !== 201) throw new Error(`create user failed: ${created.statusCode} ${created.body}`);
+  if (created.statusCode !== 201)
+    throw new Error(`create user failed: ${created.statusCode} ${created.body}`);
   const login = await t.inject({ method: 'POST', url: '/api/auth/login', payload: { email, password } });
   if (login.statusCode !== 200) throw new Error(`login failed: ${login.statusCode} ${login.body}`);
   const body = login.json() as { access_token: string; refresh_token: string; user: { id: string } };
-  return { id: body.user.id, email, password, accessToken: body.access_token, refreshToken: body.refresh_token };
+  return {
+    id: body.user.id,
+    email,
+    password,
+    accessToken: body.access_token,
+    refreshToken: body.refresh_token,
+  };
 }

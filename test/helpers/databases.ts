@@ -46,7 +46,9 @@ export async function createTestDatabase(dialect: 'sqlite' | 'postgres'): Promis
 }
 
 export async function dropPostgresDatabase(name: string) {
-  await withClient(process.env.TEST_DATABASE_URL!, (c) => c.query(`drop database if exists ${name} with (force)`));
+  await withClient(process.env.TEST_DATABASE_URL!, (c) =>
+    c.query(`drop database if exists ${name} with (force)`),
+  );
 }
 
 async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {

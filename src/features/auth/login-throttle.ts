@@ -1,5 +1,10 @@
 import type { Redis } from 'ioredis';
-import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
+import {
+  type RateLimiterAbstract,
+  RateLimiterMemory,
+  RateLimiterRedis,
+  RateLimiterRes,
+} from 'rate-limiter-flexible';
 import { AppError } from '../../core/errors.js';
 
 export interface LoginThrottleOptions {
@@ -11,13 +16,14 @@ export interface LoginThrottleOptions {
 /**
  * Counts failed logins per (account, client address) and per address. Unknown and known accounts are
  * counted alike, so the throttle reveals nothing about which emails exist. With Redis the counts are
- * shared by every replica.
+ * shared by every replica. Each attempt is counted before its password is checked and refunded when it
+ * succeeds, so parallel guesses cannot all slip past the limit.
  */
 export class LoginThrottle {
   readonly #perAccount: RateLimiterAbstract;
   readonly #perAddress: RateLimiterAbstract;
 
-  constructor(private readonly options: LoginThrottleOptions) {
+  constructor(options: LoginThrottleOptions) {
     const make = (keyPrefix: string, points: number) =>
       options.redis
         ? new RateLimiterRedis({
@@ -34,18 +40,27 @@ export class LoginThrottle {
     this.#perAddress = make('login_fail_ip', options.maxFailures * 10);
   }
 
-  /** Throws 429 when this account/address pair or this address has failed too often. */
+  /**
+   * Claims one attempt for this account/address pair and this address (atomically, in the store) before
+   * the password is checked; throws 429 when this pair or this address has failed too often.
+   */
   async assertAllowed(email: string, ip: string): Promise<void> {
-    const [account, address] = await Promise.all([
-      this.#perAccount.get(`${email}|${ip}`),
-      this.#perAddress.get(ip),
+    const account = `${email}|${ip}`;
+    const results = await Promise.allSettled([
+      this.#perAccount.consume(account, 1),
+      this.#perAddress.consume(ip, 1),
     ]);
-    const blocked = [
-      account && account.consumedPoints >= this.options.maxFailures ? account.msBeforeNext : 0,
-      address && address.consumedPoints >= this.options.maxFailures * 10 ? address.msBeforeNext : 0,
-    ];
-    const waitMs = Math.max(...blocked);
-    if (waitMs > 0) {
+    let blocked = false;
+    let waitMs = 0;
+    for (const result of results) {
+      if (result.status === 'fulfilled') continue;
+      if (!(result.reason instanceof RateLimiterRes)) throw result.reason;
+      blocked = true;
+      waitMs = Math.max(waitMs, result.reason.msBeforeNext);
+    }
+    if (blocked) {
+      // A refused attempt checks no password, so it is given back: retrying while blocked costs nothing more.
+      await Promise.all([this.#perAccount.reward(account, 1), this.#perAddress.reward(ip, 1)]);
       const retryAfter = Math.max(1, Math.ceil(waitMs / 1000));
       throw new AppError('too_many_login_attempts', `too many failed logins; try again in ${retryAfter} s`, {
         headers: { 'retry-after': String(retryAfter) },
@@ -53,11 +68,8 @@ export class LoginThrottle {
     }
   }
 
-  async recordFailure(email: string, ip: string): Promise<void> {
-    await Promise.all([this.#perAccount.penalty(`${email}|${ip}`, 1), this.#perAddress.penalty(ip, 1)]);
-  }
-
+  /** A failed attempt stays counted; a successful one clears the pair and is refunded to the address. */
   async recordSuccess(email: string, ip: string): Promise<void> {
-    await this.#perAccount.delete(`${email}|${ip}`);
+    await Promise.all([this.#perAccount.delete(`${email}|${ip}`), this.#perAddress.reward(ip, 1)]);
   }
 }

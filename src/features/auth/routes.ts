@@ -26,6 +26,8 @@ export async function authRoutes(
   deps: { auth: AuthService; users: UserStore; allowSignup: boolean },
 ) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  // Sign-ups that may be the first account run one at a time, so concurrent ones cannot all become admin.
+  let firstSignups: Promise<unknown> = Promise.resolve();
 
   app.post(
     '/api/auth/signup',
@@ -45,8 +47,16 @@ export async function authRoutes(
       if (!deps.allowSignup)
         throw new AppError('signup_disabled', 'sign-up is closed; ask an administrator for an account');
       const { email, password, display_name } = request.body;
-      const role = (await deps.users.count()) === 0 ? 'admin' : 'user';
-      await deps.auth.createUser({ email, password, role, displayName: display_name ?? null });
+      const create = (role: 'admin' | 'user') =>
+        deps.auth.createUser({ email, password, role, displayName: display_name ?? null });
+      if ((await deps.users.count()) > 0) await create('user');
+      else {
+        const created = firstSignups.then(async () =>
+          create((await deps.users.count()) === 0 ? 'admin' : 'user'),
+        );
+        firstSignups = created.catch(() => {});
+        await created;
+      }
       reply.code(201);
       return deps.auth.login(email, password, request.ip);
     },

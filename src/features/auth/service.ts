@@ -59,7 +59,7 @@ export class AuthService {
     const user = await this.deps.users.findByEmail(key);
     const ok = user ? await verifyPassword(user.password_hash, password) : await verifyAgainstDummy(password);
     if (!user || !ok || user.disabled_at) {
-      await this.deps.throttle.recordFailure(key, ip);
+      // The attempt was already counted by assertAllowed.
       throw new AppError('invalid_credentials', 'invalid email or password');
     }
     await this.deps.throttle.recordSuccess(key, ip);

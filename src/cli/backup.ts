@@ -1,0 +1,124 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline/promises';
+import type { Command } from 'commander';
+import { describeDatabaseTarget } from '../config/database-url.js';
+import {
+  BackupError,
+  type BackupSummary,
+  type CountMismatch,
+  countTargetRows,
+  createBackup,
+  dataRows,
+  defaultBackupFile,
+  type ProgressEvent,
+  restoreBackup,
+  verifyBackup,
+} from '../ops/backup.js';
+import { CliError, cliConfig } from './context.js';
+
+export function registerBackup(program: Command) {
+  program
+    .command('backup')
+    .description('back up the database (SQLite online backup, or pg_dump); safe while the server runs')
+    .option('--out <file>', 'where to write it (default ./backups/colloquy-<dialect>-<timestamp>.db|.dump)')
+    .option('--verify', 'restore into a scratch database and compare row counts per table')
+    .action(async (options: { out?: string; verify?: boolean }) => {
+      const { database } = cliConfig();
+      const file = path.resolve(options.out ?? defaultBackupFile(database.dialect));
+      console.error(`database: ${describeDatabaseTarget(database)}`);
+      const summary = await operatorErrors(() =>
+        createBackup(database, file, { onProgress: progress('backing up') }),
+      );
+      if (options.verify) {
+        const result = await operatorErrors(() => verifyBackup(database, file, summary.tables));
+        if (!result.ok) {
+          console.error(mismatchTable(result.mismatches));
+          throw new CliError(
+            `verification failed: the backup ${file} does not hold what the source held (see the table above)`,
+          );
+        }
+        console.error(`verified: ${result.tables.length} tables restore with the same row counts`);
+      }
+      console.log(`backup: ${summarize(summary)}`);
+    });
+}
+
+export function registerRestore(program: Command) {
+  program
+    .command('restore')
+    .description('replace the database with a backup (stop the server first)')
+    .argument('<file>', 'a file written by `colloquy backup`')
+    .option('--yes', 'do not ask before replacing a database that holds data')
+    .action(async (file: string, options: { yes?: boolean }) => {
+      const { database } = cliConfig();
+      const source = path.resolve(file);
+      if (!existsSync(source)) throw new CliError(`${source} does not exist`);
+      const where = describeDatabaseTarget(database);
+      console.error(`database: ${where}`);
+      const current = await operatorErrors(() => countTargetRows(database));
+      const rows = current ? dataRows(current) : undefined;
+      if (rows !== 0 && !options.yes) {
+        const what = rows === undefined ? 'an unreadable database' : `${rows} rows`;
+        if (!process.stdin.isTTY)
+          throw new CliError(`${where} is not empty (${what}); pass --yes to replace it with ${source}`);
+        const rl = createInterface({ input: process.stdin, output: process.stderr });
+        const answer = await rl
+          .question(`Replace ${where} (${what}) with ${source}? Type "yes" to continue: `)
+          .finally(() => rl.close());
+        if (answer.trim().toLowerCase() !== 'yes')
+          throw new CliError('restore cancelled; nothing was changed');
+      }
+      const summary = await operatorErrors(() =>
+        restoreBackup(database, source, { onProgress: progress('restoring') }),
+      );
+      console.log(`restored: ${summarize(summary)}`);
+    });
+}
+
+/** BackupError is the operator's problem (bad file, database in use…): no stack trace. */
+async function operatorErrors<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof BackupError) throw new CliError(err.message);
+    throw err;
+  }
+}
+
+/** A percentage on stderr, only on a terminal (logs and pipes stay clean). */
+function progress(label: string): ((event: ProgressEvent) => void) | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  let last = -1;
+  return ({ done, total }) => {
+    const percent = total > 0 ? Math.min(100, Math.floor((done * 100) / total)) : 0;
+    if (percent === last) return;
+    last = percent;
+    process.stderr.write(`\r${label}… ${String(percent).padStart(3)}%${percent === 100 ? '\n' : ''}`);
+  };
+}
+
+export function summarize(summary: BackupSummary): string {
+  return `${summary.file} (${formatBytes(summary.bytes)}, ${summary.tables.length} tables, ${summary.rows} rows)`;
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+function mismatchTable(mismatches: CountMismatch[]): string {
+  const show = (n: number | null) => (n === null ? 'missing' : String(n));
+  const width = Math.max(5, ...mismatches.map((m) => m.table.length));
+  const lines = [`${'table'.padEnd(width)}  ${'source'.padStart(8)}  ${'backup'.padStart(8)}`];
+  for (const m of mismatches)
+    lines.push(`${m.table.padEnd(width)}  ${show(m.expected).padStart(8)}  ${show(m.actual).padStart(8)}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,396 @@
+import { nowIso } from '../../core/ids.js';
+import type { Logger } from '../../core/logger.js';
+import { ProviderError } from '../../providers/errors.js';
+import type { ChatGateway, RouteInfo } from '../../providers/router/types.js';
+import { countPromptTokens, countTextTokens } from '../../providers/tokens.js';
+import type { StreamEvent, Usage } from '../../providers/types.js';
+import type { UsageRecorder } from '../usage/store.js';
+import {
+  type GenerationEvent,
+  type GenerationEventType,
+  type GenerationOutcome,
+  type GenerationSpec,
+  LiveGeneration,
+} from './events.js';
+import type { RedisEventLog } from './redis-events.js';
+import { type ConversationStore, type MessageRow, toPublicMessage } from './store.js';
+import { deriveTitle } from './title.js';
+
+export interface GenerationManagerOptions {
+  store: ConversationStore;
+  gateway: ChatGateway;
+  usage: UsageRecorder;
+  logger: Logger;
+  redisLog?: RedisEventLog | undefined;
+  /** How often the text so far is written to the database while streaming. */
+  flushIntervalMs?: number;
+  /** A streaming row is touched at least this often, so a sweep can tell a live generation from an orphan. */
+  heartbeatMs?: number;
+  /** How long a finished generation's events stay in memory for reconnections. */
+  retentionMs?: number;
+}
+
+class Cancelled extends Error {
+  constructor(readonly reason: 'cancelled' | 'shutdown') {
+    super(reason === 'cancelled' ? 'generation cancelled' : 'the server is shutting down');
+  }
+}
+
+/**
+ * Runs generations independently of the HTTP connection that started them. Each has an id and a numbered
+ * event log kept in memory (and mirrored to Redis when configured); its assistant message is written as it
+ * grows (every flushIntervalMs) and finished as complete, partial (stopped after some text: provider
+ * failure, cancel, shutdown) or error (failed before any text). Usage is recorded once per generation.
+ */
+export class GenerationManager {
+  readonly #live = new Map<string, LiveGeneration>();
+  readonly #running = new Set<LiveGeneration>();
+  readonly #flushMs: number;
+  readonly #heartbeatMs: number;
+  readonly #retentionMs: number;
+  readonly #timers = new Set<NodeJS.Timeout>();
+  #closing = false;
+
+  constructor(private readonly options: GenerationManagerOptions) {
+    this.#flushMs = options.flushIntervalMs ?? 1_000;
+    this.#heartbeatMs = options.heartbeatMs ?? 10_000;
+    // Reconnections come within seconds; after this the database (or Redis) answers for a finished one.
+    this.#retentionMs = options.retentionMs ?? 60_000;
+    options.redisLog?.onCancelRequest((id) => this.cancel(id));
+  }
+
+  get(id: string): LiveGeneration | undefined {
+    return this.#live.get(id);
+  }
+
+  get runningCount(): number {
+    return this.#running.size;
+  }
+
+  /** False once shutdown began: no new generation starts (its rows would outlive the process unfinished). */
+  get accepting(): boolean {
+    return !this.#closing;
+  }
+
+  /** Starts a generation whose rows are already committed; returns at once. */
+  start(spec: GenerationSpec): LiveGeneration {
+    const live = new LiveGeneration(spec);
+    this.#live.set(spec.id, live);
+    this.#running.add(live);
+    if (spec.userMessage) this.#emit(live, 'message', { message: toPublicMessage(spec.userMessage) });
+    this.#emit(live, 'start', {
+      generation_id: spec.id,
+      conversation_id: spec.conversationId,
+      message_id: spec.message.id,
+      parent_id: spec.message.parent_id,
+      kind: spec.kind,
+      model: spec.body.model,
+      content: spec.prefix,
+    });
+    this.#run(live)
+      .catch((err) =>
+        this.options.logger.error({ err, generationId: spec.id }, 'generation failed unexpectedly'),
+      )
+      .finally(() => {
+        this.#running.delete(live);
+        const timer = setTimeout(() => {
+          this.#timers.delete(timer);
+          if (this.#live.get(spec.id) === live) this.#live.delete(spec.id);
+        }, this.#retentionMs);
+        timer.unref();
+        this.#timers.add(timer);
+      });
+    return live;
+  }
+
+  /** Stops a running generation here; false when this process does not run it (or it already ended). */
+  cancel(id: string, reason: 'cancelled' | 'shutdown' = 'cancelled'): boolean {
+    const live = this.#live.get(id);
+    if (!live || !this.#running.has(live) || live.controller.signal.aborted) return false;
+    live.cancelled = true;
+    live.controller.abort(new Cancelled(reason));
+    return true;
+  }
+
+  /** Stops this process's running generations of a conversation (it is being deleted) and waits for them. */
+  async cancelConversation(conversationId: string): Promise<void> {
+    const running = [...this.#running].filter((g) => g.spec.conversationId === conversationId);
+    for (const live of running) this.cancel(live.id);
+    await Promise.allSettled(running.map((g) => g.finished));
+  }
+
+  /**
+   * Shutdown: lets running generations finish until they are done, `drainOver` aborts or graceMs passes,
+   * then stops the rest and saves them as partial.
+   */
+  async close(graceMs = 30_000, drainOver?: AbortSignal): Promise<void> {
+    this.#closing = true;
+    const running = [...this.#running];
+    if (running.length) {
+      const all = Promise.allSettled(running.map((g) => g.finished));
+      let timer: NodeJS.Timeout | undefined;
+      let onDrainOver: (() => void) | undefined;
+      await Promise.race([
+        all,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, graceMs);
+          onDrainOver = resolve;
+          if (drainOver?.aborted) resolve();
+          drainOver?.addEventListener('abort', onDrainOver, { once: true });
+        }),
+      ]);
+      clearTimeout(timer);
+      if (onDrainOver) drainOver?.removeEventListener('abort', onDrainOver);
+      for (const live of this.#running) this.cancel(live.id, 'shutdown');
+      await Promise.allSettled([...this.#running].map((g) => g.finished));
+    }
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    this.options.redisLog?.close();
+  }
+
+  #emit(live: LiveGeneration, type: GenerationEventType, data: Record<string, unknown>): GenerationEvent {
+    const event = live.append(type, data);
+    void this.options.redisLog?.publish(live.id, event);
+    return event;
+  }
+
+  async #run(live: LiveGeneration): Promise<void> {
+    const { spec } = live;
+    const { gateway, logger } = this.options;
+    const signal = live.controller.signal;
+    const startedAt = performance.now();
+    let route: RouteInfo | undefined;
+    let ttftMs: number | undefined;
+    let usage: Usage | undefined;
+    let newText = '';
+    let failure: unknown;
+    let started = false;
+
+    const persister = new Persister(this.options.store, spec.message.id, this.#heartbeatMs, logger);
+    const flusher = setInterval(() => persister.flush(live.text), this.#flushMs);
+    flusher.unref();
+    try {
+      // Rate limits and budgets apply to the user (or key) the generation runs for.
+      const caller = {
+        principal: {
+          userId: spec.userId,
+          apiKeyId: spec.apiKeyId,
+          role: 'user' as const,
+          via: spec.apiKeyId ? ('api_key' as const) : ('jwt' as const),
+        },
+      };
+      const result = await abortable(
+        gateway.stream({ body: spec.body, requestId: spec.id, signal, caller }),
+        signal,
+      );
+      started = true;
+      route = result.route;
+      ttftMs = result.ttftMs;
+      const iterator = result.events[Symbol.asyncIterator]();
+      try {
+        while (true) {
+          const next: IteratorResult<StreamEvent> = await abortable(iterator.next(), signal);
+          if (next.done) break;
+          const { chunk } = next.value;
+          if (chunk.usage) usage = chunk.usage;
+          const content = chunk.choices[0]?.delta?.content;
+          if (content) {
+            newText += content;
+            live.text += content;
+            this.#emit(live, 'delta', { content });
+          }
+        }
+      } finally {
+        // Closing the upstream stream must not hold up saving the message.
+        void Promise.resolve(iterator.return?.()).catch(() => {});
+      }
+    } catch (err) {
+      failure = err;
+    } finally {
+      clearInterval(flusher);
+    }
+
+    const text = live.text;
+    const status: GenerationOutcome['status'] = !failure
+      ? 'complete'
+      : live.cancelled || text.length > 0
+        ? 'partial'
+        : 'error';
+    const error = failure ? describeFailure(failure, signal) : null;
+    if (failure && !(failure instanceof ProviderError) && !(signal.reason instanceof Cancelled)) {
+      logger.error({ err: failure, generationId: spec.id }, 'generation stopped by an unexpected error');
+    }
+    // Upstreams are asked for usage; when one reports none, the tokens are counted here.
+    const finalUsage = usage ?? (started ? estimateUsage(spec.body.messages, newText) : undefined);
+    const message: MessageRow = {
+      ...spec.message,
+      content: text,
+      status,
+      error: error?.message ?? null,
+      prompt_tokens: finalUsage?.prompt_tokens ?? spec.message.prompt_tokens ?? null,
+      completion_tokens: finalUsage
+        ? spec.priorCompletionTokens + finalUsage.completion_tokens
+        : (spec.message.completion_tokens ?? null),
+      updated_at: nowIso(),
+    };
+    const lastEventId = live.events.length + 1;
+    try {
+      await persister.settle();
+      await this.#persistFinal(live, message, error?.code ?? null, lastEventId);
+    } catch (err) {
+      // The row stays 'streaming'; the orphan sweep marks it partial later.
+      logger.error({ err, generationId: spec.id }, 'could not save the finished generation');
+    }
+
+    await this.options.usage.record({
+      requestId: spec.id,
+      userId: spec.userId,
+      apiKeyId: spec.apiKeyId,
+      model: spec.body.model,
+      route,
+      usage: finalUsage,
+      latencyMs: performance.now() - startedAt,
+      ttftMs,
+      status: status === 'complete' ? 'ok' : live.cancelled ? 'cancelled' : status,
+    });
+
+    const publicMessage = toPublicMessage(message);
+    const usageView = finalUsage ?? null;
+    if (status === 'complete') this.#emit(live, 'done', { message: publicMessage, usage: usageView });
+    else this.#emit(live, 'error', { message: publicMessage, error, usage: usageView });
+    live.finish({
+      status,
+      message,
+      usage: usageView,
+      error,
+      providerErrorBeforeStart: !started && failure instanceof ProviderError ? failure : null,
+    });
+  }
+
+  async #persistFinal(
+    live: LiveGeneration,
+    message: MessageRow,
+    errorCode: string | null,
+    lastEventId: number,
+  ) {
+    const { spec } = live;
+    const store = this.options.store;
+    await store.db.transaction().execute(async (trx) => {
+      await trx
+        .updateTable('messages')
+        .set({
+          content: message.content,
+          status: message.status,
+          error: message.error,
+          prompt_tokens: message.prompt_tokens,
+          completion_tokens: message.completion_tokens,
+          updated_at: message.updated_at,
+        })
+        .where('id', '=', message.id)
+        .execute();
+      await trx
+        .updateTable('generations')
+        .set({
+          status: message.status === 'streaming' ? 'partial' : message.status,
+          error: errorCode,
+          last_event_id: lastEventId,
+          updated_at: message.updated_at,
+          finished_at: message.updated_at,
+        })
+        .where('id', '=', spec.id)
+        .execute();
+      await trx
+        .updateTable('conversations')
+        .set({ updated_at: message.updated_at })
+        .where('id', '=', spec.conversationId)
+        .execute();
+      if (spec.titleSource && message.status !== 'error') {
+        const title = deriveTitle(spec.titleSource);
+        if (title) await store.setTitleIfUnset(spec.conversationId, title, trx);
+      }
+    });
+  }
+}
+
+/** Writes the text so far, one write at a time, skipping unchanged text between heartbeats. */
+class Persister {
+  #chain: Promise<void> = Promise.resolve();
+  #written = '';
+  #writtenAt = Date.now();
+
+  constructor(
+    private readonly store: ConversationStore,
+    private readonly messageId: string,
+    private readonly heartbeatMs: number,
+    private readonly logger: Logger,
+  ) {}
+
+  flush(text: string) {
+    if (text === this.#written && Date.now() - this.#writtenAt < this.heartbeatMs) return;
+    this.#written = text;
+    this.#writtenAt = Date.now();
+    this.#chain = this.#chain.then(async () => {
+      try {
+        await this.store.db
+          .updateTable('messages')
+          .set({ content: text, updated_at: nowIso() })
+          .where('id', '=', this.messageId)
+          .where('status', '=', 'streaming')
+          .execute();
+      } catch (err) {
+        this.logger.warn({ err, messageId: this.messageId }, 'could not save streamed text');
+      }
+    });
+  }
+
+  settle(): Promise<void> {
+    return this.#chain;
+  }
+}
+
+/** Rejects as soon as the signal aborts, even when the wrapped call ignores it. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    promise.catch(() => {});
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      promise.catch(() => {});
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+function describeFailure(failure: unknown, signal: AbortSignal): { code: string; message: string } {
+  const reason = signal.reason;
+  if (reason instanceof Cancelled) {
+    return reason.reason === 'cancelled'
+      ? { code: 'cancelled', message: 'cancelled by the user' }
+      : { code: 'shutdown', message: 'stopped because the server was shutting down' };
+  }
+  if (failure instanceof ProviderError) return { code: failure.details.code, message: failure.message };
+  return { code: 'internal_error', message: 'the reply failed because of an internal error' };
+}
+
+function estimateUsage(messages: GenerationSpec['body']['messages'], completion: string): Usage {
+  const prompt = countPromptTokens(messages);
+  const completionTokens = countTextTokens(completion);
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completionTokens,
+    total_tokens: prompt + completionTokens,
+  };
+}

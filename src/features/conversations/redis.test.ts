@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { TEST_MASTER_KEY, TEST_SECRET } from '../../../test/helpers/app.js';
+import {
+  createTestDatabase,
+  DIALECTS,
+  markSuiteRan,
+  type TestDatabase,
+} from '../../../test/helpers/databases.js';
+import { FakeGateway, Gate } from './testing/fake-gateway.js';
+import { bearer, createUser, type Harness, startHarness, type TestUser } from './testing/harness.js';
+import { SseConnection } from './testing/sse-client.js';
+
+const redisUrl = process.env.TEST_REDIS_URL;
+
+// Two application instances ("replicas") on one database and one Redis: a generation runs on A, and a
+// client reconnects to (or cancels it on) B, which serves it from the generation's Redis stream.
+for (const dialect of DIALECTS) {
+  describe(`generations across replicas through redis (${dialect})`, {
+    skip: !redisUrl && 'TEST_REDIS_URL is not set',
+  }, () => {
+    let testDb: TestDatabase;
+    let replicaA: Harness;
+    let replicaB: Harness;
+    let gatewayA: FakeGateway;
+    let gatewayB: FakeGateway;
+    let baseA: string;
+    let baseB: string;
+    let user: TestUser;
+    let conversationId: string;
+
+    before(async () => {
+      markSuiteRan('redis');
+      testDb = await createTestDatabase(dialect);
+      gatewayA = new FakeGateway();
+      gatewayB = new FakeGateway();
+      const common = { databaseUrl: testDb.url, secretKey: TEST_SECRET, adminKey: TEST_MASTER_KEY, redisUrl };
+      replicaA = await startHarness({ ...common, gateway: gatewayA });
+      replicaB = await startHarness({ ...common, gateway: gatewayB, migrate: false });
+      baseA = await replicaA.listen();
+      baseB = await replicaB.listen();
+      user = await createUser(replicaA, `replicas-${dialect}@example.com`);
+      const conv = await replicaA.inject({
+        method: 'POST',
+        url: '/api/conversations',
+        headers: bearer(user.token),
+        payload: { model: 'fake-model' },
+      });
+      conversationId = conv.json().id;
+    });
+    after(async () => {
+      await replicaA?.close();
+      await replicaB?.close();
+      await testDb?.drop();
+    });
+
+    const startOnA = async (chunks: string[], holdAfter: number, gate: Gate) => {
+      gatewayA.script({ chunks, holdAfter, gate });
+      const sse = await SseConnection.open(`${baseA}/api/conversations/${conversationId}/messages`, {
+        method: 'POST',
+        headers: bearer(user.token),
+        body: { content: 'across replicas' },
+      });
+      const start = await sse.waitFor((e) => e.event === 'start');
+      return {
+        sse,
+        generationId: start.data.generation_id as string,
+        messageId: start.data.message_id as string,
+      };
+    };
+
+    it('another replica serves a reconnection: missed events from the Redis stream, then the live rest', async () => {
+      const gate = new Gate();
+      const { sse, generationId } = await startOnA(['red ', 'green ', 'blue ', 'white'], 2, gate);
+      await sse.waitFor((e) => e.id === 3);
+      sse.close();
+
+      const onB = await SseConnection.open(`${baseB}/api/generations/${generationId}/events`, {
+        headers: { ...bearer(user.token), 'last-event-id': '3' },
+      });
+      assert.equal(onB.status, 200);
+      await onB.waitFor((e) => e.id === 4);
+      gate.open();
+      await onB.ended;
+      assert.deepEqual(
+        onB.events.map((e) => [e.id, e.event]),
+        [
+          [4, 'delta'],
+          [5, 'delta'],
+          [6, 'delta'],
+          [7, 'done'],
+        ],
+      );
+      assert.equal(onB.events.at(-1)!.data.message.content, 'red green blue white');
+      assert.equal(gatewayB.callCount, 0, 'B only relayed');
+
+      // From the start, after the end: the whole log comes from Redis.
+      const replay = await SseConnection.open(`${baseB}/api/generations/${generationId}/events`, {
+        headers: bearer(user.token),
+      });
+      await replay.ended;
+      assert.deepEqual(
+        replay.events.map((e) => e.event),
+        ['message', 'start', 'delta', 'delta', 'delta', 'delta', 'done'],
+      );
+      const key = `colloquy:gen:${generationId}:events`;
+      assert.equal(await replicaB.redis!.xlen(key), 7);
+      assert.ok((await replicaB.redis!.ttl(key)) > 0, 'the stream expires');
+
+      // Another user gets 404 on either replica.
+      const stranger = await createUser(replicaB, `stranger-${dialect}@example.com`);
+      const denied = await replicaB.inject({
+        method: 'GET',
+        url: `/api/generations/${generationId}/events`,
+        headers: bearer(stranger.token),
+      });
+      assert.equal(denied.statusCode, 404);
+    });
+
+    it('a cancel sent to another replica stops the generation where it runs', async () => {
+      const gate = new Gate();
+      const { sse, generationId, messageId } = await startOnA(['first', ' second', ' third'], 1, gate);
+      await gate.reached;
+      await sse.waitFor((e) => e.event === 'delta');
+      const cancelled = await replicaB.inject({
+        method: 'POST',
+        url: `/api/generations/${generationId}/cancel`,
+        headers: bearer(user.token),
+      });
+      assert.equal(cancelled.statusCode, 200, cancelled.body);
+      assert.equal(cancelled.json().status, 'partial');
+      assert.equal(cancelled.json().message.content, 'first');
+      const last = await sse.waitFor((e) => e.event === 'error');
+      assert.equal(last.data.error.code, 'cancelled');
+      const row = await replicaB.database.db
+        .selectFrom('messages')
+        .selectAll()
+        .where('id', '=', messageId)
+        .executeTakeFirstOrThrow();
+      assert.equal(row.status, 'partial');
+      gate.open();
+    });
+  });
+}

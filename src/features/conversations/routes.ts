@@ -1,0 +1,113 @@
+import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../../core/logger.js';
+import type { Db } from '../../db/database.js';
+import type { ChatGateway } from '../../providers/router/types.js';
+import { assistantRoutes } from '../assistants/routes.js';
+import { AssistantStore } from '../assistants/store.js';
+import type { UsageRecorder } from '../usage/store.js';
+import type { ConversationApi } from './context-deps.js';
+import { conversationCrudRoutes } from './conversation-routes.js';
+import { GenerationFeed } from './feed.js';
+import { GenerationManager } from './generation-manager.js';
+import { generationRoutes } from './generation-routes.js';
+import { IdempotencyStore } from './idempotency.js';
+import { messageRoutes } from './message-routes.js';
+import { RedisEventLog } from './redis-events.js';
+import { ConversationSchema, GenerationResultSchema, MessageSchema } from './schemas.js';
+import { ConversationService } from './service.js';
+import { ConversationStore } from './store.js';
+import { sweepOrphanedGenerations } from './sweep.js';
+import { websocketRoutes } from './ws-routes.js';
+
+export { sweepOrphanedGenerations } from './sweep.js';
+
+export interface ConversationDeps {
+  db: Db;
+  gateway: ChatGateway;
+  usage: UsageRecorder;
+  logger: Logger;
+  /** Present when REDIS_URL is set: in-flight generations are shared across replicas through it. */
+  redis?: Redis | undefined;
+  /** The model used when neither a request, a conversation nor its assistant names one. */
+  defaultModel?: string | undefined;
+  /** Context windows from configuration (e.g. routing-file aliases), before the built-in table. */
+  contextWindow?: ((model: string) => number | undefined) | undefined;
+  /** On shutdown, running generations get at most this long (or until the drain period ends) to finish. */
+  shutdownGraceMs?: number | undefined;
+  /** Streaming rows untouched this long are orphans (their replica died): swept periodically. */
+  orphanAfterMs?: number | undefined;
+}
+
+const MAINTENANCE_MS = 60_000;
+
+/**
+ * The conversation API under /api: assistants, conversations, message trees, generations (SSE, WebSocket,
+ * reconnection, cancel). Generations run independently of the connections that watch them.
+ */
+export async function conversationRoutes(app: FastifyInstance, deps: ConversationDeps) {
+  const store = new ConversationStore(deps.db);
+  const assistants = new AssistantStore(deps.db);
+  const idempotency = new IdempotencyStore(store.db);
+  const redisLog = deps.redis ? new RedisEventLog(deps.redis, deps.logger) : undefined;
+  const manager = new GenerationManager({
+    store,
+    gateway: deps.gateway,
+    usage: deps.usage,
+    logger: deps.logger,
+    redisLog,
+  });
+  const service = new ConversationService({
+    store,
+    assistants,
+    idempotency,
+    manager,
+    gateway: deps.gateway,
+    defaultModel: deps.defaultModel,
+    contextWindow: deps.contextWindow,
+  });
+  const feed = new GenerationFeed({ store, manager, redisLog });
+  const closing = new AbortController();
+  const api: ConversationApi = {
+    store,
+    assistants,
+    service,
+    manager,
+    feed,
+    logger: deps.logger,
+    redisLog,
+    closing: closing.signal,
+  };
+
+  // Housekeeping: expired idempotency keys, and rows orphaned by a replica that died mid-generation.
+  const orphanAfterMs = deps.orphanAfterMs ?? 120_000;
+  const maintenance = setInterval(() => {
+    Promise.all([
+      idempotency.deleteExpired(),
+      sweepOrphanedGenerations(deps.db, { staleAfterMs: orphanAfterMs }),
+    ])
+      .then(([, swept]) => {
+        if (swept) deps.logger.warn({ swept }, 'marked orphaned generations partial');
+      })
+      .catch((err) => deps.logger.warn({ err }, 'conversation maintenance failed'));
+  }, MAINTENANCE_MS);
+  maintenance.unref();
+
+  // Shutdown: running generations get the drain period (until the server ends open streams), then are
+  // stopped and saved as partial; reconnection streams and sockets end with them.
+  const drainOver = (app as { shutdownSignal?: AbortSignal }).shutdownSignal;
+  app.addHook('preClose', async () => {
+    clearInterval(maintenance);
+    await manager.close(deps.shutdownGraceMs ?? 30_000, drainOver);
+    closing.abort();
+  });
+
+  app.addSchema(ConversationSchema);
+  app.addSchema(MessageSchema);
+  app.addSchema(GenerationResultSchema);
+  await app.register(assistantRoutes, { assistants, gateway: deps.gateway });
+  await app.register(conversationCrudRoutes, api);
+  await app.register(messageRoutes, api);
+  await app.register(generationRoutes, api);
+  await app.register(websocketRoutes, api);
+}

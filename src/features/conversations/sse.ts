@@ -1,0 +1,68 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { GenerationEvent } from './events.js';
+
+export const formatSse = (event: GenerationEvent) =>
+  `id: ${event.id}\nevent: ${event.type}\ndata: ${JSON.stringify(event.data)}\n\n`;
+
+export interface EventStream {
+  /** Aborts when the client goes away (or the server closes the stream). */
+  readonly signal: AbortSignal;
+  send(event: GenerationEvent): Promise<void>;
+  end(): void;
+}
+
+const KEEPALIVE_MS = 15_000;
+
+/**
+ * Takes over the response for server-sent events. A closed connection only aborts `signal`: whatever
+ * produces the events (a generation) carries on without it.
+ */
+export function openEventStream(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  headers: Record<string, string>,
+  stop?: AbortSignal,
+): EventStream {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache, no-transform',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+    'x-request-id': request.id,
+    ...headers,
+  });
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  res.once('close', abort);
+  stop?.addEventListener('abort', abort, { once: true });
+  // A comment line now and then keeps proxies from closing an idle stream (a slow first token).
+  const keepalive = setInterval(() => {
+    if (!res.destroyed) res.write(': keepalive\n\n');
+  }, KEEPALIVE_MS);
+  keepalive.unref();
+
+  return {
+    signal: controller.signal,
+    async send(event) {
+      if (res.destroyed || res.writableEnded) return;
+      if (!res.write(formatSse(event))) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            res.off('drain', done);
+            controller.signal.removeEventListener('abort', done);
+            resolve();
+          };
+          res.once('drain', done);
+          controller.signal.addEventListener('abort', done, { once: true });
+        });
+      }
+    },
+    end() {
+      clearInterval(keepalive);
+      stop?.removeEventListener('abort', abort);
+      if (!res.destroyed && !res.writableEnded) res.end();
+    },
+  };
+}

@@ -1,0 +1,104 @@
+import { newId, nowIso } from '../../core/ids.js';
+import type { Db } from '../../db/database.js';
+import type { Principal } from '../auth/principal.js';
+import { type BudgetPeriod, type LimitScope, type LimitsDb, withLimitsTables } from './tables.js';
+
+export interface Budget {
+  scope: LimitScope;
+  subjectId: string;
+  period: BudgetPeriod;
+  /** null: no limit on spend in USD for this period. */
+  limitUsd: number | null;
+  /** null: no limit on tokens (prompt + completion) for this period. */
+  limitTokens: number | null;
+}
+
+/**
+ * Spend budgets per key and per user (`budgets`), at most one per (scope, subject, period). Reads are cached
+ * per subject for `cacheTtlMs` (default 30 s); changes made through this instance apply at once.
+ */
+export class BudgetStore {
+  readonly #db: LimitsDb;
+  readonly #cacheTtlMs: number;
+  readonly #cache = new Map<string, { budgets: Promise<Budget[]>; expiresAt: number }>();
+
+  constructor(db: Db, options: { cacheTtlMs?: number } = {}) {
+    this.#db = withLimitsTables(db);
+    this.#cacheTtlMs = options.cacheTtlMs ?? 30_000;
+  }
+
+  /** The budgets that apply to a request: its key's and its user's. */
+  async forPrincipal(principal: Principal): Promise<Budget[]> {
+    const [key, user] = await Promise.all([
+      principal.apiKeyId ? this.#cached('key', principal.apiKeyId) : [],
+      principal.userId ? this.#cached('user', principal.userId) : [],
+    ]);
+    return [...key, ...user];
+  }
+
+  #cached(scope: LimitScope, subjectId: string): Promise<Budget[]> {
+    const key = `${scope}:${subjectId}`;
+    const now = Date.now();
+    const hit = this.#cache.get(key);
+    if (hit && hit.expiresAt > now) return hit.budgets;
+    const budgets = this.list(scope, subjectId);
+    this.#cache.set(key, { budgets, expiresAt: now + this.#cacheTtlMs });
+    budgets.catch(() => this.#cache.delete(key));
+    if (this.#cache.size > 10_000) {
+      for (const [k, entry] of this.#cache) if (entry.expiresAt <= now) this.#cache.delete(k);
+    }
+    return budgets;
+  }
+
+  async list(scope: LimitScope, subjectId: string): Promise<Budget[]> {
+    const rows = await this.#db
+      .selectFrom('budgets')
+      .select(['scope', 'subject_id', 'period', 'limit_usd', 'limit_tokens'])
+      .where('scope', '=', scope)
+      .where('subject_id', '=', subjectId)
+      .orderBy('period')
+      .execute();
+    return rows.map((r) => ({
+      scope: r.scope,
+      subjectId: r.subject_id,
+      period: r.period,
+      limitUsd: r.limit_usd === null ? null : Number(r.limit_usd),
+      limitTokens: r.limit_tokens === null ? null : Number(r.limit_tokens),
+    }));
+  }
+
+  /** Creates or replaces the subject's budget for the period. */
+  async set(budget: Budget): Promise<void> {
+    if (budget.limitUsd !== null && !(budget.limitUsd >= 0)) throw new Error('limitUsd must be ≥ 0 or null');
+    if (budget.limitTokens !== null && !(Number.isInteger(budget.limitTokens) && budget.limitTokens >= 0))
+      throw new Error('limitTokens must be an integer ≥ 0 or null');
+    const now = nowIso();
+    await this.#db
+      .insertInto('budgets')
+      .values({
+        id: newId('bud'),
+        scope: budget.scope,
+        subject_id: budget.subjectId,
+        period: budget.period,
+        limit_usd: budget.limitUsd,
+        limit_tokens: budget.limitTokens,
+        created_at: now,
+        updated_at: now,
+      })
+      .onConflict((oc) =>
+        oc
+          .columns(['scope', 'subject_id', 'period'])
+          .doUpdateSet({ limit_usd: budget.limitUsd, limit_tokens: budget.limitTokens, updated_at: now }),
+      )
+      .execute();
+    this.#cache.delete(`${budget.scope}:${budget.subjectId}`);
+  }
+
+  async remove(scope: LimitScope, subjectId: string, period?: BudgetPeriod): Promise<number> {
+    let query = this.#db.deleteFrom('budgets').where('scope', '=', scope).where('subject_id', '=', subjectId);
+    if (period) query = query.where('period', '=', period);
+    const result = await query.executeTakeFirst();
+    this.#cache.delete(`${scope}:${subjectId}`);
+    return Number(result.numDeletedRows);
+  }
+}

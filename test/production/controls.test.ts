@@ -1,0 +1,196 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { BudgetStore } from '../../src/features/limits/budget-store.js';
+import { bearer, TEST_MASTER_KEY } from '../helpers/app.js';
+import { type ChatStack, sseData, startChatStack } from '../helpers/chat-stack.js';
+import { DIALECTS } from '../helpers/databases.js';
+
+// biome-ignore lint/suspicious/noExplicitAny: response bodies are inspected loosely
+type Json = any;
+
+const chatRequest = (extra: Record<string, unknown> = {}) => ({
+  model: 'gpt-4o-mini',
+  messages: [{ role: 'user', content: 'What is the capital of France?' }],
+  temperature: 0,
+  ...extra,
+});
+
+async function post(
+  stack: ChatStack,
+  body: unknown,
+  headers: Record<string, string> = {},
+  key = stack.apiKey,
+) {
+  return fetch(`${stack.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...bearer(key), ...headers },
+    body: JSON.stringify(body),
+  });
+}
+
+const upstreamCalls = (stack: ChatStack) =>
+  stack.fake.requests.filter((r) => r.path === '/v1/chat/completions').length;
+
+for (const dialect of DIALECTS) {
+  describe(`response cache (${dialect})`, () => {
+    let stack: ChatStack;
+    before(async () => {
+      stack = await startChatStack({ dialect, env: { RESPONSE_CACHE_TTL_SECONDS: '3600' } });
+    });
+    after(() => stack.close());
+
+    it('answers a repeated deterministic request from the cache: X-Cache hit, no upstream call, zero cost', async () => {
+      const body = chatRequest({ messages: [{ role: 'user', content: `cache me ${dialect}` }] });
+      const first = await post(stack, body);
+      assert.equal(first.status, 200);
+      assert.equal(first.headers.get('x-cache'), 'miss');
+      const firstJson = (await first.json()) as Json;
+      const calls = upstreamCalls(stack);
+      // The store is written after the answer; give it a moment.
+      await new Promise((r) => setTimeout(r, 50));
+      const second = await post(stack, body);
+      assert.equal(second.headers.get('x-cache'), 'hit');
+      const secondJson = (await second.json()) as Json;
+      assert.deepEqual(secondJson.choices, firstJson.choices);
+      assert.equal(upstreamCalls(stack), calls, 'the hit did not reach the upstream');
+      const row = await stack.usageRow(second.headers.get('x-request-id')!);
+      assert.equal(row.cached, 1);
+      assert.equal(row.cost_usd, 0);
+      const metrics = await (await fetch(`${stack.url}/metrics`)).text();
+      assert.match(metrics, /colloquy_cache_requests_total\{[^}]*result="hit"[^}]*\} [1-9]/);
+    });
+
+    it('replays a cached answer as a stream, chunks in order, ending with [DONE]', async () => {
+      const body = chatRequest({
+        messages: [{ role: 'user', content: `stream me ${dialect}` }],
+        stream: true,
+      });
+      const first = await post(stack, body);
+      const firstText = await first.text();
+      assert.equal(first.headers.get('x-cache'), 'miss');
+      await new Promise((r) => setTimeout(r, 50));
+      const calls = upstreamCalls(stack);
+      const second = await post(stack, body);
+      assert.equal(second.headers.get('x-cache'), 'hit');
+      const events = sseData(await second.text());
+      assert.equal(events.at(-1), '[DONE]');
+      const content = (list: string[]) =>
+        list
+          .filter((d) => d !== '[DONE]')
+          .map((d) => JSON.parse(d).choices?.[0]?.delta?.content ?? '')
+          .join('');
+      assert.equal(content(events), content(sseData(firstText)));
+      assert.equal(upstreamCalls(stack), calls);
+    });
+
+    it('keeps tenants apart, honours Cache-Control and never caches non-deterministic requests', async () => {
+      const body = chatRequest({ messages: [{ role: 'user', content: `tenant ${dialect}` }] });
+      await post(stack, body);
+      await new Promise((r) => setTimeout(r, 50));
+      // The master key acts for nobody: never cached, never served from another tenant's cache.
+      const other = await post(stack, body, {}, TEST_MASTER_KEY);
+      assert.equal(other.headers.get('x-cache'), null);
+      const noStore = await post(stack, body, { 'cache-control': 'no-store' });
+      assert.equal(noStore.headers.get('x-cache'), null);
+      const noCache = await post(stack, body, { 'cache-control': 'no-cache' });
+      assert.equal(noCache.headers.get('x-cache'), 'miss');
+      const warm = await post(stack, chatRequest({ temperature: 0.7 }));
+      assert.equal(warm.headers.get('x-cache'), null);
+      const optIn = await post(stack, chatRequest({ temperature: 0.7 }), { 'x-colloquy-cache': 'on' });
+      assert.equal(optIn.headers.get('x-cache'), 'miss');
+    });
+
+    it('never caches errors', async () => {
+      const body = chatRequest({ messages: [{ role: 'user', content: `error ${dialect}` }] });
+      stack.fake.queue({
+        kind: 'status',
+        status: 400,
+        body: { error: { message: 'bad', type: 'invalid_request_error' } },
+      });
+      assert.equal((await post(stack, body)).status, 400);
+      const again = await post(stack, body);
+      assert.equal(again.status, 200);
+      assert.equal(again.headers.get('x-cache'), 'miss');
+    });
+  });
+}
+
+describe('rate limits on /v1', () => {
+  let stack: ChatStack;
+  before(async () => {
+    stack = await startChatStack({ env: { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_PER_MINUTE: '3' } });
+  });
+  after(() => stack.close());
+
+  it('sends X-RateLimit headers and refuses the request over the limit with 429 and Retry-After', async () => {
+    const ok = await post(stack, chatRequest());
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get('x-ratelimit-limit'), '3');
+    assert.equal(ok.headers.get('x-ratelimit-remaining'), '2');
+    await post(stack, chatRequest());
+    await post(stack, chatRequest({ stream: true })).then((r) => r.text());
+    const calls = upstreamCalls(stack);
+    const refused = await post(stack, chatRequest());
+    assert.equal(refused.status, 429);
+    assert.ok(Number(refused.headers.get('retry-after')) >= 1);
+    assert.equal(refused.headers.get('x-ratelimit-remaining'), '0');
+    const body = (await refused.json()) as Json;
+    assert.equal(body.error.code, 'rate_limited');
+    assert.equal(body.error.type, 'rate_limit_error');
+    assert.equal(upstreamCalls(stack), calls, 'refused before any provider call');
+  });
+
+  it('does not limit the master key', async () => {
+    for (let i = 0; i < 5; i++)
+      assert.equal((await post(stack, chatRequest(), {}, TEST_MASTER_KEY)).status, 200);
+  });
+});
+
+describe('budgets on /v1', () => {
+  let stack: ChatStack;
+  before(async () => {
+    stack = await startChatStack({ env: { RATE_LIMIT_ENABLED: 'true' } });
+  });
+  after(() => stack.close());
+
+  it('refuses a request whose worst case would pass the budget, before calling the provider', async () => {
+    // gpt-4o-mini: $0.60 per million output tokens; 4096 tokens of worst case is about $0.0025.
+    await new BudgetStore(stack.t.database.db).set({
+      scope: 'key',
+      subjectId: stack.apiKeyId,
+      period: 'day',
+      limitUsd: 0.001,
+      limitTokens: null,
+    });
+    const calls = upstreamCalls(stack);
+    const refused = await post(stack, chatRequest());
+    assert.equal(refused.status, 429);
+    const body = (await refused.json()) as Json;
+    assert.equal(body.error.code, 'budget_exceeded');
+    assert.equal(body.error.type, 'insufficient_quota');
+    assert.equal(upstreamCalls(stack), calls);
+    // A small max_tokens fits the budget, and its actual cost is settled and shown by the budget API.
+    const small = await post(stack, chatRequest({ max_tokens: 50 }));
+    assert.equal(small.status, 200);
+    await small.json();
+    const status = await fetch(`${stack.url}/api/budgets/key/${stack.apiKeyId}`, {
+      headers: bearer(TEST_MASTER_KEY),
+    });
+    const [day] = ((await status.json()) as Json).data;
+    assert.equal(day.period, 'day');
+    assert.ok(day.spentUsd > 0 && day.spentUsd < 0.001, `spent ${day.spentUsd}`);
+  });
+
+  it('shows spend in the usage API, a user only their own', async () => {
+    const usage = await fetch(`${stack.url}/api/usage?group_by=model`, { headers: bearer(stack.apiKey) });
+    assert.equal(usage.status, 200);
+    const body = (await usage.json()) as Json;
+    const model = body.data.find((r: { key: string }) => r.key === 'gpt-4o-mini');
+    assert.ok(model.requests >= 1);
+    assert.ok(model.cost_usd > 0);
+    const foreign = await fetch(`${stack.url}/api/usage?user_id=usr_someone_else`, {
+      headers: bearer(stack.apiKey),
+    });
+    assert.equal(foreign.status, 403);
+  });
+});

@@ -1,0 +1,253 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import SqliteDatabase from 'better-sqlite3';
+import { bearer, TEST_MASTER_KEY } from '../helpers/app.js';
+import { type ChatStack, eventually, sseData, startChatStack } from '../helpers/chat-stack.js';
+
+const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+function startRedis(port: number): ChildProcess {
+  return spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    {
+      stdio: 'ignore',
+    },
+  );
+}
+
+async function redisReady(port: number) {
+  await eventually(
+    () =>
+      new Promise<boolean>((resolve) => {
+        const socket = net.connect(port, '127.0.0.1', () => {
+          socket.end();
+          resolve(true);
+        });
+        socket.on('error', () => resolve(false));
+      }),
+    5_000,
+    'redis-server listening',
+  );
+}
+
+describe('Redis outage: the service degrades and recovers by itself', () => {
+  let stack: ChatStack;
+  let redis: ChildProcess;
+  let port: number;
+  before(async () => {
+    port = await freePort();
+    redis = startRedis(port);
+    await redisReady(port);
+    stack = await startChatStack({
+      env: {
+        REDIS_URL: `redis://127.0.0.1:${port}`,
+        RATE_LIMIT_ENABLED: 'true',
+        RESPONSE_CACHE_TTL_SECONDS: '3600',
+      },
+    });
+  });
+  after(async () => {
+    await stack?.close();
+    redis?.kill('SIGKILL');
+  });
+
+  const chat = () =>
+    fetch(`${stack.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(stack.apiKey) },
+      body: JSON.stringify({
+        model: 'gpt-4o-mini',
+        temperature: 0,
+        messages: [{ role: 'user', content: 'hello' }],
+      }),
+    });
+  const ready = async () =>
+    (await fetch(`${stack.url}/health/ready`)).json() as Promise<{ failing: string[] }>;
+
+  it('keeps answering while Redis is gone, reports it, and recovers when Redis returns', async () => {
+    assert.equal((await chat()).status, 200);
+    assert.deepEqual((await ready()).failing, []);
+
+    redis.kill('SIGKILL');
+    await eventually(async () => (await ready()).failing.includes('redis'), 5_000, 'readiness reports redis');
+    for (let i = 0; i < 5; i++) {
+      const started = Date.now();
+      const res = await chat();
+      assert.equal(res.status, 200, 'fail-open: limits count locally, the cache misses');
+      assert.ok(Date.now() - started < 2_000, 'no request hangs on the dead Redis');
+    }
+    const metrics = await (await fetch(`${stack.url}/metrics`)).text();
+    assert.match(metrics, /colloquy_redis_up\{[^}]*\} 0/);
+    await eventually(
+      () => stack.t.logText().includes('redis unavailable; retrying in the background'),
+      5_000,
+      'the outage is logged',
+    );
+    const lines = stack.t.logText().split('\n');
+    const client = lines.filter((l) => l.includes('redis unavailable; retrying in the background'));
+    assert.equal(
+      client.length,
+      1,
+      `the outage is logged once, not per reconnect attempt:\n${client.join('\n')}`,
+    );
+    // Each part that falls back (cache, limits) says so once, not once per request.
+    assert.ok(lines.filter((l) => l.includes('redis unavailable')).length <= 4);
+
+    redis = startRedis(port);
+    await redisReady(port);
+    await eventually(async () => (await ready()).failing.length === 0, 10_000, 'readiness recovers');
+    assert.equal((await chat()).status, 200);
+    const after = await (await fetch(`${stack.url}/metrics`)).text();
+    assert.match(after, /colloquy_redis_up\{[^}]*\} 1/);
+  });
+});
+
+describe('SIGTERM with live streams', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'colloquy-sigterm-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  async function startServer(env: Record<string, string>) {
+    const port = await freePort();
+    const child = spawn(process.execPath, [MAIN, 'serve'], {
+      cwd: dir,
+      env: {
+        PATH: process.env.PATH ?? '',
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        LOG_FORMAT: 'json',
+        LOG_LEVEL: 'info',
+        COLLOQUY_ADMIN_KEY: TEST_MASTER_KEY,
+        DATABASE_URL: `sqlite:${path.join(dir, 'colloquy.db')}`,
+        RATE_LIMIT_ENABLED: 'false',
+        // Module loading at start-up shows as event-loop lag on a busy test machine; shedding is not tested here.
+        OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: '0',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout!.on('data', (d) => {
+      output += d;
+    });
+    child.stderr!.on('data', (d) => {
+      output += d;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const url = `http://127.0.0.1:${port}`;
+    await eventually(
+      async () => (await fetch(`${url}/health`).catch(() => undefined))?.ok === true,
+      15_000,
+      'server up',
+    );
+    return { child, url, exited, output: () => output };
+  }
+
+  async function openStream(url: string, content: string) {
+    const res = await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(TEST_MASTER_KEY) },
+      body: JSON.stringify({ model: 'demo', stream: true, messages: [{ role: 'user', content }] }),
+    });
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    let text = new TextDecoder().decode(first.value);
+    const rest = (async () => {
+      while (true) {
+        const { done, value } = await reader.read();
+        if (done) return text;
+        text += new TextDecoder().decode(value);
+      }
+    })();
+    // Wrapped: returning the promise itself from an async function would wait for the whole stream.
+    return { rest };
+  }
+
+  it('lets in-flight streams finish, refuses new work, and exits 0', async () => {
+    const server = await startServer({ DEMO_WORD_DELAY_MS: '30', SHUTDOWN_TIMEOUT: '20' });
+    const streams = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => openStream(server.url, `stream ${i}`)),
+    );
+    server.child.kill('SIGTERM');
+    await sleep(100);
+    const refused = await fetch(`${server.url}/api/me`).catch(() => undefined);
+    if (refused) assert.equal(refused.status, 503, 'new requests during the drain get 503');
+    const bodies = await Promise.all(streams.map((s) => s.rest));
+    for (const body of bodies) {
+      const events = sseData(body);
+      assert.equal(events.at(-1), '[DONE]');
+      assert.ok(!events.some((e) => e.includes('"error"')), 'finished normally');
+    }
+    assert.equal(await server.exited, 0, server.output());
+  });
+
+  it('after SHUTDOWN_TIMEOUT ends the streams still open in-band, saves conversation replies as partial, exits 0', async () => {
+    const server = await startServer({ DEMO_WORD_DELAY_MS: '400', SHUTDOWN_TIMEOUT: '1' });
+    const created = await fetch(`${server.url}/api/users`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(TEST_MASTER_KEY) },
+      body: JSON.stringify({ email: 'drain@example.com', password: 'a-long-enough-password' }),
+    });
+    assert.equal(created.status, 201);
+    const login = (await (
+      await fetch(`${server.url}/api/auth/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ email: 'drain@example.com', password: 'a-long-enough-password' }),
+      })
+    ).json()) as { access_token: string };
+    const conversation = (await (
+      await fetch(`${server.url}/api/conversations`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...bearer(login.access_token) },
+        body: JSON.stringify({ model: 'demo' }),
+      })
+    ).json()) as { id: string };
+    const reply = await fetch(`${server.url}/api/conversations/${conversation.id}/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(login.access_token) },
+      body: JSON.stringify({ content: 'tell me a long story' }),
+    });
+    assert.equal(reply.status, 200);
+    const replyText = reply.text();
+    const v1 = await openStream(server.url, 'a slow one');
+    await sleep(900); // a couple of words streamed
+    server.child.kill('SIGTERM');
+    const [v1Body] = await Promise.all([v1.rest, replyText]);
+    const events = sseData(v1Body);
+    assert.equal(events.at(-1), '[DONE]', 'the stream is closed properly, not cut');
+    assert.ok(
+      events.some((e) => e.includes('"error"')),
+      `with an in-band error event: ${events.slice(-2).join(' / ')}\n${server.output().slice(-2500)}`,
+    );
+    assert.equal(await server.exited, 0, server.output());
+
+    const db = new SqliteDatabase(path.join(dir, 'colloquy.db'), { readonly: true });
+    const rows = db
+      .prepare("select status, content from messages where conversation_id = ? and role = 'assistant'")
+      .all(conversation.id) as { status: string; content: string }[];
+    db.close();
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0]!.status, 'partial');
+    assert.ok(rows[0]!.content.length > 0, 'the text so far is kept');
+  });
+});
