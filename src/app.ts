@@ -8,6 +8,8 @@ import type { Logger } from './core/logger.js';
 import type { DatabaseHandle } from './db/database.js';
 import { apiKeyRoutes } from './features/api-keys/routes.js';
 import { ApiKeyStore } from './features/api-keys/store.js';
+import { auditPlugin } from './features/audit/plugin.js';
+import { auditRoutes } from './features/audit/routes.js';
 import { AccessTokens } from './features/auth/access-tokens.js';
 import { LoginThrottle } from './features/auth/login-throttle.js';
 import { RefreshTokenStore } from './features/auth/refresh-tokens.js';
@@ -118,6 +120,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addSchema(UserSchema);
   await app.register(openapiPlugin);
   await app.register(authPlugin, { auth });
+  await app.register(auditPlugin, { db: database.db });
 
   await app.register(healthRoutes, {
     database,
@@ -195,6 +198,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       : undefined;
   await app.register(openAiV1Routes, { gateway, usage, metrics, responses });
   await app.register(usageRoutes, { db: database.db });
+  await app.register(auditRoutes, { db: database.db });
   await app.register(limitsRoutes, { budgets, overrides, cache });
   await app.register(conversationRoutes, {
     db: database.db,

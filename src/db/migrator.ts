@@ -3,6 +3,7 @@ import type { Db } from './database.js';
 import * as initial from './migrations/0001-initial.js';
 import * as conversations from './migrations/0002-conversations.js';
 import * as limits from './migrations/0003-limits.js';
+import * as audit from './migrations/0004-audit.js';
 
 /**
  * Migrations are compiled into the build (no directory scanning), named by a zero-padded version so they
@@ -12,6 +13,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0001-initial': initial,
   '0002-conversations': conversations,
   '0003-limits': limits,
+  '0004-audit': audit,
 };
 
 /** The schema version this code needs: readiness fails and production serve refuses below it. */

@@ -97,7 +97,26 @@ export interface UsageRecordsTable {
   created_at: string;
 }
 
+export interface AuditEventsTable {
+  id: string;
+  created_at: string;
+  /** e.g. auth.login, POST /api/users/:id */
+  action: string;
+  outcome: 'success' | 'failure';
+  status_code: number;
+  actor_user_id: string | null;
+  actor_key_id: string | null;
+  actor_via: string | null;
+  /** The :id the action was about, when the route has one. */
+  target_id: string | null;
+  /** The account an auth event was about (the email typed at login), never a password or token. */
+  subject: string | null;
+  ip: string | null;
+  request_id: string | null;
+}
+
 export interface Database {
+  audit_events: AuditEventsTable;
   users: UsersTable;
   refresh_tokens: RefreshTokensTable;
   api_keys: ApiKeysTable;
