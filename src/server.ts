@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import { buildApp } from './app.js';
@@ -71,8 +72,11 @@ export async function startServer(
     let closing: Promise<void> | undefined;
     const close = () => {
       closing ??= (async () => {
-        // Readiness turns false and new requests get 503 at once; in-flight ones get the drain period.
+        // Readiness turns false at once. For SHUTDOWN_DELAY the listener stays open, answering normally but
+        // closing each connection, while load balancers take this instance out; then new requests get 503
+        // and in-flight ones (streams included) get the drain period.
         draining = true;
+        if (config.http.shutdownDelayMs > 0) await sleep(config.http.shutdownDelayMs);
         const closed = app.close();
         const drainTimer = setTimeout(() => {
           logger.warn('drain period over: ending the streams still open');

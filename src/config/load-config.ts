@@ -53,6 +53,7 @@ export interface Config {
     requestTimeoutMs: number;
     keepAliveTimeoutMs: number;
     shutdownTimeoutMs: number;
+    shutdownDelayMs: number;
     overload: { maxEventLoopDelayMs: number; maxHeapBytes: number };
   };
   metrics: { token: string | undefined; track: 'stable' | 'canary' };
@@ -199,6 +200,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, options: Loa
       requestTimeoutMs: vars.REQUEST_TIMEOUT_MS,
       keepAliveTimeoutMs: vars.KEEP_ALIVE_TIMEOUT_MS,
       shutdownTimeoutMs: vars.SHUTDOWN_TIMEOUT * 1000,
+      shutdownDelayMs: vars.SHUTDOWN_DELAY * 1000,
       overload: {
         maxEventLoopDelayMs: vars.OVERLOAD_MAX_EVENT_LOOP_DELAY_MS,
         maxHeapBytes: vars.OVERLOAD_MAX_HEAP_BYTES,

@@ -120,6 +120,12 @@ export const EnvSchema = Type.Object({
     600_000,
     72_000,
   ),
+  SHUTDOWN_DELAY: int(
+    'seconds to keep serving after SIGTERM while load balancers deregister, 0 to 300',
+    0,
+    300,
+    0,
+  ),
   SHUTDOWN_TIMEOUT: int(
     'seconds in-flight requests and streams get to finish at shutdown, 0 to 3600',
     0,

@@ -13,18 +13,17 @@ const WARM_UP_MS = 15_000;
 const ALWAYS_SERVED = new Set(['/health', '/health/live', '/health/ready', '/metrics']);
 
 /**
- * Refuses new work with 503 + Retry-After while shutting down or overloaded (event-loop lag, heap), so a
- * load balancer moves traffic elsewhere instead of the process collapsing. Health and metrics stay up.
+ * Shutdown and overload behaviour: connections are retired while draining, and under overload (event-loop
+ * lag, heap) new work gets 503 + Retry-After so a load balancer moves it elsewhere instead of the process
+ * collapsing. Health and metrics stay up.
  */
 export const lifecyclePlugin = fp(
   async (app: FastifyInstance, options: LifecycleOptions) => {
-    app.addHook('onRequest', async (request, reply) => {
-      if (options.isDraining() && !ALWAYS_SERVED.has(request.url.split('?')[0]!)) {
-        reply.header('connection', 'close');
-        throw new AppError('service_unavailable', 'the server is shutting down; retry on another instance', {
-          headers: { 'retry-after': '5' },
-        });
-      }
+    // Draining (SIGTERM, before the listener closes): readiness already fails, and every answer closes its
+    // connection, so a proxy retires its pooled connections cleanly instead of racing a close. Once the
+    // listener closes, Fastify answers anything still arriving with 503 + Connection: close.
+    app.addHook('onRequest', async (_request, reply) => {
+      if (options.isDraining()) reply.header('connection', 'close');
     });
     const registeredAt = Date.now();
     if (options.maxEventLoopDelayMs > 0 || options.maxHeapBytes > 0) {

@@ -188,6 +188,8 @@ describe('production rehearsal: 3 replicas behind the kit’s nginx, watched by 
       LOG_LEVEL: 'warn',
       LOG_FORMAT: 'json',
       SHUTDOWN_TIMEOUT: '5',
+      // As compose.yaml sets it: nginx retires its pooled connections before the listener closes.
+      SHUTDOWN_DELAY: '2',
       // The rehearsal is about the deployment, not Colloquy's own per-key limits or load shedding (on a
       // busy CI machine running Prometheus, nginx and three replicas the event loop can lag past 1 s).
       RATE_LIMIT_ENABLED: 'false',
