@@ -49,14 +49,14 @@ export function upstreamHttpError(
   )?.error;
   const message =
     typeof err?.message === 'string' ? err.message : `upstream ${provider} answered HTTP ${status}`;
-  if (status === 401) {
-    // The upstream refused Colloquy's own key: a server-side fault. Relaying the 401 would tell the client
-    // that its (valid) Colloquy key is wrong.
-    return new ProviderError(`upstream ${provider} rejected its API key: ${message}`, {
+  if (status === 401 || status === 403) {
+    // The upstream refused Colloquy's own key or account: a server-side fault. Relaying the 401/403 would
+    // tell the client that its (valid) Colloquy credentials are wrong.
+    return new ProviderError(`upstream ${provider} refused Colloquy's credentials: ${message}`, {
       provider,
       upstreamStatus: status,
       status: 502,
-      code: 'upstream_auth_failed',
+      code: status === 401 ? 'upstream_auth_failed' : 'upstream_permission_denied',
       type: 'server_error',
       param: null,
       retryable: false,
@@ -64,7 +64,9 @@ export function upstreamHttpError(
     });
   }
   const retryable = status === 429 || status === 408 || status >= 500;
-  const mappedStatus = status === 429 ? 429 : status >= 500 ? 502 : status;
+  // 503 and 504 keep their meaning (and Retry-After) for clients; other upstream 5xx are a bad gateway.
+  const mappedStatus =
+    status === 429 || status === 503 || status === 504 ? status : status >= 500 ? 502 : status;
   return new ProviderError(message, {
     provider,
     upstreamStatus: status,

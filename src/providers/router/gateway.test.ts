@@ -433,10 +433,10 @@ describe('RoutingGateway: retries, fallbacks and breakers', () => {
       const { gateway } = setup([p], { policy: { retries, backoff: { initialMs: 1, maxMs: 2 } } });
       await assert.rejects(
         gateway.complete(req('gpt-4o')),
-        rejectsWithProviderError({ status: 502, upstreamStatus: 503 }),
+        rejectsWithProviderError({ status: 503, upstreamStatus: 503 }),
       );
       assert.equal(p.calls.length, 1 + retries, `retries=${retries}`);
-      await assert.rejects(gateway.stream(req('gpt-4o')), rejectsWithProviderError({ status: 502 }));
+      await assert.rejects(gateway.stream(req('gpt-4o')), rejectsWithProviderError({ status: 503 }));
       assert.equal(p.calls.length, 2 * (1 + retries), `stream, retries=${retries}`);
     }
     // Across deployments too: fallbacks count as attempts.
@@ -450,10 +450,11 @@ describe('RoutingGateway: retries, fallbacks and breakers', () => {
     assert.equal(p1.calls.length + p2.calls.length, 3);
   });
 
-  // An upstream 401 means Colloquy's own key is wrong: a 502, since the client's key is fine.
+  // An upstream 401/403 means Colloquy's own key or account is wrong: a 502, since the client's key is fine.
   for (const [upstream, status] of [
     [400, 400],
     [401, 502],
+    [403, 502],
     [404, 404],
     [422, 422],
   ] as const) {
