@@ -15,6 +15,7 @@ import { LoginThrottle } from './features/auth/login-throttle.js';
 import { RefreshTokenStore } from './features/auth/refresh-tokens.js';
 import { authRoutes } from './features/auth/routes.js';
 import { AuthService } from './features/auth/service.js';
+import { pruneConversations } from './features/conversations/retention.js';
 import { conversationRoutes } from './features/conversations/routes.js';
 import { healthRoutes } from './features/health/routes.js';
 import { BudgetService } from './features/limits/budgets.js';
@@ -207,5 +208,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logger: deps.logger,
     redis: deps.redis,
   });
+  if (config.conversationRetentionDays > 0) {
+    // Hourly and bounded; every replica may run it (deletes are idempotent).
+    const prune = () =>
+      pruneConversations(database.db, { retentionDays: config.conversationRetentionDays }).then(
+        (deleted) => metrics.retentionDeleted.inc({ kind: 'conversations' }, deleted),
+        (err) => deps.logger.warn({ err }, 'conversation retention failed; retrying in an hour'),
+      );
+    const timer = setInterval(prune, 3_600_000);
+    timer.unref();
+    app.addHook('onReady', async () => void prune());
+    app.addHook('onClose', async () => clearInterval(timer));
+  }
   return app;
 }

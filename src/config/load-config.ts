@@ -59,6 +59,7 @@ export interface Config {
   metrics: { token: string | undefined; track: 'stable' | 'canary' };
   limits: ReturnType<typeof limitsConfigFromEnv>;
   cache: { responseTtlMs: number; maxEntries: number; maxBytes: number };
+  conversationRetentionDays: number;
   /** The raw validated variables, for `doctor` and diagnostics. */
   vars: Readonly<Env>;
 }
@@ -208,6 +209,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, options: Loa
     },
     metrics: { token: vars.METRICS_TOKEN, track: vars.COLLOQUY_TRACK ?? 'stable' },
     limits: limitsConfigFromEnv(vars),
+    conversationRetentionDays: vars.CONVERSATION_RETENTION_DAYS,
     cache: {
       responseTtlMs: vars.RESPONSE_CACHE_TTL_SECONDS * 1000,
       maxEntries: vars.CACHE_MAX_ENTRIES,

@@ -160,6 +160,12 @@ export const EnvSchema = Type.Object({
     64 * 1024 * 1024,
   ),
   ...LIMITS_ENV,
+  CONVERSATION_RETENTION_DAYS: int(
+    'days an untouched conversation (prompts and replies) is kept, 0 (forever) to 36500',
+    0,
+    36_500,
+    0,
+  ),
   UPSTREAM_RETRIES: int('extra upstream attempts per request (retries and fallbacks), 0 to 10', 0, 10, 2),
 });
 

@@ -121,6 +121,12 @@ export function createMetrics(options: { track: 'stable' | 'canary' }) {
       help: '1 when Redis answers, 0 when it does not, absent without REDIS_URL',
       registers: [registry],
     }),
+    retentionDeleted: new client.Counter({
+      name: 'colloquy_retention_deleted_total',
+      help: 'Rows removed by the retention jobs, by kind (usage, conversations)',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
     buildInfo: new client.Gauge({
       name: 'colloquy_build_info',
       help: 'Always 1; the labels carry the running version',
