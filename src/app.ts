@@ -37,8 +37,10 @@ import { lifecyclePlugin } from './plugins/lifecycle.js';
 import { metricsPlugin } from './plugins/metrics.js';
 import { openapiPlugin } from './plugins/openapi.js';
 import { securityPlugin } from './plugins/security.js';
+import { tracingPlugin } from './plugins/tracing.js';
 import { createGateway } from './providers/registry.js';
 import type { ChatGateway } from './providers/router/types.js';
+import { Tracing } from './tracing/tracing.js';
 
 export interface AppDeps {
   config: Config;
@@ -108,6 +110,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     masterKey: config.adminKey,
   });
 
+  const tracing = config.tracing
+    ? new Tracing({ ...config.tracing, track: config.metrics.track })
+    : undefined;
+  if (tracing) await app.register(tracingPlugin, { tracing });
   await app.register(errorHandlerPlugin);
   await app.register(lifecyclePlugin, {
     isDraining: deps.isDraining ?? (() => false),
@@ -173,7 +179,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         );
     },
   });
-  const usage = new UsageRecorder(database.db, prices, deps.logger, metrics);
+  const usage = new UsageRecorder(database.db, prices, deps.logger, metrics, tracing);
   const cache = createCache({
     redis: deps.redis,
     logger: deps.logger,

@@ -57,6 +57,7 @@ export interface Config {
     overload: { maxEventLoopDelayMs: number; maxHeapBytes: number };
   };
   metrics: { token: string | undefined; track: 'stable' | 'canary' };
+  tracing: { endpoint: string; serviceName: string } | undefined;
   limits: ReturnType<typeof limitsConfigFromEnv>;
   cache: { responseTtlMs: number; maxEntries: number; maxBytes: number };
   conversationRetentionDays: number;
@@ -208,6 +209,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, options: Loa
       },
     },
     metrics: { token: vars.METRICS_TOKEN, track: vars.COLLOQUY_TRACK ?? 'stable' },
+    tracing: vars.OTEL_EXPORTER_OTLP_ENDPOINT
+      ? { endpoint: vars.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: vars.OTEL_SERVICE_NAME }
+      : undefined,
     limits: limitsConfigFromEnv(vars),
     conversationRetentionDays: vars.CONVERSATION_RETENTION_DAYS,
     cache: {

@@ -145,6 +145,13 @@ export const EnvSchema = Type.Object({
     0,
   ),
   METRICS_TOKEN: optionalStr('a bearer token required to read /metrics'),
+  OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(
+    Type.String({
+      pattern: '^https?://',
+      description: 'an OTLP/HTTP collector URL such as http://otel-collector:4318',
+    }),
+  ),
+  OTEL_SERVICE_NAME: str('the service name on exported traces', { default: 'colloquy', minLength: 1 }),
   COLLOQUY_TRACK: Type.Optional(oneOf(['stable', 'canary'] as const, 'stable or canary')),
   RESPONSE_CACHE_TTL_SECONDS: int(
     'seconds a cached chat answer is served, 0 (cache off) to 2592000',

@@ -5,6 +5,7 @@ import { isUniqueViolation } from '../../db/database.js';
 import type { Metrics } from '../../metrics/registry.js';
 import type { RouteInfo } from '../../providers/router/types.js';
 import type { Usage } from '../../providers/types.js';
+import type { Tracing } from '../../tracing/tracing.js';
 import type { PriceTable } from './prices.js';
 
 export interface UsageEvent {
@@ -32,6 +33,7 @@ export class UsageRecorder {
     private readonly prices: PriceTable,
     private readonly logger: Logger,
     private readonly metrics?: Metrics,
+    private readonly tracing?: Tracing,
   ) {}
 
   #observe(event: UsageEvent, costUsd: number) {
@@ -59,6 +61,7 @@ export class UsageRecorder {
     const pricedModel = event.route?.upstreamModel ?? event.model;
     const costUsd = event.cached ? 0 : this.prices.cost(pricedModel, promptTokens, completionTokens);
     this.#observe(event, costUsd);
+    this.tracing?.recordLlmCall(event);
     try {
       await this.db
         .insertInto('usage_records')
