@@ -36,6 +36,8 @@ export interface ApiKeysTable {
   last_used_at: string | null;
   revoked_at: string | null;
   created_at: string;
+  /** 1: every request with this key may be answered from the response cache. */
+  cache_responses: Generated<number>;
 }
 
 export interface AssistantsTable {

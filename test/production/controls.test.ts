@@ -100,6 +100,26 @@ for (const dialect of DIALECTS) {
       assert.equal(optIn.headers.get('x-cache'), 'miss');
     });
 
+    it('caches every request of a key created with cache_responses, not only temperature 0', async () => {
+      const created = await fetch(`${stack.url}/api/keys`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...bearer(TEST_MASTER_KEY) },
+        body: JSON.stringify({ name: 'cached', user_id: stack.userId, cache_responses: true }),
+      });
+      assert.equal(created.status, 201);
+      const key = (await created.json()) as Json;
+      assert.equal(key.cache_responses, true);
+      const body = chatRequest({
+        temperature: 0.9,
+        messages: [{ role: 'user', content: `key opt-in ${dialect}` }],
+      });
+      assert.equal((await post(stack, body, {}, key.key)).headers.get('x-cache'), 'miss');
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal((await post(stack, body, {}, key.key)).headers.get('x-cache'), 'hit');
+      // The ordinary key of the same user does not opt in, and its cache is its own.
+      assert.equal((await post(stack, body)).headers.get('x-cache'), null);
+    });
+
     it('never caches errors', async () => {
       const body = chatRequest({ messages: [{ role: 'user', content: `error ${dialect}` }] });
       stack.fake.queue({

@@ -18,6 +18,9 @@ const ApiKey = Type.Object(
     last_used_at: Type.Union([Type.String(), Type.Null()]),
     revoked_at: Type.Union([Type.String(), Type.Null()]),
     created_at: Type.String(),
+    cache_responses: Type.Boolean({
+      description: 'every request with this key may be served from the response cache',
+    }),
   },
   { $id: 'ApiKey' },
 );
@@ -57,13 +60,18 @@ export async function apiKeyRoutes(
           name: Type.String({ minLength: 1, maxLength: 100 }),
           expires_in_days: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650 })),
           user_id: Type.Optional(Type.String({ description: 'admin only: create the key for this user' })),
+          cache_responses: Type.Optional(
+            Type.Boolean({
+              description: 'opt every request into the response cache, not only temperature 0',
+            }),
+          ),
         }),
         response: { 201: CreatedApiKey, ...errors },
       },
     },
     async (request, reply) => {
       const principal = principalOf(request);
-      const { name, expires_in_days, user_id } = request.body;
+      const { name, expires_in_days, user_id, cache_responses } = request.body;
       let owner = principal.userId;
       if (user_id !== undefined && user_id !== principal.userId) {
         if (principal.role !== 'admin')
@@ -78,7 +86,12 @@ export async function apiKeyRoutes(
       const expiresAt = expires_in_days
         ? new Date(Date.now() + expires_in_days * 86_400_000).toISOString()
         : null;
-      const { row, key } = await deps.apiKeys.create({ userId: owner, name, expiresAt });
+      const { row, key } = await deps.apiKeys.create({
+        userId: owner,
+        name,
+        expiresAt,
+        cacheResponses: cache_responses ?? false,
+      });
       reply.code(201);
       return { ...toPublicApiKey(row), key };
     },

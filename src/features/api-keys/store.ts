@@ -16,15 +16,20 @@ export interface PublicApiKey {
   last_used_at: string | null;
   revoked_at: string | null;
   created_at: string;
+  cache_responses: boolean;
 }
 
-export const toPublicApiKey = ({ key_hash: _hash, ...rest }: ApiKeyRow): PublicApiKey => rest;
+export const toPublicApiKey = ({ key_hash: _hash, cache_responses, ...rest }: ApiKeyRow): PublicApiKey => ({
+  ...rest,
+  cache_responses: cache_responses === 1,
+});
 
 export interface KeyOwner {
   keyId: string;
   userId: string;
   role: Role;
   lastUsedAt: string | null;
+  cacheResponses?: boolean;
 }
 
 /** last_used_at is written at most once a minute per key, so authenticated traffic does not become writes. */
@@ -33,7 +38,7 @@ const LAST_USED_RESOLUTION_MS = 60_000;
 export class ApiKeyStore {
   constructor(private readonly db: Db) {}
 
-  async create(input: { userId: string; name: string; expiresAt: string | null }) {
+  async create(input: { userId: string; name: string; expiresAt: string | null; cacheResponses?: boolean }) {
     const { key, prefix, hash } = generateApiKey();
     const row: ApiKeyRow = {
       id: newId('key'),
@@ -45,6 +50,7 @@ export class ApiKeyStore {
       last_used_at: null,
       revoked_at: null,
       created_at: nowIso(),
+      cache_responses: input.cacheResponses ? 1 : 0,
     };
     await this.db.insertInto('api_keys').values(row).execute();
     return { row, key };
@@ -76,13 +82,22 @@ export class ApiKeyStore {
         'api_keys.user_id as userId',
         'users.role as role',
         'api_keys.last_used_at',
+        'api_keys.cache_responses',
       ])
       .where('api_keys.key_hash', '=', hash)
       .where('api_keys.revoked_at', 'is', null)
       .where('users.disabled_at', 'is', null)
       .where((eb) => eb.or([eb('api_keys.expires_at', 'is', null), eb('api_keys.expires_at', '>', now)]))
       .executeTakeFirst();
-    return row && { keyId: row.keyId, userId: row.userId, role: row.role, lastUsedAt: row.last_used_at };
+    return (
+      row && {
+        keyId: row.keyId,
+        userId: row.userId,
+        role: row.role,
+        lastUsedAt: row.last_used_at,
+        cacheResponses: row.cache_responses === 1,
+      }
+    );
   }
 
   async touch(owner: KeyOwner): Promise<void> {

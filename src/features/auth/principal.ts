@@ -6,6 +6,8 @@ export interface Principal {
   role: Role;
   via: 'jwt' | 'api_key' | 'master_key';
   apiKeyId: string | null;
+  /** The key opted every request into the response cache. */
+  cacheResponses?: boolean;
 }
 
 export const isAdmin = (principal: Principal) => principal.role === 'admin';

@@ -131,7 +131,13 @@ export class AuthService {
     const owner = await this.deps.apiKeys.findUsable(hashApiKey(key));
     if (!owner) throw new AppError('invalid_api_key', 'invalid, expired or revoked API key');
     await this.deps.apiKeys.touch(owner);
-    return { userId: owner.userId, role: owner.role, via: 'api_key', apiKeyId: owner.keyId };
+    return {
+      userId: owner.userId,
+      role: owner.role,
+      via: 'api_key',
+      apiKeyId: owner.keyId,
+      cacheResponses: owner.cacheResponses,
+    };
   }
 
   private async authenticateJwt(token: string): Promise<Principal> {

@@ -114,7 +114,9 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
     if (!responses) return undefined;
     const control = String(request.headers['cache-control'] ?? '').toLowerCase();
     if (control.includes('no-store')) return undefined;
-    const optIn = String(request.headers['x-colloquy-cache'] ?? '').toLowerCase() === 'on';
+    const optIn =
+      String(request.headers['x-colloquy-cache'] ?? '').toLowerCase() === 'on' ||
+      principalOf(request).cacheResponses === true;
     if (!responses.isCacheable(body, { optIn })) return undefined;
     const principal = principalOf(request);
     const scope = principal.apiKeyId
