@@ -213,6 +213,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     usage,
     logger: deps.logger,
     redis: deps.redis,
+    responses,
   });
   if (config.conversationRetentionDays > 0) {
     // Hourly and bounded; every replica may run it (deletes are idempotent).

@@ -120,6 +120,53 @@ for (const dialect of DIALECTS) {
       assert.equal((await post(stack, body)).headers.get('x-cache'), null);
     });
 
+    it('serves conversation replies from the cache when their assistant opts in, never regenerations', async () => {
+      const api = (path: string, body?: unknown, key = stack.apiKey) =>
+        fetch(`${stack.url}${path}`, {
+          method: body ? 'POST' : 'GET',
+          headers: { 'content-type': 'application/json', ...bearer(key) },
+          ...(body ? { body: JSON.stringify(body) } : {}),
+        });
+      const assistant = (await (
+        await api('/api/assistants', {
+          name: `faq ${dialect}`,
+          system_prompt: 'Answer briefly.',
+          model: 'gpt-4o-mini',
+          params: { temperature: 0.8, cache_responses: true },
+        })
+      ).json()) as Json;
+      assert.ok(assistant.id, JSON.stringify(assistant));
+      const ask = async () => {
+        const conversation = (await (
+          await api('/api/conversations', { assistant_id: assistant.id })
+        ).json()) as Json;
+        const res = await api(`/api/conversations/${conversation.id}/messages`, {
+          content: `What are your opening hours? ${dialect}`,
+          stream: false,
+        });
+        assert.ok(res.status < 300);
+        return { conversation, result: (await res.json()) as Json };
+      };
+      const calls = upstreamCalls(stack);
+      const first = await ask();
+      assert.equal(upstreamCalls(stack), calls + 1);
+      const forwarded = stack.fake.requests.at(-1)!.body;
+      assert.equal(forwarded.cache_responses, undefined, 'the opt-in is not sent to the model');
+      assert.equal(forwarded.temperature, 0.8);
+      await new Promise((r) => setTimeout(r, 50));
+      const second = await ask();
+      assert.equal(upstreamCalls(stack), calls + 1, 'the second identical reply came from the cache');
+      assert.equal(second.result.message.content, first.result.message.content);
+      const row = await stack.usageRow(second.result.generation_id);
+      assert.equal(row.cached, 1);
+      const regenerate = await api(
+        `/api/conversations/${second.conversation.id}/messages/${second.result.message.id}/regenerate`,
+        { stream: false },
+      );
+      assert.ok(regenerate.status < 300, await regenerate.text());
+      assert.equal(upstreamCalls(stack), calls + 2, 'a regeneration asks the model again');
+    });
+
     it('never caches errors', async () => {
       const body = chatRequest({ messages: [{ role: 'user', content: `error ${dialect}` }] });
       stack.fake.queue({

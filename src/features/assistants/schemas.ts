@@ -16,6 +16,8 @@ export const AssistantParams = Type.Object(
       ]),
     ),
     seed: Type.Optional(Type.Integer()),
+    // Not sent to the model: replies to the same conversation state are served from the response cache.
+    cache_responses: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );

@@ -48,6 +48,8 @@ export interface GenerationSpec {
   body: ChatCompletionRequest;
   /** Set when the conversation has no title yet: the first user message, to derive one from. */
   titleSource: string | null;
+  /** Replies (not regenerations or continuations) may come from the response cache: the assistant opted in. */
+  cacheOptIn?: boolean;
 }
 
 /** One generation running (or recently finished) in this process: its event log and who listens. */

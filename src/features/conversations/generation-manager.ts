@@ -1,3 +1,4 @@
+import type { ResponseCache, StreamRecorder } from '../../cache/response-cache.js';
 import { nowIso } from '../../core/ids.js';
 import type { Logger } from '../../core/logger.js';
 import { ProviderError } from '../../providers/errors.js';
@@ -22,6 +23,8 @@ export interface GenerationManagerOptions {
   usage: UsageRecorder;
   logger: Logger;
   redisLog?: RedisEventLog | undefined;
+  /** The response cache, for replies whose assistant opted in (or that are deterministic). */
+  responses?: ResponseCache | undefined;
   /** How often the text so far is written to the database while streaming. */
   flushIntervalMs?: number;
   /** A streaming row is touched at least this often, so a sweep can tell a live generation from an orphan. */
@@ -166,6 +169,8 @@ export class GenerationManager {
     let newText = '';
     let failure: unknown;
     let started = false;
+    let cached = false;
+    let recorder: StreamRecorder | undefined;
 
     const persister = new Persister(this.options.store, spec.message.id, this.#heartbeatMs, logger);
     const flusher = setInterval(() => persister.flush(live.text), this.#flushMs);
@@ -180,10 +185,20 @@ export class GenerationManager {
           via: spec.apiKeyId ? ('api_key' as const) : ('jwt' as const),
         },
       };
-      const result = await abortable(
-        gateway.stream({ body: spec.body, requestId: spec.id, signal, caller }),
-        signal,
-      );
+      // A plain reply may come from the cache (its user's own); regenerate and continue always ask the model.
+      const responses = this.options.responses;
+      const cacheKey =
+        responses &&
+        spec.kind === 'reply' &&
+        responses.isCacheable(spec.body, { optIn: spec.cacheOptIn === true })
+          ? responses.key(`user:${spec.userId}`, spec.body)
+          : undefined;
+      const hit = cacheKey ? await responses!.replay(cacheKey) : undefined;
+      cached = Boolean(hit);
+      const result = hit
+        ? { route: hit.route!, ttftMs: 0, events: hit.events }
+        : await abortable(gateway.stream({ body: spec.body, requestId: spec.id, signal, caller }), signal);
+      recorder = cacheKey && !hit ? responses!.recorder(cacheKey, { route: result.route }) : undefined;
       started = true;
       route = result.route;
       ttftMs = result.ttftMs;
@@ -192,6 +207,7 @@ export class GenerationManager {
         while (true) {
           const next: IteratorResult<StreamEvent> = await abortable(iterator.next(), signal);
           if (next.done) break;
+          recorder?.record(next.value);
           const { chunk } = next.value;
           if (chunk.usage) usage = chunk.usage;
           const content = chunk.choices[0]?.delta?.content;
@@ -210,6 +226,8 @@ export class GenerationManager {
     } finally {
       clearInterval(flusher);
     }
+    if (failure) recorder?.fail();
+    else void recorder?.commit();
 
     const text = live.text;
     const status: GenerationOutcome['status'] = !failure
@@ -253,6 +271,7 @@ export class GenerationManager {
       latencyMs: performance.now() - startedAt,
       ttftMs,
       status: status === 'complete' ? 'ok' : live.cancelled ? 'cancelled' : status,
+      cached,
     });
 
     const publicMessage = toPublicMessage(message);

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
+import type { ResponseCache } from '../../cache/response-cache.js';
 import type { Logger } from '../../core/logger.js';
 import type { Db } from '../../db/database.js';
 import type { ChatGateway } from '../../providers/router/types.js';
@@ -35,6 +36,8 @@ export interface ConversationDeps {
   contextWindow?: ((model: string) => number | undefined) | undefined;
   /** On shutdown, running generations get at most this long (or until the drain period ends) to finish. */
   shutdownGraceMs?: number | undefined;
+  /** Replies whose assistant opted in (params.cache_responses) may be served from it. */
+  responses?: ResponseCache | undefined;
   /** Streaming rows untouched this long are orphans (their replica died): swept periodically. */
   orphanAfterMs?: number | undefined;
 }
@@ -56,6 +59,7 @@ export async function conversationRoutes(app: FastifyInstance, deps: Conversatio
     usage: deps.usage,
     logger: deps.logger,
     redisLog,
+    responses: deps.responses,
   });
   const service = new ConversationService({
     store,

@@ -41,6 +41,8 @@ export interface ConversationServiceDeps {
 interface Plan {
   kind: GenerationKind;
   body: ChatCompletionRequest;
+  /** The assistant opted its replies into the response cache. */
+  cacheOptIn?: boolean;
   prefix: string;
   priorCompletionTokens: number;
   titleSource: string | null;
@@ -304,6 +306,7 @@ export class ConversationService {
       priorCompletionTokens: plan.priorCompletionTokens,
       body: plan.body,
       titleSource: plan.titleSource,
+      cacheOptIn: plan.cacheOptIn ?? false,
     };
     const live = manager.start(spec);
     return {
@@ -343,6 +346,7 @@ export class ConversationService {
     return {
       kind: 'reply',
       body: this.#body(model, assistant, [...toChat(history), { role: 'user', content }]),
+      cacheOptIn: assistant ? parseParams(assistant).cache_responses === true : false,
       prefix: '',
       priorCompletionTokens: 0,
       titleSource: conversation.title === null ? (firstUserText(history) ?? content) : null,
@@ -426,7 +430,7 @@ export class ConversationService {
 
   /** The model request: the assistant's system prompt and params, the history trimmed to the context window. */
   #body(model: string, assistant: AssistantRow | undefined, history: ChatMessage[]): ChatCompletionRequest {
-    const params = assistant ? parseParams(assistant) : {};
+    const { cache_responses: _notForTheModel, ...params } = assistant ? parseParams(assistant) : {};
     const window = contextWindowFor(model, this.deps.contextWindow);
     const { messages } = fitToContext({
       system: assistant?.system_prompt || null,
