@@ -36,6 +36,9 @@ FROM deps AS build
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
+# The web console: built static assets, served by the server at /console.
+COPY web ./web
+RUN npm run build:console
 
 FROM toolchain AS prod-deps
 COPY package.json package-lock.json ./
@@ -67,6 +70,7 @@ ENV NODE_ENV=production \
 
 COPY --from=prod-deps --chown=root:root /app/node_modules ./node_modules
 COPY --from=build --chown=root:root /app/dist ./dist
+COPY --from=build --chown=root:root /app/web/dist ./web/dist
 COPY --chown=root:root package.json ./
 
 # Code is owned by root and read-only for the service user; only data/ and backups/ are writable.

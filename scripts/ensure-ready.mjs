@@ -29,3 +29,16 @@ if (mtime(built) < Math.max(newest(path.join(root, 'src')), mtime(path.join(root
   console.log('colloquy: building…');
   run('npm run --silent build');
 }
+
+// The web console (web/ → web/dist, served at /console): rebuilt when its sources changed.
+const web = path.join(root, 'web');
+const consoleBuilt = path.join(web, 'dist', 'index.html');
+const consoleSources = () =>
+  Math.max(
+    newest(path.join(web, 'src')),
+    ...['index.html', 'vite.config.ts', 'tsconfig.json'].map((f) => mtime(path.join(web, f))),
+  );
+if (existsSync(path.join(web, 'src')) && mtime(consoleBuilt) < consoleSources()) {
+  console.log('colloquy: building the console…');
+  run('npm run --silent build:console');
+}

@@ -32,6 +32,7 @@ import { UserStore } from './features/users/store.js';
 import { UserSchema } from './http/schemas.js';
 import { createMetrics, type Metrics } from './metrics/registry.js';
 import { authPlugin } from './plugins/auth.js';
+import { consolePlugin } from './plugins/console.js';
 import { errorHandlerPlugin } from './plugins/error-handler.js';
 import { lifecyclePlugin } from './plugins/lifecycle.js';
 import { metricsPlugin } from './plugins/metrics.js';
@@ -205,6 +206,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       : undefined;
   await app.register(openAiV1Routes, { gateway, usage, metrics, responses });
   await app.register(usageRoutes, { db: database.db });
+  await app.register(consolePlugin, {});
   await app.register(auditRoutes, { db: database.db });
   await app.register(limitsRoutes, { budgets, overrides, cache });
   await app.register(conversationRoutes, {

@@ -123,7 +123,13 @@ describe('AuthService: API keys without a database', () => {
     assert.deepEqual(apiKeys.calls, ['findUsable']);
 
     const principal = await auth.authenticate(`Bearer ${goodKey}`);
-    assert.deepEqual(principal, { userId: 'usr_1', role: 'user', via: 'api_key', apiKeyId: 'key_1', cacheResponses: undefined });
+    assert.deepEqual(principal, {
+      userId: 'usr_1',
+      role: 'user',
+      via: 'api_key',
+      apiKeyId: 'key_1',
+      cacheResponses: undefined,
+    });
     assert.deepEqual(apiKeys.calls, ['findUsable', 'findUsable', 'touch']);
   });
 });

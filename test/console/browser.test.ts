@@ -1,0 +1,335 @@
+// End to end: the built console in headless Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core) against a real `colloquy serve` on SQLite with the demo model. Screenshots go to
+// test-artifacts/console/. Skipped (with a note) only when Chromium is missing outside CI.
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { type Browser, chromium, type Page } from 'playwright-core';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const ARTIFACTS = path.join(ROOT, 'test-artifacts', 'console');
+const ADMIN_KEY = 'console-e2e-admin-key-0123456789abcdefghij';
+const ci = process.env.CI === 'true' || process.env.CI === '1';
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium && ci) throw new Error(`console browser tests: ${CHROMIUM} is missing (required in CI)`);
+/** Polls `check` (run here, not in the page) until it holds. */
+async function until(check: () => Promise<boolean>, what: string, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+const skip = haveChromium
+  ? false
+  : `console browser tests NOT RUN: ${CHROMIUM} is missing (run .ci/install-console-tools)`;
+if (skip) console.log(`note: ${skip}`);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.unref();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+const ADMIN = { email: 'admin@example.com', password: 'admin-password-123' };
+const PLAIN = { email: 'plain@example.com', password: 'plain-password-123' };
+const LONG =
+  'Please explain, in as much detail as you can manage, how streaming replies work in this chat ' +
+  'service and why a client would want to see every token as soon as it is produced by the model.';
+
+describe('console in a browser', { skip }, () => {
+  let dir: string;
+  let child: ChildProcess;
+  let output = '';
+  let base: string;
+  let browser: Browser;
+  const cspErrors: string[] = [];
+
+  const api = async (method: string, url: string, token: string, body?: unknown) => {
+    const res = await fetch(base + url, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : null,
+    });
+    return {
+      status: res.status,
+      body: (await res.json().catch(() => null)) as Record<string, unknown> | null,
+    };
+  };
+
+  const newPage = async (): Promise<Page> => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    const page = await context.newPage();
+    page.on('console', (m) => {
+      if (/Content[- ]Security[- ]Policy/i.test(m.text())) cspErrors.push(m.text());
+    });
+    return page;
+  };
+
+  const signIn = async (page: Page, who: { email: string; password: string }) => {
+    await page.goto(`${base}/console/`);
+    await page.getByLabel('Email').fill(who.email);
+    await page.getByLabel('Password').fill(who.password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('button', { name: 'Sign out' }).waitFor();
+  };
+
+  const shot = (page: Page, name: string) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
+
+  const streaming = (page: Page) => page.getByTestId('streaming');
+  const idle = (page: Page) => streaming(page).waitFor({ state: 'detached', timeout: 30_000 });
+
+  before(async () => {
+    execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'ensure-ready.mjs')], { stdio: 'inherit' });
+    mkdirSync(ARTIFACTS, { recursive: true });
+    dir = mkdtempSync(path.join(os.tmpdir(), 'colloquy-console-e2e-'));
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    child = spawn(process.execPath, [path.join(ROOT, 'dist', 'main.js'), 'serve'], {
+      cwd: dir,
+      env: {
+        PATH: process.env.PATH ?? '',
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        DATABASE_URL: `sqlite:${path.join(dir, 'colloquy.db')}`,
+        COLLOQUY_ADMIN_KEY: ADMIN_KEY,
+        DEMO_WORD_DELAY_MS: '20',
+        LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout?.on('data', (d) => {
+      output += d;
+    });
+    child.stderr?.on('data', (d) => {
+      output += d;
+    });
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`the server exited:\n${output}`);
+      const ok = await fetch(`${base}/health/live`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (ok) break;
+      if (Date.now() > deadline) throw new Error(`the server did not start:\n${output}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (const [who, role] of [
+      [ADMIN, 'admin'],
+      [PLAIN, 'user'],
+    ] as const) {
+      const res = await api('POST', '/api/users', ADMIN_KEY, { ...who, role });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+    }
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    if (child && child.exitCode === null) {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('an admin chats (streaming, stop, regenerate, edit and branches), manages keys and sees usage', async () => {
+    const page = await newPage();
+    await page.goto(`${base}/console/`);
+    await page.getByRole('heading', { name: 'Sign in to Colloquy' }).waitFor();
+    await shot(page, 'sign-in');
+    await signIn(page, ADMIN);
+
+    // Streaming: the reply grows word by word.
+    await page.getByLabel('Message', { exact: true }).fill(LONG);
+    await page.getByLabel('Message', { exact: true }).press('Enter');
+    const streamed = async () => (await streaming(page).textContent({ timeout: 1_000 })) ?? '';
+    await until(async () => (await streamed()).includes('demo'), 'the first words of the reply');
+    const early = (await streaming(page).textContent()) ?? '';
+    await page.waitForTimeout(300);
+    const later =
+      (await streaming(page)
+        .textContent()
+        .catch(() => null)) ?? '';
+    assert.ok(
+      later.length > early.length,
+      `the reply should grow: ${JSON.stringify(early)} → ${JSON.stringify(later)}`,
+    );
+    await idle(page);
+    const replies = page.getByTestId('msg-assistant');
+    await replies.first().waitFor();
+    assert.match((await replies.first().textContent()) ?? '', /\[demo\] You said/);
+
+    // Stop: the reply ends early and is kept as partial.
+    await page.getByLabel('Message', { exact: true }).fill(`${LONG} Once more, please.`);
+    await page.getByRole('button', { name: 'Send' }).click();
+    await until(async () => (await streamed()).length > 20, 'the reply to start');
+    await page.getByRole('button', { name: 'Stop' }).click();
+    await idle(page);
+    await replies.nth(1).waitFor();
+    assert.match((await replies.nth(1).textContent()) ?? '', /partial/);
+
+    // Regenerate: a second reply to the same message, with a branch switcher.
+    await replies.nth(1).getByRole('button', { name: 'Regenerate' }).click();
+    await idle(page);
+    await page.getByTestId('msg-assistant').nth(1).getByText('2 / 2').waitFor();
+    await shot(page, 'chat');
+
+    // Edit the first message: a new branch; switch back to the original and forth again.
+    const users = page.getByTestId('msg-user');
+    await users.first().getByRole('button', { name: 'Edit' }).click();
+    await page.getByLabel('Edit message').fill('An edited question about branches.');
+    await page.getByRole('button', { name: 'Save and send' }).click();
+    await idle(page);
+    await users.first().getByText('2 / 2').waitFor();
+    assert.match((await users.first().textContent()) ?? '', /An edited question/);
+    assert.equal(await users.count(), 1);
+    await users.first().getByRole('button', { name: 'Previous branch' }).click();
+    await users.first().getByText('1 / 2').waitFor();
+    assert.match((await users.first().textContent()) ?? '', /Please explain/);
+    await until(async () => (await users.count()) === 2, 'the original branch (two user messages)');
+    await users.first().getByRole('button', { name: 'Next branch' }).click();
+    await users.first().getByText('2 / 2').waitFor();
+    await shot(page, 'chat-branches');
+
+    // The conversation list: rename, search, delete.
+    const sidebar = page.getByRole('complementary', { name: 'Conversations' });
+    await sidebar
+      .getByRole('button', { name: /^Rename / })
+      .first()
+      .click();
+    await page.getByLabel('New title').fill('Streaming questions');
+    await page.getByLabel('New title').press('Enter');
+    await sidebar.getByRole('button', { name: 'Streaming questions', exact: true }).waitFor();
+    await page.getByLabel('Search conversations').fill('nothing-matches-this');
+    await sidebar.getByText('No conversations').waitFor();
+    await page.getByLabel('Search conversations').fill('Streaming');
+    await sidebar.getByRole('button', { name: 'Streaming questions', exact: true }).waitFor();
+    await page.getByLabel('Search conversations').fill('');
+
+    // API keys: created (shown once), then used against the OpenAI-compatible API.
+    await page.goto(`${base}/console/#/keys`);
+    await page.getByLabel('Key name').fill('e2e key');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    const key = ((await page.getByTestId('new-key').textContent()) ?? '').trim();
+    assert.ok(key.length > 20, key);
+    await page.getByRole('row', { name: /e2e key/ }).waitFor();
+    await shot(page, 'api-keys');
+    const completion = async () => {
+      const res = await fetch(`${base}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: 'hello from a key' }] }),
+      });
+      assert.equal(res.status, 200, await res.clone().text());
+      const body = (await res.json()) as { choices: { message: { content: string } }[] };
+      assert.match(body.choices[0]!.message.content, /demo/);
+    };
+    await completion();
+    await page.reload();
+    await page.getByRole('row', { name: /e2e key/ }).waitFor();
+    assert.doesNotMatch((await page.getByRole('row', { name: /e2e key/ }).textContent()) ?? '', /never/);
+
+    // Usage: the chart and the table change after more requests.
+    await page.goto(`${base}/console/#/usage`);
+    const totals = page.getByTestId('usage-totals');
+    const requests = async () => Number(/(\d+) requests/.exec((await totals.textContent()) ?? '')?.[1]);
+    await until(async () => (await requests()) > 0, 'usage to show requests');
+    const before = await requests();
+    assert.ok((await page.locator('.chart canvas').count()) >= 3, 'three charts');
+    await completion();
+    await completion();
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    await until(async () => (await requests()) >= before + 2, 'usage to count the new requests');
+    assert.ok((await requests()) >= before + 2);
+    assert.ok((await page.getByRole('table').getByRole('row').count()) >= 2);
+    await shot(page, 'usage');
+
+    await page.goto(`${base}/console/#/users`);
+    await page.getByRole('row', { name: /plain@example.com/ }).waitFor();
+    await shot(page, 'users');
+    await page.goto(`${base}/console/#/assistants`);
+    await page.getByLabel('Name').fill('Terse helper');
+    await page.getByLabel('System prompt').fill('Answer in one sentence.');
+    await page.getByRole('button', { name: 'Create assistant' }).click();
+    await page.getByRole('row', { name: /Terse helper/ }).waitFor();
+    await shot(page, 'assistants');
+
+    await page.goto(`${base}/console/#/chat`);
+    await page.getByRole('button', { name: 'Streaming questions', exact: true }).click();
+    await page.getByTestId('msg-assistant').first().waitFor();
+    await page.screenshot({ path: path.join(ARTIFACTS, 'docs-console.png') });
+    // The README's screenshot: written when missing, or refreshed on request.
+    const docsShot = path.join(ROOT, 'docs', 'console.png');
+    if (!existsSync(docsShot) || process.env.UPDATE_DOCS_SCREENSHOT === '1')
+      copyFileSync(path.join(ARTIFACTS, 'docs-console.png'), docsShot);
+
+    // Sign out: back to the sign-in form, and the session is gone after a reload.
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('heading', { name: 'Sign in to Colloquy' }).waitFor();
+    await page.reload();
+    await page.getByRole('heading', { name: 'Sign in to Colloquy' }).waitFor();
+    await page.context().close();
+  });
+
+  it('refuses the admin pages to a plain user, who sees only their own usage', async () => {
+    const page = await newPage();
+    await signIn(page, PLAIN);
+    const nav = page.getByRole('navigation', { name: 'Main' });
+    assert.equal(await nav.getByRole('link', { name: 'Users' }).count(), 0);
+    assert.equal(await nav.getByRole('link', { name: 'API keys' }).count(), 0);
+    for (const [hash, label] of [
+      ['users', 'Users'],
+      ['keys', 'API keys'],
+      ['assistants', 'Assistants'],
+    ]) {
+      await page.goto(`${base}/console/#/${hash}`);
+      const alert = page.getByRole('alert');
+      await alert.getByText('Administrators only').waitFor();
+      assert.match((await alert.textContent()) ?? '', new RegExp(`${label} page is for administrators`));
+    }
+    await shot(page, 'refused');
+    // The server refuses too.
+    const login = await fetch(`${base}/api/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(PLAIN),
+    });
+    const { access_token } = (await login.json()) as { access_token: string };
+    assert.equal((await api('GET', '/api/users?limit=10', access_token)).status, 403);
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.goto(`${base}/console/#/usage`);
+    await page.getByText('Your own usage.').waitFor();
+    await shot(page, 'usage-dark');
+    await page.context().close();
+  });
+
+  it('ran without Content-Security-Policy violations', () => {
+    assert.deepEqual(cspErrors, []);
+  });
+});

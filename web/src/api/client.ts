@@ -1,0 +1,208 @@
+// The console's API client. Types come from the server's OpenAPI document (web/src/api/openapi.json, kept
+// in sync with /openapi.json by test/console/plugin.test.ts), generated into schema.gen.ts at build time.
+import type { components, paths } from './schema.gen';
+
+export type Schemas = components['schemas'];
+export type User = Schemas['User'];
+export type ApiKey = Schemas['ApiKey'];
+export type Conversation = Schemas['Conversation'];
+export type Message = Schemas['Message'];
+export type Assistant = Schemas['Assistant'];
+
+type JsonOf<R> = R extends { content: { 'application/json': infer J } } ? J : never;
+type OkOf<Op> = Op extends { responses: infer R }
+  ? R extends { 200: infer A }
+    ? JsonOf<A>
+    : R extends { 201: infer B }
+      ? JsonOf<B>
+      : null
+  : never;
+type BodyOf<Op> = Op extends { requestBody: { content: { 'application/json': infer B } } }
+  ? B
+  : Op extends { requestBody?: { content: { 'application/json': infer B } } }
+    ? B
+    : never;
+
+export type Res<P extends keyof paths, M extends keyof paths[P]> = OkOf<paths[P][M]>;
+export type Body<P extends keyof paths, M extends keyof paths[P]> = BodyOf<paths[P][M]>;
+export type UsageRow = Res<'/api/usage', 'get'>['data'][number];
+export type TokenPair = Res<'/api/auth/login', 'post'>;
+export type Model = Res<'/v1/models', 'get'>['data'][number];
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const REFRESH_KEY = 'colloquy.refresh_token';
+
+export interface StreamHandlers {
+  onEvent: (type: string, data: Record<string, unknown>) => void;
+}
+
+/** Access token in memory only; the refresh token in sessionStorage (this tab, until it closes). */
+export class Api {
+  #access: string | null = null;
+  #refreshing: Promise<boolean> | null = null;
+  onSignedOut: () => void = () => {};
+
+  get hasSession() {
+    return sessionStorage.getItem(REFRESH_KEY) !== null;
+  }
+
+  #store(pair: TokenPair) {
+    this.#access = pair.access_token;
+    sessionStorage.setItem(REFRESH_KEY, pair.refresh_token);
+  }
+
+  async login(email: string, password: string): Promise<User> {
+    const pair = (await this.#raw('POST', '/api/auth/login', { email, password }, false)) as TokenPair;
+    this.#store(pair);
+    return pair.user as User;
+  }
+
+  /** Rotates the refresh token; one refresh runs at a time however many requests got a 401. */
+  refresh(): Promise<boolean> {
+    this.#refreshing ??= (async () => {
+      const token = sessionStorage.getItem(REFRESH_KEY);
+      if (!token) return false;
+      try {
+        this.#store(
+          (await this.#raw('POST', '/api/auth/refresh', { refresh_token: token }, false)) as TokenPair,
+        );
+        return true;
+      } catch {
+        this.#access = null;
+        sessionStorage.removeItem(REFRESH_KEY);
+        return false;
+      } finally {
+        this.#refreshing = null;
+      }
+    })();
+    return this.#refreshing;
+  }
+
+  async logout() {
+    const token = sessionStorage.getItem(REFRESH_KEY);
+    this.#access = null;
+    sessionStorage.removeItem(REFRESH_KEY);
+    if (token) await this.#raw('POST', '/api/auth/logout', { refresh_token: token }, false).catch(() => {});
+  }
+
+  #headers(json: boolean): Record<string, string> {
+    const h: Record<string, string> = {};
+    if (json) h['content-type'] = 'application/json';
+    if (this.#access) h.authorization = `Bearer ${this.#access}`;
+    return h;
+  }
+
+  async #fetch(method: string, path: string, body: unknown, auth: boolean, signal?: AbortSignal) {
+    const init = (): RequestInit => ({
+      method,
+      headers: this.#headers(body !== undefined),
+      body: body === undefined ? null : JSON.stringify(body),
+      signal: signal ?? null,
+    });
+    let res = await fetch(path, init());
+    if (res.status === 401 && auth) {
+      if (await this.refresh()) res = await fetch(path, init());
+      else this.onSignedOut();
+    }
+    if (!res.ok) {
+      let code = 'http_error';
+      let message = `${res.status} ${res.statusText}`;
+      try {
+        const e = (await res.json()) as Schemas['Error'];
+        code = e.error.code;
+        message = e.error.message;
+      } catch {}
+      throw new ApiError(res.status, code, message);
+    }
+    return res;
+  }
+
+  async #raw(method: string, path: string, body: unknown, auth = true): Promise<unknown> {
+    const res = await this.#fetch(method, path, body, auth);
+    return res.status === 204 ? null : res.json();
+  }
+
+  get<P extends keyof paths>(
+    path: P | string,
+    query?: Record<string, string | number | boolean | undefined>,
+  ) {
+    const qs = new URLSearchParams();
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined && v !== '') qs.set(k, String(v));
+    const url = qs.size ? `${String(path)}?${qs}` : String(path);
+    return this.#raw('GET', url, undefined);
+  }
+
+  // Typed helpers: the paths and bodies are checked against the OpenAPI document.
+  me = () => this.#raw('GET', '/api/me', undefined) as Promise<Res<'/api/me', 'get'>>;
+  models = () => this.#raw('GET', '/v1/models', undefined) as Promise<Res<'/v1/models', 'get'>>;
+  usage = (q: { from?: string; to?: string; group_by: 'day' | 'model' | 'api_key' | 'user' }) =>
+    this.get('/api/usage', q) as Promise<Res<'/api/usage', 'get'>>;
+
+  conversations = (q?: string) =>
+    this.get('/api/conversations', { limit: 100, q }) as Promise<Res<'/api/conversations', 'get'>>;
+  createConversation = (body: Body<'/api/conversations', 'post'>) =>
+    this.#raw('POST', '/api/conversations', body) as Promise<Conversation>;
+  updateConversation = (id: string, body: Body<'/api/conversations/{id}', 'patch'>) =>
+    this.#raw('PATCH', `/api/conversations/${enc(id)}`, body) as Promise<Conversation>;
+  deleteConversation = (id: string) => this.#raw('DELETE', `/api/conversations/${enc(id)}`, undefined);
+  messages = (id: string) =>
+    this.get(`/api/conversations/${enc(id)}/messages`, { limit: 500 }) as Promise<
+      Res<'/api/conversations/{id}/messages', 'get'>
+    >;
+  cancel = (generationId: string) =>
+    this.#raw('POST', `/api/generations/${enc(generationId)}/cancel`, {}).catch(() => null);
+
+  assistants = () => this.get('/api/assistants', { limit: 100 }) as Promise<Res<'/api/assistants', 'get'>>;
+  createAssistant = (body: Body<'/api/assistants', 'post'>) =>
+    this.#raw('POST', '/api/assistants', body) as Promise<Assistant>;
+  updateAssistant = (id: string, body: Body<'/api/assistants/{id}', 'patch'>) =>
+    this.#raw('PATCH', `/api/assistants/${enc(id)}`, body) as Promise<Assistant>;
+  deleteAssistant = (id: string) => this.#raw('DELETE', `/api/assistants/${enc(id)}`, undefined);
+
+  keys = () => this.get('/api/keys', { limit: 100 }) as Promise<Res<'/api/keys', 'get'>>;
+  createKey = (body: Body<'/api/keys', 'post'>) =>
+    this.#raw('POST', '/api/keys', body) as Promise<Res<'/api/keys', 'post'>>;
+  revokeKey = (id: string) => this.#raw('DELETE', `/api/keys/${enc(id)}`, undefined);
+
+  users = () => this.get('/api/users', { limit: 100 }) as Promise<Res<'/api/users', 'get'>>;
+  createUser = (body: Body<'/api/users', 'post'>) => this.#raw('POST', '/api/users', body) as Promise<User>;
+  updateUser = (id: string, body: Body<'/api/users/{id}', 'patch'>) =>
+    this.#raw('PATCH', `/api/users/${enc(id)}`, body) as Promise<User>;
+
+  /** POSTs and reads the server-sent events until the stream ends. */
+  async stream(path: string, body: unknown, handlers: StreamHandlers, signal?: AbortSignal) {
+    const res = await this.#fetch('POST', path, body, true, signal);
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let cut = buffer.indexOf('\n\n');
+      while (cut >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        cut = buffer.indexOf('\n\n');
+        let type = 'message';
+        let data = '';
+        for (const line of block.split('\n')) {
+          if (line.startsWith('event:')) type = line.slice(6).trim();
+          else if (line.startsWith('data:')) data += line.slice(5).trim();
+        }
+        if (data) handlers.onEvent(type, JSON.parse(data) as Record<string, unknown>);
+      }
+    }
+  }
+}
+
+const enc = encodeURIComponent;
+export const api = new Api();
