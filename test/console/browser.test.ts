@@ -261,7 +261,7 @@ describe('console in a browser', { skip }, () => {
     const requests = async () => Number(/(\d+) requests/.exec((await totals.textContent()) ?? '')?.[1]);
     await until(async () => (await requests()) > 0, 'usage to show requests');
     const before = await requests();
-    assert.ok((await page.locator('.chart canvas').count()) >= 3, 'three charts');
+    assert.ok((await page.locator('.chart canvas').count()) >= 4, 'requests, tokens, cost and latency charts');
     await completion();
     await completion();
     await page.getByRole('button', { name: 'Refresh' }).click();

@@ -15,7 +15,78 @@ const Totals = Type.Object({
   cost_usd: Type.Number(),
   cached_requests: Type.Integer(),
   errors: Type.Integer(),
+  p50_latency_ms: Type.Optional(
+    Type.Union([Type.Number(), Type.Null()], { description: 'group_by=day only' }),
+  ),
+  p95_latency_ms: Type.Optional(Type.Union([Type.Number(), Type.Null()])),
+  p50_ttft_ms: Type.Optional(
+    Type.Union([Type.Number(), Type.Null()], { description: 'time to first token' }),
+  ),
+  p95_ttft_ms: Type.Optional(Type.Union([Type.Number(), Type.Null()])),
 });
+
+/** Rows read at most for percentiles; past that the figures describe the newest rows of the range. */
+const PERCENTILE_ROW_CAP = 200_000;
+
+function percentile(sorted: number[], p: number): number | null {
+  if (sorted.length === 0) return null;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/**
+ * Latency and time-to-first-token percentiles per day, from the ledger (roll-ups keep sums, and sums make
+ * no percentiles). Days whose rows were pruned by retention have none.
+ */
+async function dailyPercentiles(
+  db: Db,
+  q: {
+    from: string;
+    to: string;
+    userId?: string | undefined;
+    apiKeyId?: string | undefined;
+    model?: string | undefined;
+  },
+) {
+  let query = db
+    .selectFrom('usage_records')
+    .select(['created_at', 'latency_ms', 'ttft_ms'])
+    .where('created_at', '>=', `${q.from}T00:00:00.000Z`)
+    .where('created_at', '<=', `${q.to}T23:59:59.999Z`)
+    .where('cached', '=', 0)
+    .orderBy('created_at', 'desc')
+    .limit(PERCENTILE_ROW_CAP);
+  if (q.userId) query = query.where('user_id', '=', q.userId);
+  if (q.apiKeyId) query = query.where('api_key_id', '=', q.apiKeyId);
+  if (q.model) query = query.where('model', '=', q.model);
+  const byDay = new Map<string, { latency: number[]; ttft: number[] }>();
+  for (const row of await query.execute()) {
+    const day = row.created_at.slice(0, 10);
+    let entry = byDay.get(day);
+    if (!entry) byDay.set(day, (entry = { latency: [], ttft: [] }));
+    if (row.latency_ms !== null) entry.latency.push(row.latency_ms);
+    if (row.ttft_ms !== null) entry.ttft.push(row.ttft_ms);
+  }
+  const result = new Map<
+    string,
+    {
+      p50_latency_ms: number | null;
+      p95_latency_ms: number | null;
+      p50_ttft_ms: number | null;
+      p95_ttft_ms: number | null;
+    }
+  >();
+  for (const [day, { latency, ttft }] of byDay) {
+    latency.sort((a, b) => a - b);
+    ttft.sort((a, b) => a - b);
+    result.set(day, {
+      p50_latency_ms: percentile(latency, 50),
+      p95_latency_ms: percentile(latency, 95),
+      p50_ttft_ms: percentile(ttft, 50),
+      p95_ttft_ms: percentile(ttft, 95),
+    });
+  }
+  return result;
+}
 const errors = { 400: Type.Ref('Error'), 401: Type.Ref('Error'), 403: Type.Ref('Error') };
 
 /** Spend and usage so far, from the daily roll-ups (today live). A user sees their own; admins everyone's. */
@@ -61,15 +132,22 @@ export async function usageRoutes(fastify: FastifyInstance, deps: { db: Db }) {
           throw new AppError('forbidden', 'only admins see other users’ usage');
         userId = principal.userId ?? undefined;
       }
+      const filters = { userId, apiKeyId: q.api_key_id, model: q.model };
       const data = await usageReport(deps.db, {
         from,
         to,
         groupBy: q.group_by as 'day' | 'model' | 'api_key' | 'user',
-        userId,
-        apiKeyId: q.api_key_id,
-        model: q.model,
+        ...filters,
       });
-      return { from, to, group_by: q.group_by, data };
+      if (q.group_by !== 'day') return { from, to, group_by: q.group_by, data };
+      const percentiles = await dailyPercentiles(deps.db, { from, to, ...filters });
+      const empty = { p50_latency_ms: null, p95_latency_ms: null, p50_ttft_ms: null, p95_ttft_ms: null };
+      return {
+        from,
+        to,
+        group_by: q.group_by,
+        data: data.map((row) => ({ ...row, ...(percentiles.get(row.key ?? '') ?? empty) })),
+      };
     },
   );
 }

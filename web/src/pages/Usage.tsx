@@ -63,6 +63,11 @@ const SERIES = {
     { label: 'completion tokens', value: (r: UsageRow) => r.completion_tokens },
   ],
   cost: [{ label: 'cost (USD)', value: (r: UsageRow) => r.cost_usd }],
+  latency: [
+    { label: 'p50 latency (ms)', value: (r: UsageRow) => r.p50_latency_ms ?? 0 },
+    { label: 'p95 latency (ms)', value: (r: UsageRow) => r.p95_latency_ms ?? 0 },
+    { label: 'p50 time to first token (ms)', value: (r: UsageRow) => r.p50_ttft_ms ?? 0 },
+  ],
 };
 
 /** Every day from `from` to `to`, zero where nothing was recorded, so the charts show the whole range. */
@@ -183,10 +188,8 @@ export function UsagePage({ isAdmin }: { isAdmin: boolean }) {
         <Chart title="Requests" rows={days} series={SERIES.requests} />
         <Chart title="Tokens" rows={days} series={SERIES.tokens} />
         <Chart title="Cost" rows={days} series={SERIES.cost} />
+        <Chart title="Latency" rows={days} series={SERIES.latency} />
       </div>
-      <p className="muted">
-        Latency percentiles (p50/p95) are not reported by /api/usage yet, so they are not charted.
-      </p>
       <table>
         <caption className="sr-only">Usage per day</caption>
         <thead>
