@@ -255,6 +255,14 @@ describe('budgets on /v1', () => {
     const model = body.data.find((r: { key: string }) => r.key === 'gpt-4o-mini');
     assert.ok(model.requests >= 1);
     assert.ok(model.cost_usd > 0);
+    const daily = (await (
+      await fetch(`${stack.url}/api/usage?group_by=day`, { headers: bearer(stack.apiKey) })
+    ).json()) as Json;
+    const today = daily.data.at(-1);
+    assert.ok(
+      today.p50_latency_ms > 0 && today.p95_latency_ms >= today.p50_latency_ms,
+      JSON.stringify(today),
+    );
     const foreign = await fetch(`${stack.url}/api/usage?user_id=usr_someone_else`, {
       headers: bearer(stack.apiKey),
     });
