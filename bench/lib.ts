@@ -1,0 +1,377 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { Pool } from 'undici';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** A deterministic reply of `n` numbered words, so a client can check that every chunk arrived in order. */
+export function benchReply(words: number): string {
+  return Array.from({ length: words }, (_, i) => `w${i}`).join(' ');
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Statistics
+
+export function percentile(sorted: number[], p: number): number {
+  if (!sorted.length) return Number.NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i] as number;
+}
+
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+export function spread(values: number[]): Spread {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (!v.length) return { median: Number.NaN, min: Number.NaN, max: Number.NaN, n: 0 };
+  const mid = v.length >> 1;
+  const median = v.length % 2 ? (v[mid] as number) : ((v[mid - 1] as number) + (v[mid] as number)) / 2;
+  return { median, min: v[0] as number, max: v[v.length - 1] as number, n: v.length };
+}
+
+/** Least-squares slope of y over x. */
+export function slope(xs: number[], ys: number[]): number {
+  const n = xs.length;
+  if (n < 2) return Number.NaN;
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < n; i++) {
+    num += ((xs[i] as number) - mx) * ((ys[i] as number) - my);
+    den += ((xs[i] as number) - mx) ** 2;
+  }
+  return den ? num / den : Number.NaN;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Processes
+
+/** Resident set size of a process in MiB (VmRSS of /proc/<pid>/status), NaN when unavailable. */
+export function rssMiB(pid: number | undefined): number {
+  if (!pid) return Number.NaN;
+  try {
+    const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+export function loadAverage(): number[] {
+  try {
+    return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export interface Proc {
+  child: ChildProcess;
+  pid: number;
+  stderr: () => string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Spawns `node args…` with a raised open-file limit (10,000 streams need ~20,000 descriptors in a proxy).
+ * `exec` keeps the pid, so /proc/<pid> is the server itself.
+ */
+export function spawnNode(args: string[], env: NodeJS.ProcessEnv, nodeFlags: string[] = []): Proc {
+  const child = spawn(
+    '/bin/sh',
+    [
+      '-c',
+      'ulimit -n 65536 2>/dev/null || ulimit -n 20000 2>/dev/null; exec "$0" "$@"',
+      process.execPath,
+      ...nodeFlags,
+      ...args,
+    ],
+    { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let err = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    err = (err + d.toString()).slice(-8_000);
+  });
+  return {
+    child,
+    pid: child.pid as number,
+    stderr: () => err,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+export function run(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, args, { cwd: ROOT, env, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`node ${args.join(' ')} failed: ${err.message}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+export interface UpstreamOptions {
+  replyWords: number;
+  wordsPerChunk?: number;
+  firstTokenDelayMs?: number;
+  chunkIntervalMs?: number;
+  apiKey: string;
+}
+
+export interface Upstream extends Proc {
+  url: string;
+  baseUrl: string;
+}
+
+export async function startUpstream(o: UpstreamOptions): Promise<Upstream> {
+  const proc = spawnNode(
+    [
+      'bench/fake-upstream.ts',
+      '--reply-words',
+      String(o.replyWords),
+      '--words-per-chunk',
+      String(o.wordsPerChunk ?? 1),
+      '--first-token-delay-ms',
+      String(o.firstTokenDelayMs ?? 0),
+      '--chunk-interval-ms',
+      String(o.chunkIntervalMs ?? 0),
+      '--api-key',
+      o.apiKey,
+    ],
+    { ...process.env, NODE_ENV: 'production' },
+    ['--import', 'tsx'],
+  );
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(
+      () => reject(new Error(`fake upstream did not start: ${proc.stderr()}`)),
+      30_000,
+    );
+    proc.child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const nl = out.indexOf('\n');
+      if (nl >= 0) {
+        clearTimeout(timer);
+        resolve(out.slice(0, nl));
+      }
+    });
+    proc.child.once('exit', (code) => reject(new Error(`fake upstream exited ${code}: ${proc.stderr()}`)));
+  });
+  proc.child.stdout?.resume();
+  const info = JSON.parse(line) as { url: string; baseUrl: string };
+  return { ...proc, url: info.url, baseUrl: info.baseUrl };
+}
+
+export async function waitHttp(url: string, timeoutMs = 30_000, proc?: Proc): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const res = await fetch(url);
+      await res.arrayBuffer();
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (proc && (proc.child.exitCode !== null || proc.child.signalCode !== null))
+      throw new Error(`process exited before ${url} answered:\n${proc.stderr()}`);
+    if (Date.now() > deadline)
+      throw new Error(`${url} not ready after ${timeoutMs} ms\n${proc?.stderr() ?? ''}`);
+    await sleep(100);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Targets (an endpoint under test: direct, colloquy, portkey)
+
+export interface Target {
+  name: string;
+  /** origin, e.g. http://127.0.0.1:1234 */
+  origin: string;
+  /** the chat completions path on that origin */
+  path: string;
+  headers: Record<string, string>;
+  pid?: number;
+}
+
+export function chatBody(extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    model: 'gpt-4o-mini',
+    messages: [{ role: 'user', content: 'Say hello to the benchmark.' }],
+    ...extra,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Open-loop generator: sends at a fixed rate whatever the responses do, and measures each latency from the
+// moment the request was due (so queueing in the client, the server or the network is counted).
+
+export interface OpenLoopResult {
+  rate: number;
+  sent: number;
+  ok: number;
+  errors: number;
+  /** ms, sorted */
+  latencies: number[];
+  achievedRps: number;
+  firstError?: string;
+}
+
+export async function openLoop(
+  target: Target,
+  body: string,
+  rate: number,
+  durationS: number,
+  connections = 256,
+): Promise<OpenLoopResult> {
+  const pool = new Pool(target.origin, { connections, pipelining: 1, keepAliveTimeout: 30_000 });
+  const latencies: number[] = [];
+  let sent = 0;
+  let ok = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  const inflight = new Set<Promise<void>>();
+  const headers = { 'content-type': 'application/json', ...target.headers };
+  const total = Math.max(1, Math.round(rate * durationS));
+  const start = performance.now();
+  const fire = (due: number) => {
+    const p = (async () => {
+      try {
+        const res = await pool.request({
+          origin: target.origin,
+          path: target.path,
+          method: 'POST',
+          headers,
+          body,
+        });
+        await res.body.text();
+        if (res.statusCode === 200) {
+          ok++;
+          latencies.push(performance.now() - due);
+        } else {
+          errors++;
+          firstError ??= `HTTP ${res.statusCode}`;
+        }
+      } catch (err) {
+        errors++;
+        firstError ??= String(err);
+      }
+    })();
+    inflight.add(p);
+    p.finally(() => inflight.delete(p));
+  };
+  while (sent < total) {
+    const now = performance.now();
+    const due = Math.min(total, Math.floor(((now - start) / 1000) * rate) + 1);
+    while (sent < due) {
+      fire(start + (sent / rate) * 1000);
+      sent++;
+    }
+    await new Promise((r) => setImmediate(r));
+    if (performance.now() - now < 0.5) await sleep(1);
+  }
+  const elapsed = (performance.now() - start) / 1000;
+  await Promise.race([Promise.allSettled([...inflight]), sleep(30_000)]);
+  await pool.destroy();
+  latencies.sort((a, b) => a - b);
+  return {
+    rate,
+    sent,
+    ok,
+    errors,
+    latencies,
+    achievedRps: sent / elapsed,
+    ...(firstError ? { firstError } : {}),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Streaming client: time to first content token, gaps between content chunks, order check.
+
+export interface StreamSample {
+  ttft: number;
+  gaps: number[];
+  inOrder: boolean;
+}
+
+/** Reads an OpenAI SSE stream; resolves with content chunk arrival times relative to `t0`. */
+export async function readStream(
+  pool: Pool,
+  target: Target,
+  body: string,
+  expected: string,
+  onFirst?: () => void,
+  signal?: AbortSignal,
+): Promise<StreamSample> {
+  const t0 = performance.now();
+  const res = await pool.request({
+    origin: target.origin,
+    path: target.path,
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...target.headers },
+    body,
+    ...(signal ? { signal } : {}),
+  });
+  if (res.statusCode !== 200)
+    throw new Error(`HTTP ${res.statusCode}: ${(await res.body.text()).slice(0, 300)}`);
+  const times: number[] = [];
+  let text = '';
+  let buf = '';
+  let done = false;
+  for await (const raw of res.body) {
+    const now = performance.now();
+    buf += (raw as Buffer).toString('utf8');
+    let sep = buf.indexOf('\n\n');
+    let contentHere = false;
+    while (sep >= 0) {
+      const event = buf.slice(0, sep);
+      buf = buf.slice(sep + 2);
+      sep = buf.indexOf('\n\n');
+      for (const line of event.split('\n')) {
+        if (!line.startsWith('data:')) continue;
+        const data = line.slice(5).trim();
+        if (data === '[DONE]') {
+          done = true;
+          continue;
+        }
+        try {
+          const parsed = JSON.parse(data) as { choices?: { delta?: { content?: string | null } }[] };
+          const c = parsed.choices?.[0]?.delta?.content;
+          if (c) {
+            if (!times.length) onFirst?.();
+            text += c;
+            contentHere = true;
+          }
+        } catch {
+          // not a chunk
+        }
+      }
+    }
+    if (contentHere) times.push(now - t0);
+  }
+  const gaps: number[] = [];
+  for (let i = 1; i < times.length; i++) gaps.push((times[i] as number) - (times[i - 1] as number));
+  return { ttft: times[0] ?? Number.NaN, gaps, inOrder: done && text.trim() === expected };
+}

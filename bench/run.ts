@@ -1,0 +1,926 @@
+/**
+ * Colloquy benchmark harness (`npm run bench`; see bench/README.md). Arms run in one invocation, interleaved
+ * over rounds: direct (client → fake upstream), colloquy (production configuration, SQLite and — with
+ * TEST_DATABASE_URL — PostgreSQL), portkey (@portkey-ai/gateway). Figures are medians over rounds with min–max.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import pg from 'pg';
+import { Pool } from 'undici';
+import {
+  benchReply,
+  chatBody,
+  freePort,
+  loadAverage,
+  openLoop,
+  type Proc,
+  percentile,
+  ROOT,
+  readStream,
+  rssMiB,
+  run,
+  type Spread,
+  slope,
+  spawnNode,
+  spread,
+  startUpstream,
+  type Target,
+  type Upstream,
+  waitHttp,
+} from './lib.js';
+import { summariseByPackage, summariseProfile } from './profile.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    tiny: { type: 'boolean', default: false },
+    scenarios: { type: 'string', default: '1,2,3,4,5,6,7' },
+    rounds: { type: 'string' },
+    duration: { type: 'string' },
+    'soak-seconds': { type: 'string' },
+    'no-portkey': { type: 'boolean', default: false },
+    'cpu-prof': { type: 'boolean', default: false },
+    out: { type: 'string' },
+  },
+});
+
+const tiny = flags.tiny;
+const scenarios = new Set(flags.scenarios.split(',').map((s) => Number(s.trim())));
+const rounds = Number(flags.rounds ?? (tiny ? 1 : 3));
+const duration = Number(flags.duration ?? (tiny ? 1 : 5));
+const soakSeconds = Number(flags['soak-seconds'] ?? (tiny ? 3 : 300));
+const RATES = tiny ? [50] : [200, 1000];
+const STREAM_RATE = tiny ? 10 : 50;
+const STREAM_STEPS = tiny ? [10] : [100, 1000, 5000, 10000];
+const CONNECTIONS = tiny ? 8 : 64;
+const UPSTREAM_KEY = `sk-bench-${randomBytes(12).toString('hex')}`;
+const REPLY_WORDS = 20;
+
+const notes: string[] = [];
+const note = (s: string) => {
+  notes.push(s);
+  console.log(`note: ${s}`);
+};
+const log = (s: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
+
+// ---------------------------------------------------------------------------------------------------------
+// Servers
+
+const cleanups: (() => Promise<void>)[] = [];
+const upstreams = new Map<string, Upstream>();
+
+async function upstream(kind: 'fast' | 'stream' | 'slow'): Promise<Upstream> {
+  const existing = upstreams.get(kind);
+  if (existing) return existing;
+  const u = await startUpstream(
+    kind === 'fast'
+      ? { replyWords: REPLY_WORDS, apiKey: UPSTREAM_KEY }
+      : kind === 'stream'
+        ? { replyWords: REPLY_WORDS, firstTokenDelayMs: 20, chunkIntervalMs: 10, apiKey: UPSTREAM_KEY }
+        : { replyWords: 600, chunkIntervalMs: 1_000, apiKey: UPSTREAM_KEY },
+  );
+  upstreams.set(kind, u);
+  cleanups.push(() => u.stop());
+  return u;
+}
+
+interface Db {
+  name: 'sqlite' | 'postgres';
+  url: string;
+  apiKey: string;
+}
+
+const SECRET_KEY = randomBytes(48).toString('base64');
+const ADMIN_KEY = randomBytes(32).toString('hex');
+const METRICS_TOKEN = randomBytes(16).toString('hex');
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'colloquy-bench-'));
+cleanups.push(async () => rmSync(tmp, { recursive: true, force: true }));
+
+function baseEnv(databaseUrl: string): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    COLLOQUY_ENV: 'production',
+    NODE_ENV: 'production',
+    SECRET_KEY,
+    COLLOQUY_ADMIN_KEY: ADMIN_KEY,
+    METRICS_TOKEN,
+    DATABASE_URL: databaseUrl,
+    OPENAI_API_KEY: UPSTREAM_KEY,
+    LOG_LEVEL: 'warn',
+    HOST: '127.0.0.1',
+  };
+}
+
+async function prepareDb(name: 'sqlite' | 'postgres'): Promise<Db> {
+  let url: string;
+  if (name === 'sqlite') url = `sqlite:${path.join(tmp, 'bench.db')}`;
+  else {
+    const admin = new URL(process.env.TEST_DATABASE_URL as string);
+    const dbName = `colloquy_bench_${Date.now()}`;
+    const client = new pg.Client({ connectionString: admin.toString() });
+    await client.connect();
+    await client.query(`CREATE DATABASE ${dbName}`);
+    await client.end();
+    const u = new URL(admin.toString());
+    u.pathname = `/${dbName}`;
+    url = u.toString();
+    cleanups.push(async () => {
+      const c = new pg.Client({ connectionString: admin.toString() });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => {});
+      await c.end();
+    });
+  }
+  const env = baseEnv(url);
+  await run(['dist/main.js', 'migrate', 'up'], env);
+  await run(
+    [
+      'dist/main.js',
+      'users',
+      'create',
+      '--email',
+      'bench@example.com',
+      '--password',
+      randomBytes(18).toString('base64url'),
+      '--json',
+    ],
+    env,
+  );
+  const out = await run(
+    ['dist/main.js', 'keys', 'create', '--user', 'bench@example.com', '--name', 'bench', '--json'],
+    env,
+  );
+  const { key } = JSON.parse(out.trim().split('\n').pop() as string) as { key: string };
+  return { name, url, apiKey: key };
+}
+
+interface Server extends Proc {
+  target: Target;
+  origin: string;
+  profileDir?: string;
+}
+
+async function startColloquy(
+  db: Db,
+  up: Upstream,
+  extraEnv: Record<string, string> = {},
+  profile = false,
+): Promise<Server> {
+  const port = await freePort();
+  const profileDir = profile ? mkdtempSync(path.join(tmp, 'prof-')) : undefined;
+  const proc = spawnNode(
+    ['dist/main.js', 'serve'],
+    {
+      ...baseEnv(db.url),
+      PORT: String(port),
+      OPENAI_BASE_URL: up.baseUrl,
+      RATE_LIMIT_ENABLED: 'false',
+      RESPONSE_CACHE_TTL_SECONDS: '0',
+      ...extraEnv,
+    },
+    profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [],
+  );
+  const origin = `http://127.0.0.1:${port}`;
+  await waitHttp(`${origin}/health/ready`, 30_000, proc);
+  const server: Server = {
+    ...proc,
+    origin,
+    target: {
+      name: `colloquy-${db.name}`,
+      origin,
+      path: '/v1/chat/completions',
+      headers: { authorization: `Bearer ${db.apiKey}` },
+      pid: proc.pid,
+    },
+    ...(profileDir ? { profileDir } : {}),
+  };
+  cleanups.push(() => proc.stop());
+  return server;
+}
+
+let portkeyProc: Proc | undefined;
+let portkeyError: string | undefined;
+async function startPortkey(): Promise<Proc | undefined> {
+  if (flags['no-portkey']) {
+    portkeyError = 'skipped (--no-portkey)';
+    return undefined;
+  }
+  if (portkeyProc || portkeyError) return portkeyProc;
+  try {
+    const port = await freePort();
+    const entry = path.join(ROOT, 'node_modules/@portkey-ai/gateway/build/start-server.js');
+    const proc = spawnNode([entry, `--port=${port}`, '--headless'], {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      NODE_ENV: 'production',
+      PORT: String(port),
+    });
+    cleanups.push(() => proc.stop());
+    await waitHttp(`http://127.0.0.1:${port}/`, 30_000, proc);
+    portkeyProc = Object.assign(proc, { port });
+    (portkeyProc as Proc & { port: number }).port = port;
+    return portkeyProc;
+  } catch (err) {
+    portkeyError = `portkey could not run: ${(err as Error).message.slice(0, 600)}`;
+    note(portkeyError);
+    return undefined;
+  }
+}
+
+function directTarget(up: Upstream): Target {
+  return {
+    name: 'direct',
+    origin: up.url,
+    path: '/v1/chat/completions',
+    headers: { authorization: `Bearer ${UPSTREAM_KEY}` },
+    pid: up.pid,
+  };
+}
+
+function portkeyTarget(up: Upstream): Target | undefined {
+  if (!portkeyProc) return undefined;
+  const port = (portkeyProc as Proc & { port: number }).port;
+  return {
+    name: 'portkey',
+    origin: `http://127.0.0.1:${port}`,
+    path: '/v1/chat/completions',
+    headers: {
+      authorization: `Bearer ${UPSTREAM_KEY}`,
+      'x-portkey-provider': 'openai',
+      'x-portkey-custom-host': up.baseUrl,
+    },
+    pid: portkeyProc.pid,
+  };
+}
+
+/** Arms in a rotated order per round, so no arm always runs first (warm) or last. */
+function rotate<T>(items: T[], round: number): T[] {
+  const k = round % Math.max(1, items.length);
+  return [...items.slice(k), ...items.slice(0, k)];
+}
+
+/** Checks one request through a target answers 200 before measuring it. */
+async function smoke(target: Target, body = chatBody()): Promise<void> {
+  const res = await fetch(`${target.origin}${target.path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...target.headers },
+    body,
+  });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`${target.name}: HTTP ${res.status} ${text.slice(0, 300)}`);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Results
+
+type Row = {
+  scenario: number;
+  metric: string;
+  arm: string;
+  unit: string;
+  value: Spread;
+  target?: string;
+  pass?: boolean;
+};
+const rows: Row[] = [];
+const results: Record<string, unknown> = {};
+
+function record(
+  scenario: number,
+  metric: string,
+  arm: string,
+  unit: string,
+  values: number[],
+  target?: { text: string; ok: (v: number) => boolean },
+) {
+  const value = spread(values);
+  const row: Row = { scenario, metric, arm, unit, value };
+  if (target) {
+    row.target = target.text;
+    row.pass = Number.isFinite(value.median) ? target.ok(value.median) : false;
+  }
+  rows.push(row);
+  return value;
+}
+
+/** The entry of `key`, created by `init` the first time. */
+function slot<T>(map: Record<string, T>, key: string, init: () => T): T {
+  let value = map[key];
+  if (value === undefined) {
+    value = init();
+    map[key] = value;
+  }
+  return value;
+}
+
+function ratio(a: number[], b: number[]): number[] {
+  return a.map((x, i) => x / (b[i] as number));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Scenarios
+
+async function armsFor(up: Upstream, servers: Server[]): Promise<Target[]> {
+  await startPortkey();
+  const arms: Target[] = [directTarget(up), ...servers.map((s) => s.target)];
+  const pk = portkeyTarget(up);
+  if (pk) arms.push(pk);
+  for (const a of arms) await smoke(a);
+  return arms;
+}
+
+async function scenario1(up: Upstream, servers: Server[]) {
+  log('scenario 1: non-streaming RPS at saturation (autocannon)');
+  const arms = await armsFor(up, servers);
+  const rps: Record<string, number[]> = {};
+  const detail: Record<string, unknown[]> = {};
+  for (let r = 0; r < rounds; r++) {
+    for (const arm of rotate(arms, r)) {
+      const res = await autocannon({
+        url: `${arm.origin}${arm.path}`,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...arm.headers },
+        body: chatBody(),
+        connections: CONNECTIONS,
+        duration,
+      });
+      const ok = res['2xx'] / res.duration;
+      slot(rps, arm.name, () => []).push(ok);
+      slot(detail, arm.name, () => []).push({
+        rps2xx: ok,
+        non2xx: res.non2xx,
+        errors: res.errors,
+        timeouts: res.timeouts,
+        latencyP50: res.latency.p50,
+        latencyP99: res.latency.p99,
+      });
+      log(`  round ${r + 1} ${arm.name}: ${ok.toFixed(0)} RPS (non2xx ${res.non2xx}, errors ${res.errors})`);
+    }
+  }
+  const direct = rps.direct ?? [];
+  for (const [name, v] of Object.entries(rps)) record(1, 'RPS (2xx/s)', name, 'req/s', v);
+  for (const s of servers) {
+    const c = rps[s.target.name] ?? [];
+    record(1, 'colloquy/direct RPS', s.target.name, 'ratio', ratio(c, direct), {
+      text: '≥ 0.35',
+      ok: (v) => v >= 0.35,
+    });
+    if (rps.portkey)
+      record(1, 'colloquy/portkey RPS', s.target.name, 'ratio', ratio(c, rps.portkey), {
+        text: '≥ 5',
+        ok: (v) => v >= 5,
+      });
+  }
+  results['1'] = { connections: CONNECTIONS, durationS: duration, rps, detail };
+}
+
+async function scenario2(up: Upstream, servers: Server[]) {
+  log('scenario 2: added latency at fixed arrival rates (open loop)');
+  const arms = await armsFor(up, servers);
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const rate of RATES) {
+    const per: Record<
+      string,
+      { p50: number[]; p90: number[]; p99: number[]; errors: number[]; achieved: number[] }
+    > = {};
+    for (let r = 0; r < rounds; r++) {
+      for (const arm of rotate(arms, r)) {
+        const res = await openLoop(arm, chatBody(), rate, duration);
+        const p = slot(per, arm.name, () => ({ p50: [], p90: [], p99: [], errors: [], achieved: [] }));
+        p.p50.push(percentile(res.latencies, 50));
+        p.p90.push(percentile(res.latencies, 90));
+        p.p99.push(percentile(res.latencies, 99));
+        p.errors.push(res.errors);
+        p.achieved.push(res.achievedRps);
+        log(
+          `  ${rate} RPS round ${r + 1} ${arm.name}: p50 ${percentile(res.latencies, 50).toFixed(2)} p99 ${percentile(res.latencies, 99).toFixed(2)} ms, errors ${res.errors}${res.firstError ? ` (${res.firstError})` : ''}`,
+        );
+      }
+    }
+    for (const [name, p] of Object.entries(per)) {
+      record(2, `latency p50 @${rate}`, name, 'ms', p.p50);
+      record(2, `latency p99 @${rate}`, name, 'ms', p.p99);
+    }
+    const d = per.direct;
+    for (const name of Object.keys(per)) {
+      if (name === 'direct' || !d) continue;
+      const p = per[name] as (typeof per)[string];
+      const big = rate >= 1000;
+      record(
+        2,
+        `added p50 @${rate}`,
+        name,
+        'ms',
+        p.p50.map((x, i) => x - (d.p50[i] as number)),
+        name.startsWith('colloquy') && big ? { text: '< 0.5', ok: (v) => v < 0.5 } : undefined,
+      );
+      record(
+        2,
+        `added p90 @${rate}`,
+        name,
+        'ms',
+        p.p90.map((x, i) => x - (d.p90[i] as number)),
+      );
+      record(
+        2,
+        `added p99 @${rate}`,
+        name,
+        'ms',
+        p.p99.map((x, i) => x - (d.p99[i] as number)),
+        name.startsWith('colloquy') && big ? { text: '< 2', ok: (v) => v < 2 } : undefined,
+      );
+    }
+    out[String(rate)] = per;
+  }
+  results['2'] = { durationS: duration, rates: out };
+}
+
+async function scenario3(db: Db[]) {
+  log('scenario 3: streaming TTFT and inter-chunk gap overhead');
+  const up = await upstream('stream');
+  const servers: Server[] = [];
+  for (const d of db) servers.push(await startColloquy(d, up));
+  const arms = await armsFor(up, servers);
+  const expected = benchReply(REPLY_WORDS);
+  const body = chatBody({ stream: true });
+  const per: Record<
+    string,
+    {
+      ttft50: number[];
+      ttft99: number[];
+      gap50: number[];
+      gap99: number[];
+      outOfOrder: number;
+      failed: number;
+      count: number;
+      firstError?: string;
+    }
+  > = {};
+  for (let r = 0; r < rounds; r++) {
+    for (const arm of rotate(arms, r)) {
+      const pool = new Pool(arm.origin, { connections: 512, pipelining: 1 });
+      const samples: { ttft: number; gaps: number[]; inOrder: boolean }[] = [];
+      let failed = 0;
+      let firstError: string | undefined;
+      const total = Math.max(1, Math.round(STREAM_RATE * duration));
+      const start = performance.now();
+      const all: Promise<void>[] = [];
+      for (let i = 0; i < total; i++) {
+        const due = start + (i / STREAM_RATE) * 1000;
+        const wait = due - performance.now();
+        if (wait > 0) await sleep(wait);
+        all.push(
+          readStream(pool, arm, body, expected).then(
+            (s) => void samples.push(s),
+            (err) => {
+              failed++;
+              firstError ??= String(err).slice(0, 300);
+            },
+          ),
+        );
+      }
+      await Promise.all(all);
+      await pool.destroy();
+      const ttft = samples.map((s) => s.ttft).sort((a, b) => a - b);
+      const gaps = samples.flatMap((s) => s.gaps).sort((a, b) => a - b);
+      const p = slot(per, arm.name, () => ({
+        ttft50: [],
+        ttft99: [],
+        gap50: [],
+        gap99: [],
+        outOfOrder: 0,
+        failed: 0,
+        count: 0,
+      }));
+      p.ttft50.push(percentile(ttft, 50));
+      p.ttft99.push(percentile(ttft, 99));
+      p.gap50.push(percentile(gaps, 50));
+      p.gap99.push(percentile(gaps, 99));
+      p.outOfOrder += samples.filter((s) => !s.inOrder).length;
+      p.failed += failed;
+      p.count += total;
+      if (firstError) p.firstError ??= firstError;
+      log(
+        `  round ${r + 1} ${arm.name}: TTFT p50 ${percentile(ttft, 50).toFixed(2)} ms, gap p50 ${percentile(gaps, 50).toFixed(2)} ms, incomplete/out of order ${samples.filter((s) => !s.inOrder).length}, failed ${failed}${firstError ? ` (first error: ${firstError})` : ''}`,
+      );
+    }
+  }
+  const d = per.direct;
+  for (const [name, p] of Object.entries(per)) {
+    record(3, 'TTFT p50', name, 'ms', p.ttft50);
+    record(
+      3,
+      'streams complete & in order',
+      name,
+      '%',
+      [(100 * (p.count - p.outOfOrder - p.failed)) / p.count],
+      { text: '100', ok: (v) => v === 100 },
+    );
+    if (p.failed)
+      note(`scenario 3: ${name} failed ${p.failed} of ${p.count} streams; first error: ${p.firstError}`);
+    if (name === 'direct' || !d || p.failed === p.count) continue;
+    const c = name.startsWith('colloquy');
+    record(
+      3,
+      'TTFT overhead p50',
+      name,
+      'ms',
+      p.ttft50.map((x, i) => x - (d.ttft50[i] as number)),
+      c ? { text: '< 1', ok: (v) => v < 1 } : undefined,
+    );
+    record(
+      3,
+      'TTFT overhead p99',
+      name,
+      'ms',
+      p.ttft99.map((x, i) => x - (d.ttft99[i] as number)),
+    );
+    record(
+      3,
+      'gap overhead p50',
+      name,
+      'ms',
+      p.gap50.map((x, i) => x - (d.gap50[i] as number)),
+    );
+    record(
+      3,
+      'gap overhead p99',
+      name,
+      'ms',
+      p.gap99.map((x, i) => x - (d.gap99[i] as number)),
+    );
+  }
+  results['3'] = {
+    rate: STREAM_RATE,
+    durationS: duration,
+    upstream: { firstTokenDelayMs: 20, chunkIntervalMs: 10, words: REPLY_WORDS },
+    arms: per,
+  };
+  for (const s of servers) await s.stop();
+}
+
+async function scenario4(db: Db) {
+  log('scenario 4: concurrent open SSE streams and RSS per stream');
+  const up = await upstream('slow');
+  const server = await startColloquy(db, up);
+  await sleep(1_000);
+  const body = chatBody({ stream: true });
+  const steps: Record<string, unknown>[] = [];
+  const expected = benchReply(600);
+  for (const n of STREAM_STEPS) {
+    const before = rssMiB(server.pid);
+    const pool = new Pool(server.origin, {
+      connections: n,
+      pipelining: 1,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
+    const controller = new AbortController();
+    setMaxListeners(0, controller.signal); // one signal aborts every stream of the step
+    let receiving = 0;
+    let failed = 0;
+    let firstError: string | undefined;
+    const t0 = performance.now();
+    const all: Promise<unknown>[] = [];
+    for (let i = 0; i < n; i++) {
+      all.push(
+        readStream(pool, server.target, body, expected, () => void receiving++, controller.signal).catch(
+          (err) => {
+            if (!controller.signal.aborted) {
+              failed++;
+              firstError ??= String(err).slice(0, 200);
+            }
+          },
+        ),
+      );
+      if (i % 200 === 199) await sleep(5);
+    }
+    const waitMs = Math.max(15_000, n * 4);
+    while (receiving + failed < n && performance.now() - t0 < waitMs) await sleep(200);
+    const rampS = (performance.now() - t0) / 1000;
+    await sleep(1_000);
+    const rss = rssMiB(server.pid);
+    const step = {
+      streams: n,
+      receiving,
+      failed,
+      firstError,
+      rampS,
+      rssBeforeMiB: before,
+      rssMiB: rss,
+      /** per open request (receiving or queued inside Colloquy) */
+      rssPerStreamKiB: ((rss - before) * 1024) / n,
+      rssPerReceivingStreamKiB: ((rss - before) * 1024) / Math.max(1, receiving),
+    };
+    steps.push(step);
+    log(
+      `  ${n} streams: ${receiving} receiving, ${failed} failed, RSS ${rss.toFixed(0)} MiB (${step.rssPerStreamKiB.toFixed(1)} KiB per open request)${firstError ? `, first error ${firstError}` : ''}`,
+    );
+    controller.abort();
+    await Promise.race([Promise.allSettled(all), sleep(20_000)]);
+    await pool.destroy().catch(() => {});
+    await sleep(tiny ? 200 : 3_000);
+  }
+  const max = STREAM_STEPS[STREAM_STEPS.length - 1] as number;
+  const last = steps[steps.length - 1] as { receiving: number; rssMiB: number; rssPerStreamKiB: number };
+  record(4, `streams receiving of ${max}`, server.target.name, 'streams', [last.receiving], {
+    text: `= ${max}`,
+    ok: (v) => v === max,
+  });
+  record(4, `RSS at ${max} streams`, server.target.name, 'MiB', [last.rssMiB], {
+    text: '< 600',
+    ok: (v) => v < 600,
+  });
+  record(4, `RSS per open request at ${max}`, server.target.name, 'KiB', [last.rssPerStreamKiB]);
+  results['4'] = { upstream: { chunkIntervalMs: 1000, words: 600 }, steps };
+  await server.stop();
+}
+
+async function scenario5(dbs: Db[], up: Upstream) {
+  log('scenario 5: conversation API turns per second (stream:false)');
+  const per: Record<string, number[]> = {};
+  const servers: Server[] = [];
+  for (const d of dbs) servers.push(await startColloquy(d, up));
+  const workers = tiny ? 4 : 32;
+  for (let r = 0; r < rounds; r++) {
+    for (const s of rotate(servers, r)) {
+      const pool = new Pool(s.origin, { connections: workers, pipelining: 1 });
+      const headers = { 'content-type': 'application/json', ...s.target.headers };
+      let turns = 0;
+      let errors = 0;
+      let firstError: string | undefined;
+      const end = performance.now() + duration * 1000;
+      const worker = async () => {
+        while (performance.now() < end) {
+          const created = await pool.request({
+            path: '/api/conversations',
+            method: 'POST',
+            headers,
+            body: JSON.stringify({ title: 'bench', model: 'gpt-4o-mini' }),
+          });
+          const conv = (await created.body.json()) as { id: string };
+          if (created.statusCode !== 201)
+            throw new Error(`create conversation: HTTP ${created.statusCode} ${JSON.stringify(conv)}`);
+          // A fresh conversation every 10 turns keeps the context (and so the work per turn) bounded.
+          for (let i = 0; i < 10 && performance.now() < end; i++) {
+            const res = await pool.request({
+              path: `/api/conversations/${conv.id}/messages`,
+              method: 'POST',
+              headers,
+              body: JSON.stringify({ content: `turn ${i}: say something`, stream: false }),
+            });
+            const text = await res.body.text();
+            if (res.statusCode >= 200 && res.statusCode < 300) turns++;
+            else {
+              errors++;
+              firstError ??= `HTTP ${res.statusCode} ${text.slice(0, 200)}`;
+            }
+          }
+        }
+      };
+      const t0 = performance.now();
+      await Promise.all(Array.from({ length: workers }, worker));
+      const tps = turns / ((performance.now() - t0) / 1000);
+      slot(per, s.target.name, () => []).push(tps);
+      log(
+        `  round ${r + 1} ${s.target.name}: ${tps.toFixed(0)} turns/s, errors ${errors}${firstError ? ` (${firstError})` : ''}`,
+      );
+      await pool.destroy();
+    }
+  }
+  for (const [name, v] of Object.entries(per)) record(5, 'conversation turns/s', name, 'turns/s', v);
+  results['5'] = { workers, durationS: duration, turnsPerSecond: per };
+  for (const s of servers) await s.stop();
+}
+
+async function scenario6(db: Db, up: Upstream) {
+  log('scenario 6: response cache hit latency (temperature 0 repeated)');
+  const servers: Server[] = [await startColloquy(db, up, { RESPONSE_CACHE_TTL_SECONDS: '3600' })];
+  servers[0]!.target.name = 'colloquy-cache-memory';
+  if (process.env.TEST_REDIS_URL) {
+    const s = await startColloquy(db, up, {
+      RESPONSE_CACHE_TTL_SECONDS: '3600',
+      REDIS_URL: process.env.TEST_REDIS_URL,
+    });
+    s.target.name = 'colloquy-cache-redis';
+    servers.push(s);
+  } else note('scenario 6: TEST_REDIS_URL unset, the Redis cache arm did not run');
+  const body = chatBody({ temperature: 0 });
+  for (const s of servers) await smoke(s.target, body); // warm the cache
+  const arms = [directTarget(up), ...servers.map((s) => s.target)];
+  const rate = RATES[0] as number;
+  const per: Record<string, { p50: number[]; p99: number[] }> = {};
+  for (let r = 0; r < rounds; r++) {
+    for (const arm of rotate(arms, r)) {
+      const res = await openLoop(arm, body, rate, duration);
+      const p = slot(per, arm.name, () => ({ p50: [], p99: [] }));
+      p.p50.push(percentile(res.latencies, 50));
+      p.p99.push(percentile(res.latencies, 99));
+      log(
+        `  round ${r + 1} ${arm.name}: p50 ${percentile(res.latencies, 50).toFixed(2)} p99 ${percentile(res.latencies, 99).toFixed(2)} ms, errors ${res.errors}`,
+      );
+    }
+  }
+  for (const [name, p] of Object.entries(per)) {
+    record(6, `latency p50 @${rate}`, name, 'ms', p.p50);
+    record(6, `latency p99 @${rate}`, name, 'ms', p.p99);
+  }
+  results['6'] = { rate, durationS: duration, arms: per };
+  for (const s of servers) await s.stop();
+}
+
+async function scenario7(db: Db, up: Upstream, idle: number) {
+  log(`scenario 7: RSS soak for ${soakSeconds} s (open loop, non-streaming and streaming)`);
+  const server = await startColloquy(db, up);
+  await sleep(2_000);
+  const idleFresh = rssMiB(server.pid);
+  const samples: { t: number; rss: number }[] = [];
+  const t0 = performance.now();
+  const timer = setInterval(
+    () => samples.push({ t: (performance.now() - t0) / 1000, rss: rssMiB(server.pid) }),
+    tiny ? 250 : 5_000,
+  );
+  const rate = tiny ? 20 : 200;
+  const load = [
+    openLoop(server.target, chatBody(), rate, soakSeconds),
+    openLoop(server.target, chatBody({ stream: true }), rate / 10, soakSeconds),
+  ];
+  const [plain, streamed] = await Promise.all(load);
+  clearInterval(timer);
+  samples.push({ t: (performance.now() - t0) / 1000, rss: rssMiB(server.pid) });
+  // Growth after warm-up: the first fifth of the soak fills caches, JIT and pools.
+  const warm = samples.filter((s) => s.t >= soakSeconds / 5);
+  const growth = slope(
+    warm.map((s) => s.t / 60),
+    warm.map((s) => s.rss),
+  );
+  const steady = spread(warm.map((s) => s.rss)).median;
+  record(7, 'idle RSS', 'colloquy-sqlite', 'MiB', [idle, idleFresh], { text: '< 100', ok: (v) => v < 100 });
+  record(7, 'steady-state RSS', 'colloquy-sqlite', 'MiB', [steady]);
+  record(7, 'RSS growth', 'colloquy-sqlite', 'MiB/min', [growth], { text: '< 1', ok: (v) => v < 1 });
+  results['7'] = {
+    soakSeconds,
+    rate: { plain: rate, streaming: rate / 10 },
+    idleRssMiB: [idle, idleFresh],
+    steadyRssMiB: steady,
+    growthMiBPerMin: growth,
+    errors: { plain: plain?.errors, streamed: streamed?.errors },
+    samples,
+  };
+  await server.stop();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Main
+
+function fmt(v: number): string {
+  if (!Number.isFinite(v)) return 'n/a';
+  const a = Math.abs(v);
+  return a >= 100 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : v.toFixed(2);
+}
+
+function printTable() {
+  const header = ['sc', 'metric', 'arm', 'median', 'min–max', 'unit', 'target', 'ok'];
+  const body = rows.map((r) => [
+    String(r.scenario),
+    r.metric,
+    r.arm,
+    fmt(r.value.median),
+    r.value.n > 1 ? `${fmt(r.value.min)}–${fmt(r.value.max)}` : '',
+    r.unit,
+    r.target ?? '',
+    r.pass === undefined ? '' : r.pass ? 'yes' : 'NO',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] as string).length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] as number)).join('  ');
+  console.log(`\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}`);
+  for (const b of body) console.log(line(b));
+}
+
+async function main() {
+  const started = new Date();
+  const load0 = loadAverage();
+  log(
+    `bench: scenarios ${[...scenarios].join(',')}, rounds ${rounds}, duration ${duration}s, soak ${soakSeconds}s${tiny ? ' (tiny)' : ''}; load average ${load0.join(' ')}`,
+  );
+  const dbs: Db[] = [await prepareDb('sqlite')];
+  if (process.env.TEST_DATABASE_URL) dbs.push(await prepareDb('postgres'));
+  else note('TEST_DATABASE_URL unset: PostgreSQL arms did not run');
+  const sqlite = dbs[0] as Db;
+
+  const fast = await upstream('fast');
+  let idle = Number.NaN;
+  let profileFiles: string[] = [];
+  if (scenarios.has(1) || scenarios.has(2) || scenarios.has(7)) {
+    const servers: Server[] = [];
+    for (const d of dbs)
+      servers.push(await startColloquy(d, fast, {}, flags['cpu-prof'] && d.name === 'sqlite'));
+    await sleep(2_000);
+    idle = rssMiB(servers[0]?.pid);
+    log(`idle RSS colloquy-sqlite: ${idle.toFixed(1)} MiB`);
+    if (scenarios.has(1)) await scenario1(fast, servers);
+    if (scenarios.has(2)) await scenario2(fast, servers);
+    results.steadyAfterLoadRssMiB = Object.fromEntries(servers.map((s) => [s.target.name, rssMiB(s.pid)]));
+    // /metrics works in this configuration (and so was being updated during the load).
+    const m = await fetch(`${servers[0]?.origin}/metrics`, {
+      headers: { authorization: `Bearer ${METRICS_TOKEN}` },
+    });
+    results.metricsEndpoint = { status: m.status, bytes: (await m.text()).length };
+    for (const s of servers) await s.stop();
+    for (const s of servers) {
+      if (!s.profileDir) continue;
+      profileFiles = readdirSync(s.profileDir).map((f) => path.join(s.profileDir as string, f));
+      if (profileFiles[0]) {
+        const top = summariseProfile(profileFiles[0], 25);
+        const packages = summariseByPackage(profileFiles[0]);
+        results.profile = { top, packages };
+        console.log('\ntop self time, % of busy time (colloquy-sqlite, scenarios 1–2):');
+        for (const t of top)
+          console.log(
+            `  ${t.selfPct.toFixed(1).padStart(5)}%  ${t.selfMs.toFixed(0).padStart(7)} ms  ${t.fn}  ${t.where}`,
+          );
+        console.log('by package, % of busy time:');
+        for (const g of packages.slice(0, 15))
+          console.log(
+            `  ${g.selfPct.toFixed(1).padStart(5)}%  ${g.selfMs.toFixed(0).padStart(7)} ms  ${g.group}`,
+          );
+        const keep = path.join(ROOT, 'bench/results');
+        mkdirSync(keep, { recursive: true });
+        const dest = path.join(keep, `colloquy-${started.toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
+        execFileSync('cp', [profileFiles[0], dest]);
+        results.profileFile = path.relative(ROOT, dest);
+      }
+    }
+  }
+  if (scenarios.has(3)) await scenario3(dbs);
+  if (scenarios.has(4)) await scenario4(sqlite);
+  if (scenarios.has(5)) await scenario5(dbs, fast);
+  if (scenarios.has(6)) await scenario6(sqlite, fast);
+  if (scenarios.has(7)) await scenario7(sqlite, fast, idle);
+
+  const load1 = loadAverage();
+  printTable();
+  console.log(
+    `\nload average: start ${load0.join(' ')}, end ${load1.join(' ')} (${os.cpus().length} CPUs; other work on this machine skews every figure)`,
+  );
+  for (const n of notes) console.log(`note: ${n}`);
+
+  let commit = 'unknown';
+  try {
+    commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT }).toString().trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: ROOT })
+      .toString()
+      .trim();
+    if (dirty) commit += ' (src has uncommitted changes)';
+  } catch {
+    // not a git checkout
+  }
+  const document = {
+    startedAt: started.toISOString(),
+    finishedAt: new Date().toISOString(),
+    commit,
+    node: process.version,
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cpus: os.cpus().length,
+    totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
+    loadAverage: { start: load0, end: load1 },
+    options: {
+      tiny,
+      scenarios: [...scenarios],
+      rounds,
+      duration,
+      soakSeconds,
+      rates: RATES,
+      streamRate: STREAM_RATE,
+      streamSteps: STREAM_STEPS,
+      connections: CONNECTIONS,
+    },
+    portkey: portkeyProc ? 'ran' : (portkeyError ?? 'not needed'),
+    notes,
+    summary: rows,
+    scenarios: results,
+  };
+  const dir = path.join(ROOT, 'bench/results');
+  mkdirSync(dir, { recursive: true });
+  const file = flags.out ?? path.join(dir, `${started.toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify(document, null, 2)}\n`);
+  console.log(`\nresults: ${path.relative(ROOT, file)}`);
+}
+
+let failed = false;
+try {
+  await main();
+} catch (err) {
+  failed = true;
+  console.error(err);
+} finally {
+  for (const c of cleanups.reverse()) await c().catch(() => {});
+}
+process.exit(failed ? 1 : 0);
