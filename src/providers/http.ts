@@ -3,13 +3,11 @@ import { Agent, request, errors as undiciErrors } from 'undici';
 import { connectionError, ProviderError, protocolError, timeoutError, upstreamHttpError } from './errors.js';
 import type { Timeouts } from './types.js';
 
-/** One keep-alive pool for every upstream: connections are reused across requests. */
-const agent = new Agent({
-  keepAliveTimeout: 30_000,
-  keepAliveMaxTimeout: 600_000,
-  connections: 256,
-  pipelining: 1,
-});
+/**
+ * One keep-alive pool for every upstream: connections are reused across requests. No cap on connections per
+ * upstream: with one, streams beyond it would queue inside Colloquy behind the open ones.
+ */
+const agent = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, pipelining: 1 });
 
 export interface UpstreamResponse {
   status: number;

@@ -1,4 +1,4 @@
-import { countTokens } from 'gpt-tokenizer';
+import { createRequire } from 'node:module';
 import type { ChatMessage } from './types.js';
 
 /** Text of a message for counting: string content, text parts, and tool-call arguments. */
@@ -17,7 +17,15 @@ export function messageText(message: Pick<ChatMessage, 'content' | 'tool_calls'>
  * Counts tokens with the o200k tokenizer (what current OpenAI models use): exact for them, a close
  * estimate for others. Used when an upstream reports no usage, and for context-window trimming.
  */
-export const countTextTokens = (text: string): number => (text ? countTokens(text) : 0);
+export const countTextTokens = (text: string): number => (text ? tokenizer().countTokens(text) : 0);
+
+// Loaded on first use: the encoder tables add ~56 MiB of RSS, which an instance whose upstreams report
+// usage (and that trims no context) never needs.
+let loaded: typeof import('gpt-tokenizer') | undefined;
+function tokenizer() {
+  loaded ??= createRequire(import.meta.url)('gpt-tokenizer') as typeof import('gpt-tokenizer');
+  return loaded;
+}
 
 /** Prompt tokens as OpenAI counts chat messages: content plus ~4 tokens of framing per message, plus 3. */
 export function countPromptTokens(messages: Pick<ChatMessage, 'content' | 'tool_calls'>[]): number {
