@@ -52,9 +52,11 @@ export function toErrorResponse(err: FastifyError | ProviderError): {
 } {
   if (err instanceof ProviderError) {
     const { status, code, type, param, retryAfterMs } = err.details;
+    // A 503 always tells the client when to come back, even when the upstream did not say (default 1 s).
+    const after = retryAfterMs ?? (status === 503 ? 1_000 : undefined);
     const headers: Record<string, string> =
-      retryAfterMs !== undefined && (status === 429 || status === 503)
-        ? { 'retry-after': String(Math.max(1, Math.ceil(retryAfterMs / 1000))) }
+      after !== undefined && (status === 429 || status === 503)
+        ? { 'retry-after': String(Math.max(1, Math.ceil(after / 1000))) }
         : {};
     return {
       status,
@@ -81,6 +83,10 @@ export function toAppError(err: FastifyError): AppError {
   }
   const mapped = err.code ? FASTIFY_CODES[err.code] : undefined;
   if (mapped) return new AppError(mapped, err.message);
+  // PostgreSQL refuses NUL characters in text (SQLSTATE 22021 / 22P05): the client's input, not our fault.
+  if (err.code === '22021' || err.code === '22P05') {
+    return new AppError('invalid_request', 'text must not contain NUL characters or invalid encoding');
+  }
   if (isDatabaseUnavailable(err)) {
     return new AppError('service_unavailable', 'the database is unavailable; retry shortly', {
       headers: { 'retry-after': '5' },
