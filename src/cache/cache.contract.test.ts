@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { markSuiteRan } from '../../test/helpers/databases.js';
+import { freePort } from '../../test/helpers/net.js';
 import { createRedis } from '../core/redis.js';
 import { type Cache, cacheKey, escapeGlob, globMatch } from './cache.js';
 import { createCache } from './index.js';
@@ -388,14 +389,6 @@ async function until(check: () => boolean | Promise<boolean>, timeoutMs: number)
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
     await sleep(25);
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 async function deleteByPrefix(redis: Redis, prefix: string) {

@@ -4,12 +4,12 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
+import { freePort } from '../helpers/net.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -31,18 +31,6 @@ const skip = haveChromium
   ? false
   : `console browser tests NOT RUN: ${CHROMIUM} is missing (run .ci/install-console-tools)`;
 if (skip) console.log(`note: ${skip}`);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.unref();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 const ADMIN = { email: 'admin@example.com', password: 'admin-password-123' };
 const PLAIN = { email: 'plain@example.com', password: 'plain-password-123' };
@@ -261,7 +249,10 @@ describe('console in a browser', { skip }, () => {
     const requests = async () => Number(/(\d+) requests/.exec((await totals.textContent()) ?? '')?.[1]);
     await until(async () => (await requests()) > 0, 'usage to show requests');
     const before = await requests();
-    assert.ok((await page.locator('.chart canvas').count()) >= 4, 'requests, tokens, cost and latency charts');
+    assert.ok(
+      (await page.locator('.chart canvas').count()) >= 4,
+      'requests, tokens, cost and latency charts',
+    );
     await completion();
     await completion();
     await page.getByRole('button', { name: 'Refresh' }).click();

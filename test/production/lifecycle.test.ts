@@ -10,16 +10,9 @@ import { fileURLToPath } from 'node:url';
 import SqliteDatabase from 'better-sqlite3';
 import { bearer, TEST_MASTER_KEY } from '../helpers/app.js';
 import { type ChatStack, eventually, sseData, startChatStack } from '../helpers/chat-stack.js';
+import { freePort } from '../helpers/net.js';
 
 const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function startRedis(port: number): ChildProcess {
   return spawn(

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { startFakeUpstream } from '../fake-upstream/server.js';
 import { bearer, startTestApp, TEST_MASTER_KEY, type TestApp } from '../helpers/app.js';
 import { type ChatStack, eventually, sseData, startChatStack, UPSTREAM_KEY } from '../helpers/chat-stack.js';
+import { freePort } from '../helpers/net.js';
 
 /**
  * Two replicas sharing a real Redis (our own redis-server) and one database: a rate limit holds across both,
@@ -17,14 +18,6 @@ import { type ChatStack, eventually, sseData, startChatStack, UPSTREAM_KEY } fro
  * a soak (SOAK_SECONDS, 20 s by default; set it higher for a long soak by hand) with 1 % injected faults keeps RSS and sockets flat.
  */
 const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 const hasRedisServer = spawnable('redis-server');
 function spawnable(bin: string) {

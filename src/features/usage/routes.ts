@@ -62,7 +62,10 @@ async function dailyPercentiles(
   for (const row of await query.execute()) {
     const day = row.created_at.slice(0, 10);
     let entry = byDay.get(day);
-    if (!entry) byDay.set(day, (entry = { latency: [], ttft: [] }));
+    if (!entry) {
+      entry = { latency: [], ttft: [] };
+      byDay.set(day, entry);
+    }
     if (row.latency_ms !== null) entry.latency.push(row.latency_ms);
     if (row.ttft_ms !== null) entry.ttft.push(row.ttft_ms);
   }
