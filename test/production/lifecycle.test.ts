@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -10,34 +9,9 @@ import { fileURLToPath } from 'node:url';
 import SqliteDatabase from 'better-sqlite3';
 import { bearer, TEST_MASTER_KEY } from '../helpers/app.js';
 import { type ChatStack, eventually, sseData, startChatStack } from '../helpers/chat-stack.js';
-import { freePort } from '../helpers/net.js';
+import { freePort, startRedisServer } from '../helpers/net.js';
 
 const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
-
-function startRedis(port: number): ChildProcess {
-  return spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    {
-      stdio: 'ignore',
-    },
-  );
-}
-
-async function redisReady(port: number) {
-  await eventually(
-    () =>
-      new Promise<boolean>((resolve) => {
-        const socket = net.connect(port, '127.0.0.1', () => {
-          socket.end();
-          resolve(true);
-        });
-        socket.on('error', () => resolve(false));
-      }),
-    5_000,
-    'redis-server listening',
-  );
-}
 
 describe('Redis outage: the service degrades and recovers by itself', () => {
   let stack: ChatStack;
@@ -45,8 +19,7 @@ describe('Redis outage: the service degrades and recovers by itself', () => {
   let port: number;
   before(async () => {
     port = await freePort();
-    redis = startRedis(port);
-    await redisReady(port);
+    redis = await startRedisServer(port);
     stack = await startChatStack({
       env: {
         REDIS_URL: `redis://127.0.0.1:${port}`,
@@ -102,8 +75,7 @@ describe('Redis outage: the service degrades and recovers by itself', () => {
     // Each part that falls back (cache, limits) says so once, not once per request.
     assert.ok(lines.filter((l) => l.includes('redis unavailable')).length <= 4);
 
-    redis = startRedis(port);
-    await redisReady(port);
+    redis = await startRedisServer(port);
     await eventually(async () => (await ready()).failing.length === 0, 10_000, 'readiness recovers');
     assert.equal((await chat()).status, 200);
     const after = await (await fetch(`${stack.url}/metrics`)).text();

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -10,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { startFakeUpstream } from '../fake-upstream/server.js';
 import { bearer, startTestApp, TEST_MASTER_KEY, type TestApp } from '../helpers/app.js';
 import { type ChatStack, eventually, sseData, startChatStack, UPSTREAM_KEY } from '../helpers/chat-stack.js';
-import { freePort } from '../helpers/net.js';
+import { freePort, startRedisServer } from '../helpers/net.js';
 
 /**
  * Two replicas sharing a real Redis (our own redis-server) and one database: a rate limit holds across both,
@@ -34,25 +33,7 @@ describe('two replicas sharing Redis', { skip: !hasRedisServer && 'redis-server 
   before(async () => {
     const port = await freePort();
     redisPort = port;
-    redis = spawn(
-      'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-      {
-        stdio: 'ignore',
-      },
-    );
-    await eventually(
-      () =>
-        new Promise<boolean>((resolve) => {
-          const socket = net.connect(port, '127.0.0.1', () => {
-            socket.end();
-            resolve(true);
-          });
-          socket.on('error', () => resolve(false));
-        }),
-      5_000,
-      'redis-server listening',
-    );
+    redis = await startRedisServer(port);
     const env = {
       REDIS_URL: `redis://127.0.0.1:${port}`,
       RATE_LIMIT_ENABLED: 'true',
@@ -169,11 +150,7 @@ describe('two replicas sharing Redis', { skip: !hasRedisServer && 'redis-server 
       );
       for (let i = 0; i < 3; i++) assert.equal(await chat(url), 200, 'documented fail-open');
     }
-    redis = spawn(
-      'redis-server',
-      ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-      { stdio: 'ignore' },
-    );
+    redis = await startRedisServer(redisPort);
     for (const url of [a.url, bUrl])
       await eventually(async () => (await ready(url)).failing.length === 0, 15_000, 'readiness recovers');
     assert.equal(await chat(bUrl), 200);
