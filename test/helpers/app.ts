@@ -7,6 +7,7 @@ import { createLogger } from '../../src/core/logger.js';
 import { createRedis, waitForRedis } from '../../src/core/redis.js';
 import { type DatabaseHandle, openDatabase } from '../../src/db/database.js';
 import { migrateUp } from '../../src/db/migrator.js';
+import type { ChatGateway } from '../../src/providers/router/types.js';
 import { createTestDatabase, type TestDatabase } from './databases.js';
 
 export const TEST_SECRET = 'test-secret-key-that-is-long-enough-0123456789';
@@ -23,19 +24,26 @@ export interface TestApp {
   /** The raw log output, for greps. */
   logText(): string;
   inject(options: InjectOptions): Promise<LightMyRequestResponse>;
+  /** Listens on 127.0.0.1 with a free port (once) and returns the base URL. */
+  listen(): Promise<string>;
   close(): Promise<void>;
 }
 
 export interface TestAppOptions {
   dialect?: 'sqlite' | 'postgres';
   env?: Record<string, string>;
+  /** false for a second replica on an already-migrated database. */
   migrate?: boolean;
   isDraining?: () => boolean;
+  /** A database the caller owns (shared by replicas, dropped by the caller); otherwise a fresh one. */
+  testDb?: TestDatabase;
+  /** The gateway of the caller's choice instead of the configured providers. */
+  gateway?: ChatGateway;
 }
 
 /** A full application on a fresh database, logging JSON into memory. Call close() (or use t.after). */
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
-  const testDb = await createTestDatabase(options.dialect ?? 'sqlite');
+  const testDb = options.testDb ?? (await createTestDatabase(options.dialect ?? 'sqlite'));
   const config = loadConfig(
     {
       SECRET_KEY: TEST_SECRET,
@@ -65,8 +73,16 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   if (options.migrate !== false) await migrateUp(database.db);
   const redis = config.redisUrl ? createRedis(config.redisUrl, logger) : undefined;
   if (redis) await waitForRedis(redis, 2_000);
-  const app = await buildApp({ config, logger, database, redis, isDraining: options.isDraining });
+  const app = await buildApp({
+    config,
+    logger,
+    database,
+    redis,
+    gateway: options.gateway,
+    isDraining: options.isDraining,
+  });
   await app.ready();
+  let url: string | undefined;
   let closed = false;
   return {
     app,
@@ -81,13 +97,17 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
         .filter(Boolean)
         .map((l) => JSON.parse(l) as Record<string, unknown>),
     inject: (o) => app.inject(o),
+    listen: async () => {
+      url ??= await app.listen({ port: 0, host: '127.0.0.1' });
+      return url;
+    },
     close: async () => {
       if (closed) return;
       closed = true;
       await app.close();
       await database.close().catch(() => {});
       redis?.disconnect();
-      await testDb.drop();
+      if (!options.testDb) await testDb.drop();
     },
   };
 }
@@ -120,3 +140,4 @@ export async function createUser(
     refreshToken: body.refresh_token,
   };
 }
+export type TestUser = Awaited<ReturnType<typeof createUser>>;

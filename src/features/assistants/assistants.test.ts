@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
-import { TEST_MASTER_KEY, TEST_SECRET } from '../../../test/helpers/app.js';
-import { createTestDatabase, DIALECTS, type TestDatabase } from '../../../test/helpers/databases.js';
-import { FakeGateway } from '../conversations/testing/fake-gateway.js';
 import {
   bearer,
   createUser,
-  type Harness,
-  startHarness,
+  startTestApp,
+  TEST_MASTER_KEY,
+  type TestApp,
   type TestUser,
-} from '../conversations/testing/harness.js';
+} from '../../../test/helpers/app.js';
+import { createTestDatabase, DIALECTS, type TestDatabase } from '../../../test/helpers/databases.js';
+import { FakeGateway } from '../conversations/testing/fake-gateway.js';
 
 function assertError(res: LightMyRequestResponse, status: number, code: string) {
   assert.equal(res.statusCode, status, `expected ${status} ${code}, got ${res.statusCode} ${res.body}`);
@@ -20,7 +20,7 @@ function assertError(res: LightMyRequestResponse, status: number, code: string) 
 for (const dialect of DIALECTS) {
   describe(`assistants (${dialect})`, () => {
     let testDb: TestDatabase;
-    let h: Harness;
+    let h: TestApp;
     let gateway: FakeGateway;
     let admin: TestUser;
     let a: TestUser;
@@ -30,7 +30,7 @@ for (const dialect of DIALECTS) {
       h.inject({
         method: method as 'GET',
         url,
-        headers: bearer(typeof user === 'string' ? user : user.token),
+        headers: bearer(typeof user === 'string' ? user : user.accessToken),
         ...(payload === undefined ? {} : { payload: payload as object }),
       });
     const createAssistant = async (user: TestUser | string, payload: Record<string, unknown> = {}) => {
@@ -52,12 +52,7 @@ for (const dialect of DIALECTS) {
     before(async () => {
       testDb = await createTestDatabase(dialect);
       gateway = new FakeGateway();
-      h = await startHarness({
-        databaseUrl: testDb.url,
-        gateway,
-        secretKey: TEST_SECRET,
-        adminKey: TEST_MASTER_KEY,
-      });
+      h = await startTestApp({ testDb, gateway });
       admin = await createUser(h, 'ast-admin@example.com', 'admin');
       a = await createUser(h, 'ast-a@example.com');
       b = await createUser(h, 'ast-b@example.com');

@@ -1,10 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
-import { TEST_MASTER_KEY, TEST_SECRET } from '../../../test/helpers/app.js';
+import {
+  bearer,
+  createUser,
+  startTestApp,
+  TEST_MASTER_KEY,
+  type TestApp,
+  type TestUser,
+} from '../../../test/helpers/app.js';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../../../test/helpers/databases.js';
 import { FakeGateway } from './testing/fake-gateway.js';
-import { bearer, createUser, type Harness, startHarness, type TestUser } from './testing/harness.js';
 
 function assertError(res: LightMyRequestResponse, status: number, code: string) {
   assert.equal(res.statusCode, status, `expected ${status} ${code}, got ${res.statusCode} ${res.body}`);
@@ -14,7 +20,7 @@ function assertError(res: LightMyRequestResponse, status: number, code: string) 
 for (const dialect of DIALECTS) {
   describe(`conversations (${dialect})`, () => {
     let testDb: TestDatabase;
-    let h: Harness;
+    let h: TestApp;
     let gateway: FakeGateway;
     let a: TestUser;
     let b: TestUser;
@@ -23,7 +29,7 @@ for (const dialect of DIALECTS) {
       h.inject({
         method: method as 'GET',
         url,
-        headers: bearer(user.token),
+        headers: bearer(user.accessToken),
         ...(payload === undefined ? {} : { payload: payload as object }),
       });
     const create = async (user: TestUser, payload: Record<string, unknown> = {}) => {
@@ -54,12 +60,7 @@ for (const dialect of DIALECTS) {
     before(async () => {
       testDb = await createTestDatabase(dialect);
       gateway = new FakeGateway();
-      h = await startHarness({
-        databaseUrl: testDb.url,
-        gateway,
-        secretKey: TEST_SECRET,
-        adminKey: TEST_MASTER_KEY,
-      });
+      h = await startTestApp({ testDb, gateway });
       a = await createUser(h, 'conv-a@example.com');
       b = await createUser(h, 'conv-b@example.com');
     });

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TEST_MASTER_KEY, TEST_SECRET } from '../../../test/helpers/app.js';
+import { bearer, createUser, startTestApp, type TestApp, type TestUser } from '../../../test/helpers/app.js';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../../../test/helpers/databases.js';
 import { sweepOrphanedGenerations } from './sweep.js';
 import { FakeGateway, Gate, upstreamFailure } from './testing/fake-gateway.js';
-import { bearer, createUser, type Harness, startHarness, type TestUser } from './testing/harness.js';
 import { parseSse, SseConnection } from './testing/sse-client.js';
 import { connectWs } from './testing/ws-client.js';
 
@@ -25,7 +24,7 @@ async function waitUntil<T>(
 for (const dialect of DIALECTS) {
   describe(`generations (${dialect})`, () => {
     let testDb: TestDatabase;
-    let h: Harness;
+    let h: TestApp;
     let gateway: FakeGateway;
     let a: TestUser;
     let b: TestUser;
@@ -35,7 +34,7 @@ for (const dialect of DIALECTS) {
       h.inject({
         method: method as 'GET',
         url,
-        headers: { ...bearer(user.token), ...headers },
+        headers: { ...bearer(user.accessToken), ...headers },
         ...(payload === undefined ? {} : { payload: payload as object }),
       });
     const newConversation = async (user: TestUser = a, payload: Record<string, unknown> = {}) => {
@@ -85,19 +84,14 @@ for (const dialect of DIALECTS) {
     const openSend = (conversationId: string, body: Record<string, unknown>, user = a, headers = {}) =>
       SseConnection.open(`${base}/api/conversations/${conversationId}/messages`, {
         method: 'POST',
-        headers: { ...bearer(user.token), ...headers },
+        headers: { ...bearer(user.accessToken), ...headers },
         body,
       });
 
     before(async () => {
       testDb = await createTestDatabase(dialect);
       gateway = new FakeGateway();
-      h = await startHarness({
-        databaseUrl: testDb.url,
-        gateway,
-        secretKey: TEST_SECRET,
-        adminKey: TEST_MASTER_KEY,
-      });
+      h = await startTestApp({ testDb, gateway });
       base = await h.listen();
       a = await createUser(h, 'gen-a@example.com');
       b = await createUser(h, 'gen-b@example.com');
@@ -268,7 +262,7 @@ for (const dialect of DIALECTS) {
 
       // Reconnect while it is still held after 'two ': event 4 is replayed from memory, the rest arrives live.
       const again = await SseConnection.open(`${base}/api/generations/${generationId}/events`, {
-        headers: { ...bearer(a.token), 'last-event-id': '3' },
+        headers: { ...bearer(a.accessToken), 'last-event-id': '3' },
       });
       assert.equal(again.status, 200);
       await again.waitFor((e) => e.id === 4);
@@ -649,7 +643,9 @@ for (const dialect of DIALECTS) {
     it('speaks the same flow over a WebSocket, authenticated by header or ?token=', async () => {
       const id = await newConversation();
       const wsBase = base.replace('http', 'ws');
-      const ws = await connectWs(`${wsBase}/api/conversations/${id}/ws?token=${encodeURIComponent(a.token)}`);
+      const ws = await connectWs(
+        `${wsBase}/api/conversations/${id}/ws?token=${encodeURIComponent(a.accessToken)}`,
+      );
       gateway.script({ chunks: ['over', ' the', ' socket'] });
       ws.send({ type: 'send', content: 'hello socket' });
       const done = await ws.waitFor((f) => f.type === 'done');
@@ -682,7 +678,7 @@ for (const dialect of DIALECTS) {
       await ws.close();
       gate.open();
 
-      const withHeader = await connectWs(`${wsBase}/api/conversations/${id}/ws`, bearer(a.token));
+      const withHeader = await connectWs(`${wsBase}/api/conversations/${id}/ws`, bearer(a.accessToken));
       withHeader.send({ type: 'send', content: 'via header' });
       await withHeader.waitFor((f) => f.type === 'done');
       await withHeader.close();
@@ -690,10 +686,10 @@ for (const dialect of DIALECTS) {
       await assert.rejects(connectWs(`${wsBase}/api/conversations/${id}/ws`), /HTTP 401/);
       await assert.rejects(connectWs(`${wsBase}/api/conversations/${id}/ws?token=nonsense`), /HTTP 401/);
       await assert.rejects(
-        connectWs(`${wsBase}/api/conversations/${id}/ws?token=${encodeURIComponent(b.token)}`),
+        connectWs(`${wsBase}/api/conversations/${id}/ws?token=${encodeURIComponent(b.accessToken)}`),
         /HTTP 404/,
       );
-      assert.ok(!h.logText().includes(a.token), 'the query token is not logged');
+      assert.ok(!h.logText().includes(a.accessToken), 'the query token is not logged');
     });
   });
 }
@@ -703,26 +699,21 @@ for (const dialect of DIALECTS) {
     it('lets running generations finish during the drain period, then saves what is left as partial', async () => {
       const testDb = await createTestDatabase(dialect);
       const gateway = new FakeGateway();
-      const h = await startHarness({
-        databaseUrl: testDb.url,
-        gateway,
-        secretKey: TEST_SECRET,
-        adminKey: TEST_MASTER_KEY,
-      });
+      const h = await startTestApp({ testDb, gateway });
       try {
         const base = await h.listen();
         const user = await createUser(h, 'shutdown@example.com');
         const conv = await h.inject({
           method: 'POST',
           url: '/api/conversations',
-          headers: bearer(user.token),
+          headers: bearer(user.accessToken),
           payload: { model: 'fake-model' },
         });
         const gate = new Gate();
         gateway.script({ chunks: ['saved', ' never sent'], holdAfter: 1, gate });
         const sse = await SseConnection.open(`${base}/api/conversations/${conv.json().id}/messages`, {
           method: 'POST',
-          headers: bearer(user.token),
+          headers: bearer(user.accessToken),
           body: { content: 'long answer please' },
         });
         const start = await sse.waitFor((e) => e.event === 'start');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { TEST_MASTER_KEY, TEST_SECRET } from '../../../test/helpers/app.js';
+import { bearer, createUser, startTestApp, type TestApp, type TestUser } from '../../../test/helpers/app.js';
 import {
   createTestDatabase,
   DIALECTS,
@@ -8,7 +8,6 @@ import {
   type TestDatabase,
 } from '../../../test/helpers/databases.js';
 import { FakeGateway, Gate } from './testing/fake-gateway.js';
-import { bearer, createUser, type Harness, startHarness, type TestUser } from './testing/harness.js';
 import { SseConnection } from './testing/sse-client.js';
 
 const redisUrl = process.env.TEST_REDIS_URL;
@@ -20,8 +19,8 @@ for (const dialect of DIALECTS) {
     skip: !redisUrl && 'TEST_REDIS_URL is not set',
   }, () => {
     let testDb: TestDatabase;
-    let replicaA: Harness;
-    let replicaB: Harness;
+    let replicaA: TestApp;
+    let replicaB: TestApp;
     let gatewayA: FakeGateway;
     let gatewayB: FakeGateway;
     let baseA: string;
@@ -34,16 +33,16 @@ for (const dialect of DIALECTS) {
       testDb = await createTestDatabase(dialect);
       gatewayA = new FakeGateway();
       gatewayB = new FakeGateway();
-      const common = { databaseUrl: testDb.url, secretKey: TEST_SECRET, adminKey: TEST_MASTER_KEY, redisUrl };
-      replicaA = await startHarness({ ...common, gateway: gatewayA });
-      replicaB = await startHarness({ ...common, gateway: gatewayB, migrate: false });
+      const env = { REDIS_URL: redisUrl! };
+      replicaA = await startTestApp({ testDb, env, gateway: gatewayA });
+      replicaB = await startTestApp({ testDb, env, gateway: gatewayB, migrate: false });
       baseA = await replicaA.listen();
       baseB = await replicaB.listen();
       user = await createUser(replicaA, `replicas-${dialect}@example.com`);
       const conv = await replicaA.inject({
         method: 'POST',
         url: '/api/conversations',
-        headers: bearer(user.token),
+        headers: bearer(user.accessToken),
         payload: { model: 'fake-model' },
       });
       conversationId = conv.json().id;
@@ -58,7 +57,7 @@ for (const dialect of DIALECTS) {
       gatewayA.script({ chunks, holdAfter, gate });
       const sse = await SseConnection.open(`${baseA}/api/conversations/${conversationId}/messages`, {
         method: 'POST',
-        headers: bearer(user.token),
+        headers: bearer(user.accessToken),
         body: { content: 'across replicas' },
       });
       const start = await sse.waitFor((e) => e.event === 'start');
@@ -76,7 +75,7 @@ for (const dialect of DIALECTS) {
       sse.close();
 
       const onB = await SseConnection.open(`${baseB}/api/generations/${generationId}/events`, {
-        headers: { ...bearer(user.token), 'last-event-id': '3' },
+        headers: { ...bearer(user.accessToken), 'last-event-id': '3' },
       });
       assert.equal(onB.status, 200);
       await onB.waitFor((e) => e.id === 4);
@@ -96,7 +95,7 @@ for (const dialect of DIALECTS) {
 
       // From the start, after the end: the whole log comes from Redis.
       const replay = await SseConnection.open(`${baseB}/api/generations/${generationId}/events`, {
-        headers: bearer(user.token),
+        headers: bearer(user.accessToken),
       });
       await replay.ended;
       assert.deepEqual(
@@ -112,7 +111,7 @@ for (const dialect of DIALECTS) {
       const denied = await replicaB.inject({
         method: 'GET',
         url: `/api/generations/${generationId}/events`,
-        headers: bearer(stranger.token),
+        headers: bearer(stranger.accessToken),
       });
       assert.equal(denied.statusCode, 404);
     });
@@ -125,7 +124,7 @@ for (const dialect of DIALECTS) {
       const cancelled = await replicaB.inject({
         method: 'POST',
         url: `/api/generations/${generationId}/cancel`,
-        headers: bearer(user.token),
+        headers: bearer(user.accessToken),
       });
       assert.equal(cancelled.statusCode, 200, cancelled.body);
       assert.equal(cancelled.json().status, 'partial');
