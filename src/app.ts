@@ -4,10 +4,11 @@ import { createCache } from './cache/index.js';
 import { ResponseCache } from './cache/response-cache.js';
 import type { Config } from './config/load-config.js';
 import { newId } from './core/ids.js';
-import type { Logger } from './core/logger.js';
+import { deferredRequestLogger, type Logger } from './core/logger.js';
 import type { DatabaseHandle } from './db/database.js';
 import { apiKeyRoutes } from './features/api-keys/routes.js';
 import { ApiKeyStore } from './features/api-keys/store.js';
+import { UsableKeyCache } from './features/api-keys/usable-key-cache.js';
 import { auditPlugin } from './features/audit/plugin.js';
 import { auditRoutes } from './features/audit/routes.js';
 import { AccessTokens } from './features/auth/access-tokens.js';
@@ -24,7 +25,9 @@ import { LimitOverrideStore } from './features/limits/overrides.js';
 import { RateLimitService } from './features/limits/rate-limits.js';
 import { limitsRoutes } from './features/limits/routes.js';
 import { openAiV1Routes } from './features/openai-v1/routes.js';
+import { providerRoutes } from './features/providers/routes.js';
 import { PriceTable } from './features/usage/prices.js';
+import { RejectionCounter } from './features/usage/rejections.js';
 import { usageRoutes } from './features/usage/routes.js';
 import { UsageRecorder } from './features/usage/store.js';
 import { userRoutes } from './features/users/routes.js';
@@ -41,7 +44,6 @@ import { securityPlugin } from './plugins/security.js';
 import { tracingPlugin } from './plugins/tracing.js';
 import { createGateway } from './providers/registry.js';
 import type { ChatGateway } from './providers/router/types.js';
-import { Tracing } from './tracing/tracing.js';
 
 export interface AppDeps {
   config: Config;
@@ -70,6 +72,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config, database } = deps;
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
+    // Each request's logger is made when it first writes a line (most write none at LOG_LEVEL=warn).
+    childLoggerFactory: (logger, bindings, options) =>
+      deferredRequestLogger(logger as Logger, bindings, options) as FastifyBaseLogger,
     // An incoming X-Request-Id is kept when it is safe to log, so one id follows a request across services.
     genReqId: (req) => {
       const incoming = req.headers['x-request-id'];
@@ -96,7 +101,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   const users = new UserStore(database.db);
-  const apiKeys = new ApiKeyStore(database.db);
+  const keyCache = new UsableKeyCache({ redis: deps.redis, logger: deps.logger });
+  app.addHook('onClose', () => keyCache.close());
+  const apiKeys = new ApiKeyStore(database.db, keyCache);
   const refreshTokens = new RefreshTokenStore(database.db, config.auth.refreshTokenTtlSeconds);
   const auth = new AuthService({
     users,
@@ -112,7 +119,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   const tracing = config.tracing
-    ? new Tracing({ ...config.tracing, track: config.metrics.track })
+    ? // Loaded only when tracing is on: the OpenTelemetry SDK is ~15 MiB of RSS an idle server need not hold.
+      new (await import('./tracing/tracing.js')).Tracing({ ...config.tracing, track: config.metrics.track })
     : undefined;
   if (tracing) await app.register(tracingPlugin, { tracing });
   await app.register(errorHandlerPlugin);
@@ -163,6 +171,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     prices,
   });
   gateway.onAttemptFailed = (provider, code) => metrics.upstreamErrors.inc({ provider, code });
+  const rejections = new RejectionCounter(database.db, { logger: deps.logger });
+  gateway.onRejected = (principal, reason) => rejections.count(principal, reason);
+  app.addHook('onClose', () => rejections.close());
   await app.register(metricsPlugin, {
     metrics,
     token: config.metrics.token,
@@ -181,6 +192,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
   const usage = new UsageRecorder(database.db, prices, deps.logger, metrics, tracing);
+  // Usage rows are written in batches: whatever is still queued is written before the database closes.
+  app.addHook('onClose', () => usage.close());
+  budgets.flushLedger = () => usage.flush();
   const cache = createCache({
     redis: deps.redis,
     logger: deps.logger,
@@ -206,6 +220,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       : undefined;
   await app.register(openAiV1Routes, { gateway, usage, metrics, responses });
   await app.register(usageRoutes, { db: database.db });
+  await app.register(providerRoutes, { gateway });
   await app.register(consolePlugin, {});
   await app.register(auditRoutes, { db: database.db });
   await app.register(limitsRoutes, { budgets, overrides, cache });

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
@@ -5,7 +6,6 @@ import { buildApp } from './app.js';
 import { describeDatabaseTarget } from './config/database-url.js';
 import type { Config } from './config/load-config.js';
 import { createLogger, type Logger } from './core/logger.js';
-import { createRedis, waitForRedis } from './core/redis.js';
 import { type DatabaseHandle, openDatabase } from './db/database.js';
 import { migrateUp, migrationStatus } from './db/migrator.js';
 import { sweepOrphanedGenerations } from './features/conversations/sweep.js';
@@ -44,9 +44,13 @@ export async function startServer(
   let redis: Redis | undefined;
   try {
     await prepareSchema(config, database, logger);
-    redis = config.redisUrl ? createRedis(config.redisUrl, logger) : undefined;
-    if (redis && !(await waitForRedis(redis)))
-      logger.warn('starting without Redis; it is retried in the background');
+    if (config.redisUrl) {
+      // ioredis is loaded only when Redis is configured: idle memory.
+      const { createRedis, waitForRedis } = await import('./core/redis.js');
+      redis = createRedis(config.redisUrl, logger);
+      if (!(await waitForRedis(redis)))
+        logger.warn('starting without Redis; it is retried in the background');
+    }
     // Replies left 'streaming' by a crash become 'partial'. With Redis there may be other replicas whose
     // live generations touch their rows every few seconds, so only rows quiet for a minute are orphans.
     const swept = await sweepOrphanedGenerations(database.db, { staleAfterMs: redis ? 60_000 : 0 });
@@ -58,7 +62,23 @@ export async function startServer(
     });
     let draining = false;
     const app = await buildApp({ config, logger, database, redis, isDraining: () => draining });
-    const url = await app.listen({ port: config.port, host: config.host });
+    // A burst of thousands of clients connecting at once (SSE fan-in) must queue in the kernel, not be reset:
+    // Node's default backlog is 511 (the kernel caps this at net.core.somaxconn).
+    const url = await app.listen({ port: config.port, host: config.host, backlog: 8192 });
+    // After listening, the server's only errors are failed accepts (EMFILE when out of file descriptors):
+    // that connection is dropped, the listener keeps serving. Unhandled, the event would kill the process
+    // and every other connection with it.
+    // Each client connection may hold an upstream one: past half the descriptors, new connections are
+    // refused rather than letting the process run out (then any file or socket it opens fails, and a
+    // failing timer read of /proc would crash it with every stream it holds).
+    const descriptors = openFileLimit();
+    if (descriptors) app.server.maxConnections = Math.max(64, Math.floor((descriptors - 256) / 2));
+    let lastAcceptError = 0;
+    app.server.on('error', (err) => {
+      if (Date.now() - lastAcceptError < 10_000) return;
+      lastAcceptError = Date.now();
+      logger.error({ err }, 'could not accept a connection (further ones are not logged for 10 s)');
+    });
     logger.info(
       {
         version: VERSION,
@@ -94,6 +114,16 @@ export async function startServer(
   } catch (err) {
     await Promise.allSettled([database.close(), redis?.quit()]);
     throw err;
+  }
+}
+
+/** The process's open-file limit (Linux), or undefined where it cannot be read. */
+function openFileLimit(): number | undefined {
+  try {
+    const line = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return line ? Number(line[1]) : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -9,7 +9,8 @@ export function registerMigrate(program: Command) {
 
   const run = (fn: (db: ReturnType<typeof openDatabase>) => Promise<void>) => async () => {
     const config = cliConfig();
-    const database = openDatabase(config.database);
+    // Building an index on a big table may rightly take longer than any request's query timeout.
+    const database = openDatabase({ ...config.database, queryTimeoutMs: 0 });
     console.error(`database: ${describeDatabaseTarget(config.database)}`);
     try {
       await fn(database);

@@ -19,7 +19,13 @@ export interface Config {
   /** True when SECRET_KEY was missing in development and a random one was made for this process. */
   secretKeyGenerated: boolean;
   adminKey: string | undefined;
-  database: DatabaseTarget & { poolSize: number; poolTimeoutMs: number; busyTimeoutMs: number };
+  database: DatabaseTarget & {
+    poolSize: number;
+    poolTimeoutMs: number;
+    busyTimeoutMs: number;
+    /** PostgreSQL: ms a query may take; 0 or unset: no limit (migrations, the doctor). */
+    queryTimeoutMs?: number;
+  };
   autoMigrate: boolean;
   redisUrl: string | undefined;
   log: {
@@ -158,6 +164,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, options: Loa
       ...database,
       poolSize: vars.DB_POOL_SIZE,
       poolTimeoutMs: vars.DB_POOL_TIMEOUT,
+      queryTimeoutMs: vars.DB_QUERY_TIMEOUT,
       busyTimeoutMs: vars.SQLITE_BUSY_TIMEOUT,
     },
     autoMigrate: vars.AUTO_MIGRATE ?? !isStrict,

@@ -41,6 +41,12 @@ export const EnvSchema = Type.Object({
   DB_NAME: str('the PostgreSQL database name', { default: 'colloquy', minLength: 1 }),
   DB_POOL_SIZE: int('the PostgreSQL pool size, an integer from 1 to 1000', 1, 1000, 10),
   DB_POOL_TIMEOUT: int('milliseconds to wait for a pooled connection, 100 to 600000', 100, 600_000, 10_000),
+  DB_QUERY_TIMEOUT: int(
+    'milliseconds a PostgreSQL query may take before it is abandoned, 0 (no limit) to 600000',
+    0,
+    600_000,
+    30_000,
+  ),
   SQLITE_BUSY_TIMEOUT: int('milliseconds SQLite waits on a locked database, 0 to 600000', 0, 600_000, 5_000),
   AUTO_MIGRATE: optionalBool('true or false: apply pending migrations at serve'),
 

@@ -27,6 +27,10 @@ export const ERRORS = {
   budget_exceeded: { status: 429, type: 'insufficient_quota' },
   internal_error: { status: 500, type: 'server_error' },
   service_unavailable: { status: 503, type: 'server_error' },
+  // The database refused or dropped the connection, or timed out: nothing was half-done, retry later.
+  database_unavailable: { status: 503, type: 'server_error' },
+  // The database's disk is full: reads still work, writes come back once an operator frees space.
+  storage_full: { status: 503, type: 'server_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

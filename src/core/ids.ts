@@ -1,6 +1,12 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 const ALPHABET = '0123456789abcdefghijklmnopqrstuvwxyz';
+const RANDOM_BYTES = 10;
+
+// Random bytes are drawn 4 KiB at a time: a call into the CSPRNG per id cost more than the rest of the id
+// (several ids are made per request). Each byte is used once.
+const pool = Buffer.alloc(4096);
+let poolOffset = pool.length;
 
 /**
  * Time-ordered ids (`usr_0m3k…`): the millisecond timestamp in fixed-width base 36 then 80 random bits, so
@@ -8,9 +14,13 @@ const ALPHABET = '0123456789abcdefghijklmnopqrstuvwxyz';
  */
 export function newId(prefix: string): string {
   const time = Date.now().toString(36).padStart(9, '0');
-  const bytes = randomBytes(10);
+  if (poolOffset + RANDOM_BYTES > pool.length) {
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
   let random = '';
-  for (const byte of bytes) random += ALPHABET[byte % 36];
+  for (let i = poolOffset; i < poolOffset + RANDOM_BYTES; i++) random += ALPHABET[pool[i]! % 36];
+  poolOffset += RANDOM_BYTES;
   return `${prefix}_${time}${random}`;
 }
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createLogger, scrubSecrets } from './logger.js';
+import { createLogger, deferredRequestLogger, scrubSecrets } from './logger.js';
 
 function capture() {
   let text = '';
@@ -103,5 +103,31 @@ describe('logger', () => {
     for (const line of live) assert.equal(JSON.parse(line).msg, 'line');
     const newest = JSON.parse(live.at(-1)!);
     assert.equal(newest.i, 199);
+  });
+
+  it('a request logger writes its lines with the request id, honours the level, and still redacts', async () => {
+    const out = capture();
+    const logger = createLogger({ level: 'warn', format: 'json', destination: out.destination });
+    const request = deferredRequestLogger(logger, { reqId: 'req_1' }, {});
+    request.info('incoming request');
+    request.warn({ password: 'hunter2-password' }, 'slow upstream');
+    request.child({ trace_id: 't1' }).error('failed');
+    // A route logging at 'silent' (the metrics endpoint) writes nothing, even errors.
+    deferredRequestLogger(logger, { reqId: 'req_2' }, { level: 'silent' }).error('hidden');
+    await sleep(10);
+    const lines = out
+      .text()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      lines.map((l) => [l.reqId, l.msg]),
+      [
+        ['req_1', 'slow upstream'],
+        ['req_1', 'failed'],
+      ],
+    );
+    assert.equal(lines[0].password, '[REDACTED]');
+    assert.equal(lines[1].trace_id, 't1');
   });
 });

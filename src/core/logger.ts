@@ -1,8 +1,13 @@
 import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import pino, { type DestinationStream, type Logger, type StreamEntry } from 'pino';
-import pretty from 'pino-pretty';
-import { createStream } from 'rotating-file-stream';
+
+// Loaded only when used (a terminal, a log file): a production server logging JSON to stdout never pays
+// their memory.
+const require = createRequire(import.meta.url);
+const loadPretty = () => require('pino-pretty') as typeof import('pino-pretty').PinoPretty;
+const loadRotatingFileStream = () => require('rotating-file-stream') as typeof import('rotating-file-stream');
 
 export type { Logger };
 
@@ -73,7 +78,7 @@ export function createLogger(options: LoggerOptions): Logger {
   } else if (options.format === 'pretty') {
     streams.push({
       level: 'trace',
-      stream: pretty({
+      stream: loadPretty()({
         colorize: process.stdout.isTTY,
         translateTime: 'SYS:HH:MM:ss.l',
         ignore: 'pid,hostname',
@@ -124,9 +129,81 @@ function createRotatingFile(options: LoggerOptions) {
   // Classic logrotate naming: colloquy.log, colloquy.log.1 … colloquy.log.N (N = LOG_BACKUP_COUNT).
   // With `rotate`, rotating-file-stream calls the generator with the index alone (null for the live file).
   const name = (index: number | Date | null) => (index ? `${base}.${Number(index)}` : base);
-  return createStream(name, {
+  return loadRotatingFileStream().createStream(name, {
     path: path.dirname(file),
     size: `${options.maxBytes ?? 10 * 1024 * 1024}B`,
     rotate: Math.max(1, options.backupCount ?? 5),
   });
+}
+
+type LogArgs = Parameters<Logger['info']>;
+
+/**
+ * The logger of one request, made on its first line actually written. Fastify gives every request a child
+ * logger (bound to its id); making one (bindings serialised, redaction applied) cost more than the rest of
+ * a proxied request's logging, and at LOG_LEVEL=warn most requests write nothing at all.
+ */
+class DeferredChildLogger {
+  readonly #parent: Logger;
+  readonly #bindings: Record<string, unknown>;
+  readonly #options: { level?: string };
+  readonly #threshold: number;
+  #child: Logger | undefined;
+
+  constructor(parent: Logger, bindings: Record<string, unknown>, options: { level?: string }) {
+    this.#parent = parent;
+    this.#bindings = bindings;
+    this.#options = options;
+    this.#threshold = parent.levels.values[options.level ?? parent.level] ?? Number.POSITIVE_INFINITY;
+  }
+
+  #real(): Logger {
+    this.#child ??= this.#parent.child(this.#bindings, this.#options);
+    return this.#child;
+  }
+
+  #log(level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal', value: number, args: LogArgs) {
+    if (value >= this.#threshold || this.#child) (this.#real()[level] as (...a: LogArgs) => void)(...args);
+  }
+
+  trace(...args: LogArgs) {
+    this.#log('trace', 10, args);
+  }
+  debug(...args: LogArgs) {
+    this.#log('debug', 20, args);
+  }
+  info(...args: LogArgs) {
+    this.#log('info', 30, args);
+  }
+  warn(...args: LogArgs) {
+    this.#log('warn', 40, args);
+  }
+  error(...args: LogArgs) {
+    this.#log('error', 50, args);
+  }
+  fatal(...args: LogArgs) {
+    this.#log('fatal', 60, args);
+  }
+  silent() {}
+  child(bindings: Record<string, unknown>, options?: Record<string, unknown>): Logger {
+    return this.#real().child(bindings, options);
+  }
+  isLevelEnabled(level: string): boolean {
+    return this.#real().isLevelEnabled(level);
+  }
+  get level(): string {
+    return this.#child?.level ?? this.#options.level ?? this.#parent.level;
+  }
+  set level(level: string) {
+    this.#real().level = level;
+  }
+}
+
+/** Fastify's `childLoggerFactory`: see DeferredChildLogger. */
+export function deferredRequestLogger(
+  parent: Logger,
+  bindings: Record<string, unknown>,
+  options: { level?: string },
+): Logger {
+  return new DeferredChildLogger(parent, bindings, options) as unknown as Logger;
 }

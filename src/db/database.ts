@@ -1,10 +1,13 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, type LogEvent, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { Kysely, type LogEvent, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../config/load-config.js';
+import { ResilientPgClient } from './pg-client.js';
 import type { Database, Dialect } from './schema.js';
+import { AutoRollbackAwareSqliteDialect } from './sqlite-dialect.js';
+import { withStatementCache } from './sqlite-statement-cache.js';
 
 export type Db = Kysely<Database>;
 
@@ -40,7 +43,10 @@ export function openDatabase(target: Config['database']): DatabaseHandle {
     sqlite.pragma(`busy_timeout = ${Math.floor(target.busyTimeoutMs)}`);
     // WAL makes NORMAL durable against application crashes; only an OS crash can lose the last commits.
     sqlite.pragma('synchronous = NORMAL');
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }), log });
+    const db = new Kysely<Database>({
+      dialect: new AutoRollbackAwareSqliteDialect(sqlite, withStatementCache(sqlite)),
+      log,
+    });
     return {
       db,
       dialect: 'sqlite',
@@ -57,6 +63,12 @@ export function openDatabase(target: Config['database']): DatabaseHandle {
     connectionString: target.url,
     max: target.poolSize,
     connectionTimeoutMillis: target.poolTimeoutMs,
+    // The server cancels a slow query; the client gives up (and drops the connection) shortly after, in
+    // case the server cannot answer at all. Either way the request gets a prompt 503, not a hang.
+    ...(target.queryTimeoutMs
+      ? { statement_timeout: target.queryTimeoutMs, query_timeout: target.queryTimeoutMs + 1_000 }
+      : {}),
+    Client: ResilientPgClient,
     idleTimeoutMillis: 30_000,
     types: pgTypes,
   });

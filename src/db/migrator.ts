@@ -5,6 +5,7 @@ import * as conversations from './migrations/0002-conversations.js';
 import * as limits from './migrations/0003-limits.js';
 import * as audit from './migrations/0004-audit.js';
 import * as keyCache from './migrations/0005-key-cache-opt-in.js';
+import * as limitRejections from './migrations/0006-limit-rejections.js';
 
 /**
  * Migrations are compiled into the build (no directory scanning), named by a zero-padded version so they
@@ -16,6 +17,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0003-limits': limits,
   '0004-audit': audit,
   '0005-key-cache-opt-in': keyCache,
+  '0006-limit-rejections': limitRejections,
 };
 
 /** The schema version this code needs: readiness fails and production serve refuses below it. */

@@ -25,24 +25,28 @@ const FASTIFY_CODES: Record<string, AppError['code']> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_request',
 };
 
-/** Connection-level failures of PostgreSQL or SQLite: the request may be retried, nothing was half-done. */
+/**
+ * Storage failures that say nothing about the request: a connection refused, dropped or timed out (PostgreSQL
+ * restarting, paused or overloaded), SQLite locked or failing to write. A failed transaction was rolled back,
+ * so the client may retry (only a COMMIT cut off on its way back is ambiguous: Idempotency-Key covers it).
+ */
 function isDatabaseUnavailable(err: { code?: unknown; message?: string }): boolean {
   const code = String(err.code ?? '');
   return (
-    [
-      'ECONNREFUSED',
-      'ECONNRESET',
-      'ETIMEDOUT',
-      'EPIPE',
-      'SQLITE_BUSY',
-      'SQLITE_FULL',
-      'SQLITE_IOERR',
-    ].includes(code) ||
-    code.startsWith('57P') || // admin shutdown, crash shutdown, cannot connect now
-    code.startsWith('08') || // connection exceptions
-    /timeout exceeded when trying to connect|Connection terminated/i.test(err.message ?? '')
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND'].includes(code) ||
+    code.startsWith('SQLITE_BUSY') ||
+    code.startsWith('SQLITE_IOERR') || // disk I/O failures, also ENOSPC while growing the WAL or shm
+    // SQLSTATE classes: 08 connection exceptions; 53 insufficient resources (too many connections, out of
+    // memory, disk full); 57P admin or crash shutdown, cannot connect now; 57014 statement_timeout.
+    /^(?:08[0-9A-Z]{3}|53[0-9A-Z]{3}|57P[0-9A-Z]{2}|57014)$/.test(code) ||
+    /timeout exceeded when trying to connect|Connection terminated|Query read timeout|not queryable/i.test(
+      err.message ?? '',
+    )
   );
 }
+
+/** The database cannot grow: SQLite's disk (or max_page_count) is full, or PostgreSQL's (SQLSTATE 53100). */
+const isStorageFull = (err: { code?: unknown }) => err.code === 'SQLITE_FULL' || err.code === '53100';
 
 /** Upstream failures keep the upstream's own code and message (e.g. 404 model_not_found), as OpenAI clients expect. */
 export function toErrorResponse(err: FastifyError | ProviderError): {
@@ -87,8 +91,14 @@ export function toAppError(err: FastifyError): AppError {
   if (err.code === '22021' || err.code === '22P05') {
     return new AppError('invalid_request', 'text must not contain NUL characters or invalid encoding');
   }
+  if (isStorageFull(err)) {
+    return new AppError('storage_full', 'the database disk is full; reads still work, retry writes later', {
+      headers: { 'retry-after': '30' },
+      cause: err,
+    });
+  }
   if (isDatabaseUnavailable(err)) {
-    return new AppError('service_unavailable', 'the database is unavailable; retry shortly', {
+    return new AppError('database_unavailable', 'the database is unavailable; retry shortly', {
       headers: { 'retry-after': '5' },
       cause: err,
     });

@@ -20,10 +20,10 @@ const ALWAYS_SERVED = new Set(['/health', '/health/live', '/health/ready', '/met
 export const lifecyclePlugin = fp(
   async (app: FastifyInstance, options: LifecycleOptions) => {
     // Draining (SIGTERM, before the listener closes): readiness already fails, and every answer closes its
-    // connection, so a proxy retires its pooled connections cleanly instead of racing a close. Once the
-    // listener closes, Fastify answers anything still arriving with 503 + Connection: close.
+    // connection, so a proxy retires its pooled connections cleanly instead of racing a close. Set on the raw
+    // response so hijacked event streams (which write their own head) close too.
     app.addHook('onRequest', async (_request, reply) => {
-      if (options.isDraining()) reply.header('connection', 'close');
+      if (options.isDraining()) reply.raw.shouldKeepAlive = false;
     });
     const registeredAt = Date.now();
     if (options.maxEventLoopDelayMs > 0 || options.maxHeapBytes > 0) {

@@ -33,22 +33,25 @@ export interface PostOptions {
 /** POSTs JSON; non-2xx answers become ProviderErrors carrying the upstream's message and Retry-After. */
 export async function postJson(options: PostOptions): Promise<UpstreamResponse> {
   let response: Awaited<ReturnType<typeof request>>;
-  // undici's own timeouts tick every half second or so: a precise timer enforces the headers deadline, and
-  // undici's stays as a backstop.
-  const headersDeadline = new AbortController();
-  const timer = setTimeout(
-    () =>
-      headersDeadline.abort(
-        timeoutError(options.provider, 'waiting for the response', options.headersTimeoutMs),
-      ),
-    options.headersTimeoutMs,
-  );
+  // One controller for the caller's signal and the headers deadline (AbortSignal.any costs far more per
+  // request). undici's own timeouts tick every half second or so: a precise timer enforces the headers
+  // deadline, and undici's stays as a backstop.
+  const controller = new AbortController();
+  const forward = () => controller.abort(options.signal.reason);
+  if (options.signal.aborted) forward();
+  else options.signal.addEventListener('abort', forward, { once: true });
+  const unlink = () => options.signal.removeEventListener('abort', forward);
+  let headersTimedOut = false;
+  const timer = setTimeout(() => {
+    headersTimedOut = true;
+    controller.abort(timeoutError(options.provider, 'waiting for the response', options.headersTimeoutMs));
+  }, options.headersTimeoutMs);
   try {
     response = await request(options.url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...options.headers },
       body: options.body,
-      signal: AbortSignal.any([options.signal, headersDeadline.signal]),
+      signal: controller.signal,
       dispatcher: agent,
       headersTimeout: options.headersTimeoutMs + 1_000,
       // A backstop only (readSse enforces both deadlines precisely): the first chunk of a stream may take up
@@ -57,11 +60,14 @@ export async function postJson(options: PostOptions): Promise<UpstreamResponse> 
       connectTimeout: options.timeouts.connectMs,
     } as Parameters<typeof request>[1]);
   } catch (err) {
-    if (headersDeadline.signal.aborted && !options.signal.aborted) throw headersDeadline.signal.reason;
+    unlink();
+    if (headersTimedOut && !options.signal.aborted) throw controller.signal.reason;
     throw mapTransportError(options.provider, err, options);
   } finally {
     clearTimeout(timer);
   }
+  // The caller's signal still aborts the body until it has been read or dropped.
+  response.body.once('close', unlink);
   if (response.statusCode < 200 || response.statusCode >= 300) {
     const text = await response.body.text().catch(() => '');
     let parsed: unknown = null;
@@ -73,6 +79,37 @@ export async function postJson(options: PostOptions): Promise<UpstreamResponse> 
     throw upstreamHttpError(options.provider, response.statusCode, parsed, response.headers['retry-after']);
   }
   return response as unknown as UpstreamResponse;
+}
+
+/**
+ * A signal aborted by `parent` or after `ms` (as a TimeoutError, like AbortSignal.timeout), whose timer
+ * and listener are dropped by `clear()`. AbortSignal.any/timeout would keep both alive until the timeout
+ * fires — minutes per request at the default total timeout.
+ */
+export function deadlineSignal(
+  parent: AbortSignal | undefined,
+  ms: number,
+): { signal: AbortSignal; clear: () => void } {
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
+    ms,
+  );
+  timer.unref();
+  if (!parent) return { signal: controller.signal, clear: () => clearTimeout(timer) };
+  const forward = () => {
+    clearTimeout(timer);
+    controller.abort(parent.reason);
+  };
+  if (parent.aborted) forward();
+  else parent.addEventListener('abort', forward, { once: true });
+  return {
+    signal: controller.signal,
+    clear: () => {
+      clearTimeout(timer);
+      parent.removeEventListener('abort', forward);
+    },
+  };
 }
 
 export function mapTransportError(
@@ -113,38 +150,58 @@ export function mapTransportError(
 /**
  * Reads an SSE body into messages with a time-to-first-message and an idle-gap deadline. A body that ends
  * without the stream's proper end is reported by the caller, who knows what "proper" means.
+ *
+ * The deadlines run only while waiting for the upstream (not while the consumer is busy with a message).
+ * One timer per stream is re-armed for each wait, and destroys the body when a deadline passes: a timer,
+ * promise and race per chunk would stay alive for each chunk's whole wait and pile up in the old
+ * generation with thousands of slow streams open.
  */
 export async function* readSse(
   provider: string,
   body: UpstreamResponse['body'],
   options: { signal: AbortSignal; timeouts: Timeouts; startedAt: number },
 ): AsyncGenerator<EventSourceMessage> {
+  const { timeouts, startedAt } = options;
   const queue: EventSourceMessage[] = [];
   const parser = createParser({ onEvent: (event) => queue.push(event) });
   const decoder = new TextDecoder();
   const iterator = body[Symbol.asyncIterator]();
   let received = false;
+  let waiting = false;
+  let failure: ProviderError | undefined;
+  // The deadline being waited for: what it is called and its configured limit (for the error), the wait.
+  let what = '';
+  let limitMs = 0;
+  let armedMs = 0;
+  const expire = () => {
+    if (!waiting) return;
+    failure = timeoutError(provider, what, limitMs);
+    body.destroy(failure);
+  };
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    const elapsed = Date.now() - startedAt;
+    const totalLeft = timeouts.totalMs - elapsed;
+    let waitMs = received ? timeouts.idleMs : timeouts.firstTokenMs - elapsed;
+    const nextWhat =
+      totalLeft <= waitMs ? 'the whole call' : received ? 'gap between chunks' : 'time to first token';
+    limitMs = totalLeft <= waitMs ? timeouts.totalMs : received ? timeouts.idleMs : timeouts.firstTokenMs;
+    waitMs = Math.max(1, Math.min(waitMs, totalLeft));
+    waiting = true;
+    // The steady state (one idle gap after another) re-arms the same timer without allocating.
+    if (timer && nextWhat === what && waitMs === armedMs) timer.refresh();
+    else {
+      clearTimeout(timer);
+      timer = setTimeout(expire, waitMs);
+    }
+    what = nextWhat;
+    armedMs = waitMs;
+  };
   try {
     while (true) {
-      const deadline = received
-        ? options.timeouts.idleMs
-        : options.timeouts.firstTokenMs - (Date.now() - options.startedAt);
-      const totalLeft = options.timeouts.totalMs - (Date.now() - options.startedAt);
-      const waitMs = Math.max(1, Math.min(deadline, totalLeft));
-      const next = await nextWithin(iterator, waitMs);
-      if (next === TIMEOUT) {
-        const what =
-          totalLeft <= deadline ? 'the whole call' : received ? 'gap between chunks' : 'time to first token';
-        throw timeoutError(
-          provider,
-          what,
-          totalLeft <= deadline
-            ? options.timeouts.totalMs
-            : received
-              ? options.timeouts.idleMs
-              : options.timeouts.firstTokenMs,
-        );
-      }
+      arm();
+      const next = await iterator.next();
+      waiting = false;
       if (next.done) break;
       parser.feed(decoder.decode(next.value, { stream: true }));
       while (queue.length) {
@@ -155,22 +212,12 @@ export async function* readSse(
     parser.feed(decoder.decode());
     while (queue.length) yield queue.shift()!;
   } catch (err) {
-    throw mapTransportError(provider, err, options);
+    throw failure ?? mapTransportError(provider, err, options);
   } finally {
+    waiting = false;
+    clearTimeout(timer);
     body.destroy();
   }
-}
-
-const TIMEOUT = Symbol('timeout');
-
-function nextWithin<T>(iterator: AsyncIterator<T>, ms: number): Promise<IteratorResult<T> | typeof TIMEOUT> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    iterator.next(),
-    new Promise<typeof TIMEOUT>((resolve) => {
-      timer = setTimeout(() => resolve(TIMEOUT), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 export function parseJsonEvent<T>(provider: string, data: string): T {

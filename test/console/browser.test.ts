@@ -3,18 +3,20 @@
 // test-artifacts/console/. Skipped (with a note) only when Chromium is missing outside CI.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
+import { type FakeUpstream, startFakeUpstream } from '../fake-upstream/server.js';
 import { freePort } from '../helpers/net.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = path.join(ROOT, 'test-artifacts', 'console');
 const ADMIN_KEY = 'console-e2e-admin-key-0123456789abcdefghij';
+const UPSTREAM_KEY = 'sk-console-e2e-fake-upstream';
 const ci = process.env.CI === 'true' || process.env.CI === '1';
 const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium && ci) throw new Error(`console browser tests: ${CHROMIUM} is missing (required in CI)`);
@@ -44,6 +46,7 @@ describe('console in a browser', { skip }, () => {
   let output = '';
   let base: string;
   let browser: Browser;
+  let upstream: FakeUpstream;
   const cspErrors: string[] = [];
 
   const api = async (method: string, url: string, token: string, body?: unknown) => {
@@ -75,7 +78,8 @@ describe('console in a browser', { skip }, () => {
     await page.getByRole('button', { name: 'Sign out' }).waitFor();
   };
 
-  const shot = (page: Page, name: string) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
+  const shot = (page: Page, name: string, fullPage = false) =>
+    page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage });
 
   const streaming = (page: Page) => page.getByTestId('streaming');
   const idle = (page: Page) => streaming(page).waitFor({ state: 'detached', timeout: 30_000 });
@@ -84,6 +88,21 @@ describe('console in a browser', { skip }, () => {
     execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'ensure-ready.mjs')], { stdio: 'inherit' });
     mkdirSync(ARTIFACTS, { recursive: true });
     dir = mkdtempSync(path.join(os.tmpdir(), 'colloquy-console-e2e-'));
+    // A route to a real HTTP upstream whose faults the tests control (the demo model stays the default).
+    upstream = await startFakeUpstream({ apiKey: UPSTREAM_KEY });
+    const routing = path.join(dir, 'routing.json');
+    writeFileSync(
+      routing,
+      JSON.stringify({
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: the routing file's own ${VAR} syntax
+        providers: [{ name: 'fake', type: 'openai', base_url: upstream.baseUrl, api_key: '${FAKE_API_KEY}' }],
+        models: [{ name: 'fake-route', deployments: [{ provider: 'fake', model: 'gpt-4o-mini' }] }],
+        router: {
+          backoff: { initial_ms: 10, max_ms: 20 },
+          circuit_breaker: { failures: 2, cooldown_ms: 600_000 },
+        },
+      }),
+    );
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     child = spawn(process.execPath, [path.join(ROOT, 'dist', 'main.js'), 'serve'], {
@@ -96,6 +115,10 @@ describe('console in a browser', { skip }, () => {
         COLLOQUY_ADMIN_KEY: ADMIN_KEY,
         DEMO_WORD_DELAY_MS: '20',
         LOG_LEVEL: 'warn',
+        COLLOQUY_CONFIG: routing,
+        FAKE_API_KEY: UPSTREAM_KEY,
+        // The busy test machine would otherwise shed load with 503s.
+        OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: '0',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -143,6 +166,7 @@ describe('console in a browser', { skip }, () => {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
     }
+    await upstream?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -152,6 +176,7 @@ describe('console in a browser', { skip }, () => {
     await page.getByRole('heading', { name: 'Sign in to Colloquy' }).waitFor();
     await shot(page, 'sign-in');
     await signIn(page, ADMIN);
+    await page.getByLabel('Model or assistant').selectOption('model:demo');
 
     // Streaming: the reply grows word by word.
     await page.getByLabel('Message', { exact: true }).fill(LONG);
@@ -258,7 +283,7 @@ describe('console in a browser', { skip }, () => {
     await page.getByRole('button', { name: 'Refresh' }).click();
     await until(async () => (await requests()) >= before + 2, 'usage to count the new requests');
     assert.ok((await requests()) >= before + 2);
-    assert.ok((await page.getByRole('table').getByRole('row').count()) >= 2);
+    assert.ok((await page.getByRole('table', { name: 'Usage per day' }).getByRole('row').count()) >= 2);
     await shot(page, 'usage');
 
     await page.goto(`${base}/console/#/users`);
@@ -274,6 +299,7 @@ describe('console in a browser', { skip }, () => {
     await page.goto(`${base}/console/#/chat`);
     await page.getByRole('button', { name: 'Streaming questions', exact: true }).click();
     await page.getByTestId('msg-assistant').first().waitFor();
+    await page.getByLabel('Model or assistant').selectOption('model:demo');
     await page.screenshot({ path: path.join(ARTIFACTS, 'docs-console.png') });
     // The README's screenshot: written when missing, or refreshed on request.
     const docsShot = path.join(ROOT, 'docs', 'console.png');
@@ -288,16 +314,158 @@ describe('console in a browser', { skip }, () => {
     await page.context().close();
   });
 
+  it('an admin watches provider health, usage by model, key and user, cache hits and limit refusals', async () => {
+    const login = await fetch(`${base}/api/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(ADMIN),
+    });
+    const { access_token: adminToken } = (await login.json()) as { access_token: string };
+    const created = await api('POST', '/api/keys', adminToken, { name: 'health key' });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const key = created.body as { id: string; key: string; prefix: string };
+    const call = (body: Record<string, unknown> = {}) =>
+      fetch(`${base}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model: 'fake-route',
+          messages: [{ role: 'user', content: `hello ${Math.random()}` }],
+          ...body,
+        }),
+      });
+
+    // Providers: the route's deployment is healthy, and the page follows new traffic on its own.
+    const page = await newPage();
+    await signIn(page, ADMIN);
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Providers' }).click();
+    await page.getByText('this replica').waitFor();
+    const route = page.getByRole('table', { name: /fake-route/ });
+    const deployment = route.getByRole('row', { name: /gpt-4o-mini/ });
+    await deployment.getByText('healthy (circuit closed)').waitFor();
+    for (let i = 0; i < 2; i++) assert.equal((await call()).status, 200);
+    await until(
+      async () => (await deployment.getByRole('cell').nth(2).textContent({ timeout: 1_000 })) === '2',
+      'the page to refresh itself with two attempts',
+    ).catch(async (err) => {
+      throw new Error(`${err.message}; the row says: ${await deployment.textContent().catch(() => '?')}`);
+    });
+    assert.equal((await deployment.getByTestId('error-ratio').textContent())?.trim(), '0.0%');
+    await shot(page, 'providers');
+
+    // Faults injected into the upstream: two failures open the circuit, the ratio goes up.
+    upstream.queue({ kind: 'status', status: 500 }, { kind: 'status', status: 500 });
+    assert.notEqual((await call()).status, 200);
+    await deployment.getByText('failing (circuit open)').waitFor({ timeout: 15_000 });
+    assert.equal((await deployment.getByTestId('error-ratio').textContent())?.trim(), '50.0%');
+    await shot(page, 'providers-open');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await shot(page, 'providers-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
+
+    // Usage broken down by model, key and user, with names; the figures follow new requests.
+    upstream.set({});
+    await page.goto(`${base}/console/#/usage`);
+    const breakdown = page.getByTestId('usage-breakdown');
+    const requestsOf = async (name: RegExp) =>
+      Number(
+        await breakdown.getByRole('row', { name }).getByRole('cell').first().textContent({ timeout: 1_000 }),
+      );
+    await breakdown.getByRole('row', { name: /demo/ }).waitFor();
+    // The deployment is isolated for ten minutes: the next requests use the demo model, by name.
+    const demoBefore = await requestsOf(/^demo/);
+    const demo = () =>
+      fetch(`${base}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model: 'demo',
+          temperature: 0,
+          messages: [{ role: 'user', content: 'cache me' }],
+        }),
+      });
+    const first = await demo();
+    assert.equal(first.status, 200);
+    await first.text();
+    const repeat = await demo();
+    assert.equal(repeat.headers.get('x-cache'), 'hit');
+    await repeat.text();
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    await until(async () => (await requestsOf(/^demo/)) === demoBefore + 2, 'the model breakdown to grow');
+    assert.equal(await breakdown.getByRole('row', { name: /fake-route/ }).count(), 1);
+
+    // Keyboard: the dimension is a radio group; arrow keys move through it.
+    await page.getByRole('radio', { name: 'Model' }).focus();
+    await page.keyboard.press('ArrowRight');
+    assert.ok(await page.getByRole('radio', { name: 'API key' }).isChecked());
+    const keyRow = breakdown.getByRole('row', { name: new RegExp(`health key \\(${key.prefix}`) });
+    await keyRow.waitFor();
+    assert.ok((await requestsOf(new RegExp(`health key \\(${key.prefix}`))) >= 5);
+    await page.keyboard.press('ArrowRight');
+    await breakdown.getByRole('row', { name: /admin@example\.com/ }).waitFor();
+    assert.equal(await breakdown.getByText(/^usr_/).count(), 0, 'users are named, not shown as ids');
+
+    const hits = page.getByTestId('cache-hit-ratio');
+    await until(async () => !/^0\.0%/.test((await hits.textContent()) ?? ''), 'a cache hit ratio above zero');
+
+    // A key with no requests allowed: its refusals show up once counted (they are written in batches).
+    const limit = await api('PUT', `/api/limits/key/${key.id}`, adminToken, {
+      limit: 'requests_per_minute',
+      value: 0,
+    });
+    assert.equal(limit.status, 204);
+    assert.equal((await call()).status, 429);
+    const refused = page.getByTestId('limit-rejections');
+    await until(
+      async () => {
+        await page.getByRole('button', { name: 'Refresh' }).click();
+        await page.waitForTimeout(500);
+        return /^[1-9]\d* refused/.test((await refused.textContent()) ?? '');
+      },
+      'the refusal to be counted',
+      20_000,
+    );
+    assert.equal(
+      await breakdown
+        .getByRole('row', { name: /admin@example\.com/ })
+        .getByRole('cell')
+        .last()
+        .textContent(),
+      '1',
+    );
+    assert.ok(
+      (await page.locator('.chart canvas').count()) >= 6,
+      'cache hit ratio and rejections charts too',
+    );
+    await shot(page, 'usage-breakdown', true);
+
+    // Phone width: nothing wider than the screen; wide tables scroll inside their own box.
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const hash of ['usage', 'providers']) {
+      await page.goto(`${base}/console/#/${hash}`);
+      await page.getByRole('heading', { level: 1 }).waitFor();
+      await page.getByRole('table').first().waitFor();
+      const overflow = (await page.evaluate(
+        'document.documentElement.scrollWidth - document.documentElement.clientWidth',
+      )) as number;
+      assert.ok(overflow <= 0, `${hash}: the page is ${overflow}px wider than a phone`);
+      await shot(page, `${hash}-phone`, true);
+    }
+    await page.context().close();
+  });
+
   it('refuses the admin pages to a plain user, who sees only their own usage', async () => {
     const page = await newPage();
     await signIn(page, PLAIN);
     const nav = page.getByRole('navigation', { name: 'Main' });
     assert.equal(await nav.getByRole('link', { name: 'Users' }).count(), 0);
     assert.equal(await nav.getByRole('link', { name: 'API keys' }).count(), 0);
+    assert.equal(await nav.getByRole('link', { name: 'Providers' }).count(), 0);
     for (const [hash, label] of [
       ['users', 'Users'],
       ['keys', 'API keys'],
       ['assistants', 'Assistants'],
+      ['providers', 'Providers'],
     ]) {
       await page.goto(`${base}/console/#/${hash}`);
       const alert = page.getByRole('alert');
@@ -313,9 +481,14 @@ describe('console in a browser', { skip }, () => {
     });
     const { access_token } = (await login.json()) as { access_token: string };
     assert.equal((await api('GET', '/api/users?limit=10', access_token)).status, 403);
+    assert.equal((await api('GET', '/api/admin/providers', access_token)).status, 403);
     await page.emulateMedia({ colorScheme: 'dark' });
     await page.goto(`${base}/console/#/usage`);
     await page.getByText('Your own usage.').waitFor();
+    // A plain user breaks usage down by model and by their own keys, not by user.
+    assert.equal(await page.getByRole('radio', { name: 'User' }).count(), 0);
+    await page.getByRole('radio', { name: 'API key' }).check();
+    await page.getByTestId('usage-breakdown').getByText('No usage in this range.').waitFor();
     await shot(page, 'usage-dark');
     await page.context().close();
   });

@@ -268,8 +268,9 @@ for (const dialect of DIALECTS) {
       const expiresAt = Date.parse(created.expires_at!);
       const inThirtyDays = Date.now() + 30 * 86_400_000;
       assert.ok(Math.abs(expiresAt - inThirtyDays) < 60_000, `expires_at ${created.expires_at}`);
-      assert.equal((await getMe(created.key)).statusCode, 200);
 
+      // Thirty days pass (before the key is first used: a key in use is cached for a moment, and a cached
+      // key's own expiry is covered by the key cache's tests).
       await t.database.db
         .updateTable('api_keys')
         .set({ expires_at: new Date(Date.now() - 1000).toISOString() })

@@ -3,6 +3,7 @@ import { ApiError, api, type User } from './api/client';
 import { AssistantsPage } from './pages/Assistants';
 import { ChatPage } from './pages/Chat';
 import { KeysPage } from './pages/Keys';
+import { ProvidersPage } from './pages/Providers';
 import { SignIn } from './pages/SignIn';
 import { UsagePage } from './pages/Usage';
 import { UsersPage } from './pages/Users';
@@ -13,6 +14,7 @@ const PAGES = [
   { id: 'keys', label: 'API keys', admin: true },
   { id: 'users', label: 'Users', admin: true },
   { id: 'assistants', label: 'Assistants', admin: true },
+  { id: 'providers', label: 'Providers', admin: true },
 ] as const;
 type PageId = (typeof PAGES)[number]['id'];
 
@@ -84,6 +86,8 @@ export function App() {
           <KeysPage />
         ) : page === 'users' ? (
           <UsersPage self={user} />
+        ) : page === 'providers' ? (
+          <ProvidersPage />
         ) : (
           <AssistantsPage />
         )}

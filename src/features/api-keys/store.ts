@@ -4,6 +4,7 @@ import type { Db } from '../../db/database.js';
 import type { ApiKeysTable } from '../../db/schema.js';
 import type { Role } from '../users/store.js';
 import { generateApiKey } from './key-format.js';
+import type { UsableKeyCache } from './usable-key-cache.js';
 
 export type ApiKeyRow = Selectable<ApiKeysTable>;
 
@@ -29,6 +30,8 @@ export interface KeyOwner {
   userId: string;
   role: Role;
   lastUsedAt: string | null;
+  /** When the key stops working (ISO), null for never: a cached answer must not outlive it. */
+  expiresAt?: string | null;
   cacheResponses?: boolean;
 }
 
@@ -36,7 +39,11 @@ export interface KeyOwner {
 const LAST_USED_RESOLUTION_MS = 60_000;
 
 export class ApiKeyStore {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    /** The server passes one so authentication does not read the database on every request. */
+    private readonly cache?: UsableKeyCache,
+  ) {}
 
   async create(input: { userId: string; name: string; expiresAt: string | null; cacheResponses?: boolean }) {
     const { key, prefix, hash } = generateApiKey();
@@ -71,8 +78,21 @@ export class ApiKeyStore {
     return this.db.selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
-  /** The owner of a usable key: not revoked, not expired, owner not disabled. */
-  async findUsable(hash: string): Promise<KeyOwner | undefined> {
+  /**
+   * The owner of a usable key: not revoked, not expired, owner not disabled. With a cache, an answer may be
+   * up to its TTL old, except that revoking through this store (or `forgetUser`) takes effect at once.
+   */
+  findUsable(hash: string): Promise<KeyOwner | undefined> {
+    if (!this.cache) return this.#readUsable(hash);
+    return this.cache.get(hash, () => this.#readUsable(hash));
+  }
+
+  /** A user was disabled or changed role: their keys are read again on next use, on every replica. */
+  async forgetUser(userId: string): Promise<void> {
+    await this.cache?.forgetUser(userId);
+  }
+
+  async #readUsable(hash: string): Promise<KeyOwner | undefined> {
     const now = nowIso();
     const row = await this.db
       .selectFrom('api_keys')
@@ -82,6 +102,7 @@ export class ApiKeyStore {
         'api_keys.user_id as userId',
         'users.role as role',
         'api_keys.last_used_at',
+        'api_keys.expires_at',
         'api_keys.cache_responses',
       ])
       .where('api_keys.key_hash', '=', hash)
@@ -95,6 +116,7 @@ export class ApiKeyStore {
         userId: row.userId,
         role: row.role,
         lastUsedAt: row.last_used_at,
+        expiresAt: row.expires_at,
         cacheResponses: row.cache_responses === 1,
       }
     );
@@ -103,9 +125,11 @@ export class ApiKeyStore {
   async touch(owner: KeyOwner): Promise<void> {
     const now = Date.now();
     if (owner.lastUsedAt && now - Date.parse(owner.lastUsedAt) < LAST_USED_RESOLUTION_MS) return;
+    // Set before the write: the owner may be the cached one, shared by the requests running meanwhile.
+    owner.lastUsedAt = new Date(now).toISOString();
     await this.db
       .updateTable('api_keys')
-      .set({ last_used_at: new Date(now).toISOString() })
+      .set({ last_used_at: owner.lastUsedAt })
       .where('id', '=', owner.keyId)
       .execute();
   }
@@ -117,6 +141,7 @@ export class ApiKeyStore {
       .where('id', '=', id)
       .where('revoked_at', 'is', null)
       .execute();
+    await this.cache?.forgetKey(id);
     return this.findById(id);
   }
 }

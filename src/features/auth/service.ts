@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { AppError } from '../../core/errors.js';
 import { isUniqueViolation } from '../../db/database.js';
-import { hashApiKey, isWellFormedApiKey, looksLikeApiKey } from '../api-keys/key-format.js';
+import { isWellFormedApiKey, looksLikeApiKey } from '../api-keys/key-format.js';
 import type { ApiKeyStore } from '../api-keys/store.js';
 import { type PublicUser, type Role, toPublicUser, type UserStore } from '../users/store.js';
 import type { AccessTokens } from './access-tokens.js';
@@ -107,6 +107,11 @@ export class AuthService {
     };
   }
 
+  /** The user was disabled or changed role: their API keys are checked against the database again at once. */
+  forgetUser(userId: string): Promise<void> {
+    return this.deps.apiKeys.forgetUser(userId);
+  }
+
   /** Resolves `Authorization: Bearer <jwt | api key | master key>`; throws 401 on anything else. */
   async authenticate(authorization: string | undefined): Promise<Principal> {
     const token = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
@@ -118,17 +123,20 @@ export class AuthService {
           : 'missing credentials: send Authorization: Bearer <token>',
       );
     }
-    if (this.#masterKeyDigest && timingSafeEqual(digest(token), this.#masterKeyDigest)) {
+    // One SHA-256 serves both checks: an API key's stored hash is the same digest, in hex.
+    const tokenDigest = digest(token);
+    if (this.#masterKeyDigest && timingSafeEqual(tokenDigest, this.#masterKeyDigest)) {
       return { userId: null, role: 'admin', via: 'master_key', apiKeyId: null };
     }
-    if (looksLikeApiKey(token)) return this.authenticateApiKey(token);
+    if (looksLikeApiKey(token)) return this.authenticateApiKey(token, tokenDigest.toString('hex'));
     if (token.split('.').length === 3) return this.authenticateJwt(token);
     throw new AppError('unauthorized', 'unrecognised credentials');
   }
 
-  private async authenticateApiKey(key: string): Promise<Principal> {
+  /** `hash` is hashApiKey(key), already computed by the caller. */
+  private async authenticateApiKey(key: string, hash: string): Promise<Principal> {
     if (!isWellFormedApiKey(key)) throw new AppError('invalid_api_key', 'invalid API key');
-    const owner = await this.deps.apiKeys.findUsable(hashApiKey(key));
+    const owner = await this.deps.apiKeys.findUsable(hash);
     if (!owner) throw new AppError('invalid_api_key', 'invalid, expired or revoked API key');
     await this.deps.apiKeys.touch(owner);
     return {

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ResponseCache, StreamRecorder } from '../../cache/response-cache.js';
 import { nowIso } from '../../core/ids.js';
 import type { Logger } from '../../core/logger.js';
@@ -38,6 +39,13 @@ class Cancelled extends Error {
     super(reason === 'cancelled' ? 'generation cancelled' : 'the server is shutting down');
   }
 }
+
+/** About five minutes of one-second retries of a finished generation's save. */
+const FINAL_SAVE_ATTEMPTS = 300;
+/** The error of a reply that never started because its rows' COMMIT failed (see abandon()). */
+const ABANDONED = 'not generated: the database failed while the message was being saved; send it again';
+/** How long a finished generation waits for its usage row (milliseconds when the database is healthy). */
+const USAGE_WAIT_MS = 1_000;
 
 /**
  * Runs generations independently of the HTTP connection that started them. Each has an id and a numbered
@@ -257,11 +265,16 @@ export class GenerationManager {
       await persister.settle();
       await this.#persistFinal(live, message, error?.code ?? null, lastEventId);
     } catch (err) {
-      // The row stays 'streaming'; the orphan sweep marks it partial later.
-      logger.error({ err, generationId: spec.id }, 'could not save the finished generation');
+      // The database is down for a moment (a restart, a pause). The reply is delivered now and saved once the
+      // database is back, so the row does not stay 'streaming' (refusing the conversation's next message)
+      // until the orphan sweep, minutes later.
+      logger.error({ err, generationId: spec.id }, 'could not save the finished generation; retrying');
+      this.#saveLater(live, message, error?.code ?? null, lastEventId);
     }
 
-    await this.options.usage.record({
+    // Usage rows are written in batches, one batch after another. While the database is down that queue
+    // backs up with timeouts, and the reply (and the next message) must not wait for it: the wait is bounded.
+    const recorded = this.options.usage.record({
       requestId: spec.id,
       userId: spec.userId,
       apiKeyId: spec.apiKeyId,
@@ -273,6 +286,7 @@ export class GenerationManager {
       status: status === 'complete' ? 'ok' : live.cancelled ? 'cancelled' : status,
       cached,
     });
+    await Promise.race([recorded, sleep(USAGE_WAIT_MS, undefined, { ref: false })]);
 
     const publicMessage = toPublicMessage(message);
     const usageView = finalUsage ?? null;
@@ -285,6 +299,80 @@ export class GenerationManager {
       error,
       providerErrorBeforeStart: !started && failure instanceof ProviderError ? failure : null,
     });
+  }
+
+  /**
+   * A generation that will never run because its rows failed to commit, or maybe did not: a COMMIT cut off
+   * on its way (the database paused or restarting) may still be applied. Once the database answers, a reply
+   * so left 'streaming' is ended as an error; otherwise the conversation would refuse its next message
+   * until the orphan sweep, minutes later.
+   */
+  abandon(generationId: string, attempt = 1): void {
+    const timer = setTimeout(
+      () => {
+        this.#timers.delete(timer);
+        this.#endAbandoned(generationId).catch(() => {
+          if (attempt < FINAL_SAVE_ATTEMPTS) this.abandon(generationId, attempt + 1);
+        });
+      },
+      Math.min(250 * attempt, 1_000),
+    );
+    timer.unref();
+    this.#timers.add(timer);
+  }
+
+  async #endAbandoned(generationId: string) {
+    const now = nowIso();
+    await this.options.store.db.transaction().execute(async (trx) => {
+      const generation = await trx
+        .selectFrom('generations')
+        .select('message_id')
+        .where('id', '=', generationId)
+        .where('status', '=', 'running')
+        .executeTakeFirst();
+      if (!generation) return; // the rows were never committed
+      await trx
+        .updateTable('messages')
+        .set({ status: 'error', error: ABANDONED, updated_at: now })
+        .where('id', '=', generation.message_id)
+        .where('status', '=', 'streaming')
+        .execute();
+      await trx
+        .updateTable('generations')
+        .set({ status: 'error', error: 'abandoned', updated_at: now, finished_at: now })
+        .where('id', '=', generationId)
+        .execute();
+    });
+  }
+
+  /** Retries the final save every second for a few minutes; past that (or a shutdown) the orphan sweep takes over. */
+  #saveLater(
+    live: LiveGeneration,
+    message: MessageRow,
+    errorCode: string | null,
+    lastEventId: number,
+    attempt = 1,
+  ) {
+    const timer = setTimeout(
+      () => {
+        this.#timers.delete(timer);
+        this.#persistFinal(live, message, errorCode, lastEventId).then(
+          () => this.options.logger.info({ generationId: live.id, attempt }, 'saved the finished generation'),
+          (err) => {
+            if (attempt < FINAL_SAVE_ATTEMPTS)
+              this.#saveLater(live, message, errorCode, lastEventId, attempt + 1);
+            else
+              this.options.logger.error(
+                { err, generationId: live.id },
+                'gave up saving the finished generation',
+              );
+          },
+        );
+      },
+      Math.min(250 * attempt, 1_000),
+    );
+    timer.unref();
+    this.#timers.add(timer);
   }
 
   async #persistFinal(

@@ -291,6 +291,7 @@ export class ConversationService {
         const winner = await replay();
         if (winner) return winner;
       }
+      manager.abandon(generationId);
       throw err;
     }
 

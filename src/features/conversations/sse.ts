@@ -28,7 +28,6 @@ export function openEventStream(
   res.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache, no-transform',
-    connection: 'keep-alive',
     'x-accel-buffering': 'no',
     'x-request-id': request.id,
     ...headers,

@@ -478,6 +478,11 @@ export class BudgetService {
   readonly #rebuilding = new Map<string, Promise<void>>();
   /** Subjects whose shared counters missed some spend (Redis was down): rebuilt on next use. */
   readonly #stale = new Set<string>();
+  /**
+   * Writes usage rows still queued by this process (the recorder batches them), so a counter rebuilt from
+   * the ledger includes every request already settled here.
+   */
+  flushLedger: (() => Promise<void>) | undefined;
 
   constructor(options: BudgetServiceOptions) {
     this.#db = options.db;
@@ -520,8 +525,10 @@ export class BudgetService {
   }): Promise<BudgetReservation> {
     const { principal } = request;
     const budgets = principal.via === 'master_key' ? [] : await this.store.forPrincipal(principal);
+    // Nothing to reserve against: no id to draw either. The worst case is read only past this point (the
+    // caller may compute it lazily).
+    if (budgets.length === 0) return { id: '', requestId: request.requestId, budgets };
     const reservation: BudgetReservation = { id: newId('bres'), requestId: request.requestId, budgets };
-    if (budgets.length === 0) return reservation;
     const now = this.#now();
     const entries = this.#entries(budgets, now, request.worstCaseUsd, request.worstCaseTokens);
     const backend = await this.#reserveAnywhere(entries, reservation.id, now);
@@ -586,6 +593,7 @@ export class BudgetService {
     let pending = this.#rebuilding.get(key);
     if (!pending) {
       pending = (async () => {
+        await this.flushLedger?.();
         const spent = await ledgerSpend(this.#db, entry.budget, entry.window);
         await backend.init(entry, toNano(spent.usd), spent.tokens, false, this.#now().getTime());
       })().finally(() => this.#rebuilding.delete(key));
@@ -651,6 +659,7 @@ export class BudgetService {
 
   async #reconcileOn(backend: CounterBackend, subject: Subject, now: Date) {
     const result = {} as Record<BudgetPeriod, { usd: number; tokens: number }>;
+    await this.flushLedger?.();
     for (const period of ['day', 'month'] as const) {
       const window = budgetWindow(period, now);
       const spent = await ledgerSpend(this.#db, subject, window);

@@ -1,3 +1,4 @@
+import { AppError } from '../../core/errors.js';
 import type {
   ChatGateway,
   CompletionResult,
@@ -6,6 +7,7 @@ import type {
 } from '../../providers/router/types.js';
 import { countPromptTokens, countTextTokens } from '../../providers/tokens.js';
 import type { StreamEvent, Usage } from '../../providers/types.js';
+import type { Principal } from '../auth/principal.js';
 import type { PriceTable } from '../usage/prices.js';
 import { type BudgetService, worstCaseCost } from './budgets.js';
 import type { RateLimitService } from './rate-limits.js';
@@ -20,6 +22,9 @@ export class LimitedGateway implements ChatGateway {
     private readonly inner: ChatGateway,
     private readonly limits: { rateLimits: RateLimitService; budgets: BudgetService; prices: PriceTable },
   ) {}
+
+  /** Told about every request refused with 429 by a rate limit or a budget (counted for the console). */
+  onRejected: ((principal: Principal, code: 'rate_limited' | 'budget_exceeded') => void) | undefined;
 
   get onAttemptFailed() {
     return this.inner.onAttemptFailed;
@@ -41,8 +46,25 @@ export class LimitedGateway implements ChatGateway {
     return this.inner.deploymentStates?.() ?? [];
   }
 
+  providerHealth() {
+    return this.inner.providerHealth?.() ?? [];
+  }
+
+  #counted(request: GatewayRequest, err: unknown): unknown {
+    const principal = request.caller?.principal;
+    if (
+      principal &&
+      err instanceof AppError &&
+      (err.code === 'rate_limited' || err.code === 'budget_exceeded')
+    )
+      this.onRejected?.(principal, err.code);
+    return err;
+  }
+
   async complete(request: GatewayRequest): Promise<CompletionResult> {
-    const admission = await this.#admit(request);
+    const admission = await this.#admit(request).catch((err) => {
+      throw this.#counted(request, err);
+    });
     if (!admission) return this.inner.complete(request);
     try {
       const result = await this.inner.complete(request);
@@ -56,9 +78,16 @@ export class LimitedGateway implements ChatGateway {
   }
 
   async stream(request: GatewayRequest): Promise<StreamResult> {
-    const admission = await this.#admit(request);
+    const admission = await this.#admit(request).catch((err) => {
+      throw this.#counted(request, err);
+    });
     if (!admission) return this.inner.stream(request);
-    const releaseSlot = await this.limits.rateLimits.acquireStream(request.caller!.principal);
+    const releaseSlot = await this.limits.rateLimits
+      .acquireStream(request.caller!.principal)
+      .catch(async (err) => {
+        await admission.release();
+        throw this.#counted(request, err);
+      });
     let result: StreamResult;
     try {
       result = await this.inner.stream(request);
@@ -92,19 +121,29 @@ export class LimitedGateway implements ChatGateway {
     if (!caller) return undefined;
     const { rateLimits, budgets, prices } = this.limits;
     const body = request.body;
-    const worst = worstCaseCost(prices, {
-      model: body.model,
-      promptTokens: countPromptTokens(body.messages),
-      maxOutputTokens: body.max_completion_tokens ?? body.max_tokens,
-    });
+    // Counting the prompt's tokens costs a tokenizer pass (and loading its tables): done only when a token
+    // limit or a budget is actually there to check, hence the getters.
+    let worst: { usd: number; tokens: number } | undefined;
+    const worstCase = () =>
+      (worst ??= worstCaseCost(prices, {
+        model: body.model,
+        promptTokens: countPromptTokens(body.messages),
+        maxOutputTokens: body.max_completion_tokens ?? body.max_tokens,
+      }));
     const { headers } = await rateLimits.check(caller.principal, caller.ip, {
-      estimatedTokens: worst.tokens,
+      get estimatedTokens() {
+        return worstCase().tokens;
+      },
     });
     const reservation = await budgets.reserve({
       principal: caller.principal,
       requestId: request.requestId,
-      worstCaseUsd: worst.usd,
-      worstCaseTokens: worst.tokens,
+      get worstCaseUsd() {
+        return worstCase().usd;
+      },
+      get worstCaseTokens() {
+        return worstCase().tokens;
+      },
     });
     let done = false;
     return {

@@ -216,7 +216,6 @@ export class RateLimitService {
     options: { estimatedTokens?: number } = {},
   ): Promise<RateLimitResult> {
     if (this.#exempt(principal)) return { headers: {} };
-    const estimated = Math.max(0, Math.ceil(options.estimatedTokens ?? 0));
     const subjects = await this.#subjects(principal, ip);
 
     const requests: { limiter: RateLimiterAbstract; key: string; subject: Subject; name: LimitName }[] = [];
@@ -228,6 +227,8 @@ export class RateLimitService {
         requests.push({ limiter: this.#perHour, key, subject, name: 'requests_per_hour' });
     }
     const tokenSubjects = subjects.filter((s) => Number.isFinite(s.limits.tokens_per_minute));
+    // Read only when a token limit applies: the caller may estimate lazily (a tokenizer pass).
+    const estimated = tokenSubjects.length ? Math.max(0, Math.ceil(options.estimatedTokens ?? 0)) : 0;
 
     const [consumed, peeked] = await Promise.all([
       Promise.allSettled(requests.map((r) => r.limiter.consume(r.key, 1))),

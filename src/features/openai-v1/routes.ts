@@ -46,6 +46,7 @@ interface CachePlan {
 export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Deps) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const common = { tags: ['openai'], security: bearerSecurity };
+  const signalFor = abortOnClose(fastify);
 
   app.post(
     '/v1/chat/completions',
@@ -83,7 +84,7 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
         const result = await deps.gateway.complete({
           body,
           requestId: request.id,
-          signal: abortOnClose(reply, app.shutdownSignal),
+          signal: signalFor(reply),
           caller: { principal: principalOf(request), ip: request.ip },
         });
         const usage =
@@ -135,7 +136,7 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
     cache: CachePlan | undefined,
   ) {
     const startedAt = performance.now();
-    const signal = abortOnClose(reply, app.shutdownSignal);
+    const signal = signalFor(reply);
     const hit = cache?.read ? await deps.responses!.replay(cache.key) : undefined;
     // Before the first chunk nothing has been sent, so failures still answer with a proper HTTP error.
     let result: Awaited<ReturnType<ChatGateway['stream']>>;
@@ -159,7 +160,6 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
-      connection: 'keep-alive',
       'x-accel-buffering': 'no',
       'x-request-id': request.id,
       ...(result.route ? { 'x-colloquy-deployment': result.route.deployment } : {}),
@@ -289,18 +289,28 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
   );
 }
 
-/** Aborts the upstream call when the client goes away: nobody would read the rest. */
-function abortOnClose(reply: FastifyReply, shutdown: AbortSignal): AbortSignal {
-  const controller = new AbortController();
-  const onShutdown = () => controller.abort();
-  shutdown.addEventListener('abort', onShutdown, { once: true });
-  reply.raw.once('close', () => shutdown.removeEventListener('abort', onShutdown));
-  // 'close' before the response finished means the client disconnected (not a keep-alive socket listener,
-  // which would pile up across requests).
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) controller.abort();
+/**
+ * Aborts the upstream call when the client goes away (nobody would read the rest) or when shutdown ends the
+ * open streams. One shutdown listener serves every request: an EventTarget listener per request costs more
+ * than the request's own signal.
+ */
+function abortOnClose(app: FastifyInstance) {
+  const open = new Set<AbortController>();
+  app.shutdownSignal.addEventListener('abort', () => {
+    for (const controller of open) controller.abort();
   });
-  return controller.signal;
+  return (reply: FastifyReply): AbortSignal => {
+    const controller = new AbortController();
+    if (app.shutdownSignal.aborted) controller.abort();
+    open.add(controller);
+    // 'close' before the response finished means the client disconnected (not a keep-alive socket
+    // listener, which would pile up across requests).
+    reply.raw.once('close', () => {
+      open.delete(controller);
+      if (!reply.raw.writableFinished) controller.abort();
+    });
+    return controller.signal;
+  };
 }
 
 /** Resolves once the client can take more, or is gone (a destroyed response never drains). */

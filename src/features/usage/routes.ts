@@ -1,14 +1,21 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
-import Type from 'typebox';
+import Type, { type Static } from 'typebox';
 import { AppError } from '../../core/errors.js';
 import type { Db } from '../../db/database.js';
 import { bearerSecurity, principalOf } from '../../plugins/auth.js';
 import { usageReport } from '../limits/rollups.js';
+import { usageLabels } from './labels.js';
+import { type RejectionQuery, rejectionReport } from './rejections.js';
 
 const Day = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: 'YYYY-MM-DD (UTC)' });
 const Totals = Type.Object({
   key: Type.Union([Type.String(), Type.Null()], { description: 'the key id, user id, model or day' }),
+  label: Type.Optional(
+    Type.Union([Type.String(), Type.Null()], {
+      description: 'group_by=user: the email; group_by=api_key: the key’s name and prefix',
+    }),
+  ),
   requests: Type.Integer(),
   prompt_tokens: Type.Integer(),
   completion_tokens: Type.Integer(),
@@ -23,7 +30,37 @@ const Totals = Type.Object({
     Type.Union([Type.Number(), Type.Null()], { description: 'time to first token' }),
   ),
   p95_ttft_ms: Type.Optional(Type.Union([Type.Number(), Type.Null()])),
+  rate_limited: Type.Optional(
+    Type.Integer({
+      description: 'requests refused by a rate limit (429); not with group_by=model or a model filter',
+    }),
+  ),
+  budget_exceeded: Type.Optional(Type.Integer({ description: 'requests refused by a budget (429)' })),
 });
+type TotalsRow = Static<typeof Totals>;
+
+const zeroTotals = (key: string | null): TotalsRow => ({
+  key,
+  requests: 0,
+  prompt_tokens: 0,
+  completion_tokens: 0,
+  cost_usd: 0,
+  cached_requests: 0,
+  errors: 0,
+});
+
+/** Adds the refusals of each group (and rows for groups that were only ever refused). */
+async function withRejections(db: Db, rows: TotalsRow[], q: RejectionQuery): Promise<TotalsRow[]> {
+  const refused = await rejectionReport(db, q);
+  const out = rows.map((row) => ({
+    ...row,
+    ...(refused.get(row.key) ?? { rate_limited: 0, budget_exceeded: 0 }),
+  }));
+  const seen = new Set(rows.map((r) => r.key));
+  for (const [key, totals] of refused) if (!seen.has(key)) out.push({ ...zeroTotals(key), ...totals });
+  if (q.groupBy === 'day') out.sort((a, b) => String(a.key).localeCompare(String(b.key)));
+  return out;
+}
 
 /** Rows read at most for percentiles; past that the figures describe the newest rows of the range. */
 const PERCENTILE_ROW_CAP = 200_000;
@@ -136,13 +173,25 @@ export async function usageRoutes(fastify: FastifyInstance, deps: { db: Db }) {
         userId = principal.userId ?? undefined;
       }
       const filters = { userId, apiKeyId: q.api_key_id, model: q.model };
-      const data = await usageReport(deps.db, {
-        from,
-        to,
-        groupBy: q.group_by as 'day' | 'model' | 'api_key' | 'user',
-        ...filters,
-      });
-      if (q.group_by !== 'day') return { from, to, group_by: q.group_by, data };
+      const groupBy = q.group_by as 'day' | 'model' | 'api_key' | 'user';
+      let data: TotalsRow[] = await usageReport(deps.db, { from, to, groupBy, ...filters });
+      // Refusals happen before a model is routed: they have no model to group or filter by.
+      if (groupBy !== 'model' && q.model === undefined)
+        data = await withRejections(deps.db, data, { from, to, groupBy, userId, apiKeyId: q.api_key_id });
+      if (groupBy === 'api_key' || groupBy === 'user') {
+        const ids = data.flatMap((row) => (row.key === null ? [] : [row.key]));
+        const labels = await usageLabels(deps.db, groupBy, ids);
+        return {
+          from,
+          to,
+          group_by: q.group_by,
+          data: data.map((row) => ({
+            ...row,
+            label: row.key === null ? null : (labels.get(row.key) ?? null),
+          })),
+        };
+      }
+      if (groupBy !== 'day') return { from, to, group_by: q.group_by, data };
       const percentiles = await dailyPercentiles(deps.db, { from, to, ...filters });
       const empty = { p50_latency_ms: null, p95_latency_ms: null, p50_ttft_ms: null, p95_ttft_ms: null };
       return {

@@ -1,7 +1,8 @@
+import type { CompiledQuery } from 'kysely';
 import { newId, nowIso } from '../../core/ids.js';
 import type { Logger } from '../../core/logger.js';
 import type { Db } from '../../db/database.js';
-import { isUniqueViolation } from '../../db/database.js';
+import type { UsageRecordsTable } from '../../db/schema.js';
 import type { Metrics } from '../../metrics/registry.js';
 import type { RouteInfo } from '../../providers/router/types.js';
 import type { Usage } from '../../providers/types.js';
@@ -23,11 +24,32 @@ export interface UsageEvent {
   cached?: boolean;
 }
 
+/** Rows written per statement at most; more waiting rows go in the next statement right away. */
+const MAX_BATCH = 64;
+/** How long a row may wait for others to share its write. Nothing reads the ledger this fast. */
+const FLUSH_DELAY_MS = 5;
+
+interface Pending {
+  row: UsageRecordsTable;
+  written: () => void;
+}
+
 /**
  * The usage ledger: one row per request, idempotent on the request id (a replayed request is not billed
  * twice). Recording never fails the request it describes: a write error is logged.
+ *
+ * Rows are written in batches: those recorded within a few milliseconds of each other share one multi-row
+ * INSERT (one statement and one commit instead of one per request). `record()` resolves once its row is
+ * written; `close()` writes whatever is still waiting, so a graceful stop loses nothing.
  */
 export class UsageRecorder {
+  #pending: Pending[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #writing: Promise<void> = Promise.resolve();
+  #closed = false;
+  /** The SQL of a batch of n rows, compiled once per n (the statement is then prepared once too). */
+  readonly #batchSql = new Map<number, CompiledQuery>();
+
   constructor(
     private readonly db: Db,
     private readonly prices: PriceTable,
@@ -55,39 +77,110 @@ export class UsageRecorder {
     if (event.route.fallback) m.fallbacks.inc({ provider });
   }
 
-  async record(event: UsageEvent): Promise<void> {
+  /** Queues the request's row (synchronously: a caller that does not wait still has it counted). */
+  record(event: UsageEvent): Promise<void> {
     const promptTokens = event.usage?.prompt_tokens ?? 0;
     const completionTokens = event.usage?.completion_tokens ?? 0;
     const pricedModel = event.route?.upstreamModel ?? event.model;
     const costUsd = event.cached ? 0 : this.prices.cost(pricedModel, promptTokens, completionTokens);
     this.#observe(event, costUsd);
     this.tracing?.recordLlmCall(event);
-    try {
-      await this.db
-        .insertInto('usage_records')
-        .values({
-          id: newId('use'),
-          request_id: event.requestId,
-          user_id: event.userId,
-          api_key_id: event.apiKeyId,
-          model: event.route?.requestedModel ?? event.model,
-          provider: event.route?.provider ?? null,
-          deployment: event.route?.deployment ?? null,
-          prompt_tokens: promptTokens,
-          completion_tokens: completionTokens,
-          cost_usd: costUsd,
-          latency_ms: event.latencyMs === undefined ? null : Math.round(event.latencyMs),
-          ttft_ms: event.ttftMs === undefined ? null : Math.round(event.ttftMs),
-          status: event.status,
-          cached: event.cached ? 1 : 0,
-          retries: Math.max(0, (event.route?.attempts ?? 1) - 1),
-          fallback: event.route?.fallback ? 1 : 0,
-          created_at: nowIso(),
-        })
-        .execute();
-    } catch (err) {
-      if (isUniqueViolation(err)) return; // already recorded: idempotent on request id
-      this.logger.error({ err, requestId: event.requestId }, 'failed to record usage');
+    const row: UsageRecordsTable = {
+      id: newId('use'),
+      request_id: event.requestId,
+      // Never undefined: every row must bind every column (see #insert).
+      user_id: event.userId ?? null,
+      api_key_id: event.apiKeyId ?? null,
+      model: event.route?.requestedModel ?? event.model,
+      provider: event.route?.provider ?? null,
+      deployment: event.route?.deployment ?? null,
+      prompt_tokens: promptTokens,
+      completion_tokens: completionTokens,
+      cost_usd: costUsd,
+      latency_ms: event.latencyMs === undefined ? null : Math.round(event.latencyMs),
+      ttft_ms: event.ttftMs === undefined ? null : Math.round(event.ttftMs),
+      status: event.status,
+      cached: event.cached ? 1 : 0,
+      retries: Math.max(0, (event.route?.attempts ?? 1) - 1),
+      fallback: event.route?.fallback ? 1 : 0,
+      created_at: nowIso(),
+    };
+    return new Promise<void>((written) => {
+      this.#pending.push({ row, written });
+      if (this.#closed || this.#pending.length >= MAX_BATCH) void this.flush();
+      else this.#timer ??= setTimeout(() => void this.flush(), FLUSH_DELAY_MS);
+    });
+  }
+
+  /** Writes every row queued so far; resolves once they (and earlier batches) are in the database. */
+  flush(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const batch = this.#pending;
+    if (batch.length === 0) return this.#writing;
+    this.#pending = [];
+    // One write at a time keeps the batches in order and the single SQLite connection free for requests.
+    this.#writing = this.#writing.then(() => this.#write(batch));
+    return this.#writing;
+  }
+
+  /** Writes what is queued; later rows are written one batch at a time without waiting. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.flush();
+  }
+
+  async #write(batch: Pending[]) {
+    for (let i = 0; i < batch.length; i += MAX_BATCH) {
+      const chunk = batch.slice(i, i + MAX_BATCH);
+      try {
+        await this.db.executeQuery(this.#insert(chunk.map((p) => p.row)));
+      } catch (err) {
+        if (chunk.length > 1 && isRowError(err)) {
+          // One bad row must not cost the others theirs: write them one by one, logging the failures.
+          for (const { row } of chunk) {
+            await this.db.executeQuery(this.#insert([row])).catch((rowErr: unknown) => {
+              this.logger.error({ err: rowErr, requestId: row.request_id }, 'failed to record usage');
+            });
+          }
+        } else {
+          // The database itself failed (down, full, timed out): retrying row by row would only multiply
+          // the wait while the queue behind it grows.
+          this.logger.error(
+            { err, requestIds: chunk.map((p) => p.row.request_id) },
+            `failed to record usage for ${chunk.length} request(s)`,
+          );
+        }
+      }
+      for (const p of chunk) p.written();
     }
   }
+
+  /** INSERT … ON CONFLICT (request_id) DO NOTHING for these rows: a replayed request id is recorded once. */
+  #insert(rows: UsageRecordsTable[]): CompiledQuery {
+    let compiled = this.#batchSql.get(rows.length);
+    if (!compiled) {
+      compiled = this.db
+        .insertInto('usage_records')
+        .values(rows)
+        .onConflict((oc) => oc.column('request_id').doNothing())
+        .compile();
+      this.#batchSql.set(rows.length, compiled);
+    }
+    // Kysely binds the values row by row, column by column in the rows' key order (the literal above).
+    const parameters: unknown[] = [];
+    for (const row of rows) parameters.push(...Object.values(row));
+    if (parameters.length !== compiled.parameters.length)
+      throw new Error(
+        `usage batch binds ${parameters.length} values, its statement takes ${compiled.parameters.length}`,
+      );
+    return { ...compiled, parameters };
+  }
+}
+
+/** A row the database refuses for its content (a constraint, a bad value), not the database failing. */
+function isRowError(err: unknown): boolean {
+  const code = String((err as { code?: unknown } | null)?.code ?? '');
+  // PostgreSQL classes 22 (data exception) and 23 (integrity constraint); SQLite's per-row refusals.
+  return /^2[23]/.test(code) || /^SQLITE_(CONSTRAINT|MISMATCH|TOOBIG|RANGE)/.test(code);
 }

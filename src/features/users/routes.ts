@@ -179,6 +179,7 @@ export async function userRoutes(
         changes.disabled_at = disabled ? (user.disabled_at ?? new Date().toISOString()) : null;
       const updated = await deps.users.update(user.id, changes);
       if (disabled) await deps.refreshTokens.revokeAllForUser(user.id);
+      if (disabled !== undefined || role !== undefined) await deps.auth.forgetUser(user.id);
       return toPublicUser(updated!);
     },
   );

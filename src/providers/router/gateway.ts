@@ -2,7 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BrokenCircuitError, CircuitState } from 'cockatiel';
 import type { Logger } from '../../core/logger.js';
 import { ProviderError } from '../errors.js';
+import { deadlineSignal } from '../http.js';
 import type { CallOptions, ChatCompletionRequest, StreamEvent, Timeouts } from '../types.js';
+import { DeploymentHealth, type RouteHealth } from './deployment-health.js';
 import { type Deployment, type ModelRouter, orderDeployments } from './model-router.js';
 import type { ChatGateway, CompletionResult, GatewayRequest, RouteInfo, StreamResult } from './types.js';
 
@@ -27,6 +29,8 @@ export class RoutingGateway implements ChatGateway {
 
   /** Told about every failed attempt (metrics). */
   onAttemptFailed: ((provider: string, code: string) => void) | undefined;
+  /** Recent attempts per deployment (this process only), for the console's Providers page. */
+  readonly health = new DeploymentHealth();
 
   constructor(
     private readonly router: ModelRouter,
@@ -43,32 +47,45 @@ export class RoutingGateway implements ChatGateway {
     }));
   }
 
+  providerHealth(): RouteHealth[] {
+    return this.health.report(this.router);
+  }
+
   hasModel(model: string): boolean {
     return this.router.resolve(model) !== undefined;
   }
 
   async complete(request: GatewayRequest): Promise<CompletionResult> {
     const startedAt = performance.now();
-    const { value, route } = await this.#withRetries(request, (deployment, body, options) =>
+    const { value, route, sentAt, release } = await this.#withRetries(request, (deployment, body, options) =>
       deployment.provider.complete(body, options),
     );
-    return { completion: value, route, latencyMs: performance.now() - startedAt };
+    release();
+    const now = performance.now();
+    this.health.latency(route.deployment, now - sentAt, now);
+    return { completion: value, route, latencyMs: now - startedAt };
   }
 
   async stream(request: GatewayRequest): Promise<StreamResult> {
     const startedAt = performance.now();
-    const { value, route } = await this.#withRetries(request, async (deployment, body, options) => {
-      const iterator = (await deployment.provider.stream(body, options))[Symbol.asyncIterator]();
-      try {
-        // The first chunk is part of the attempt: an upstream that accepts and then fails at once is retried.
-        const first = await iterator.next();
-        return { iterator, first };
-      } catch (err) {
-        await iterator.return?.().catch(() => {});
-        throw err;
-      }
-    });
-    const ttftMs = performance.now() - startedAt;
+    const { value, route, sentAt, release } = await this.#withRetries(
+      request,
+      async (deployment, body, options) => {
+        const iterator = (await deployment.provider.stream(body, options))[Symbol.asyncIterator]();
+        try {
+          // The first chunk is part of the attempt: an upstream that accepts and then fails at once is retried.
+          const first = await iterator.next();
+          return { iterator, first };
+        } catch (err) {
+          await iterator.return?.().catch(() => {});
+          throw err;
+        }
+      },
+    );
+    const firstChunkAt = performance.now();
+    const ttftMs = firstChunkAt - startedAt;
+    const health = this.health;
+    health.timeToFirstToken(route.deployment, firstChunkAt - sentAt, firstChunkAt);
     async function* events(): AsyncGenerator<StreamEvent> {
       const { iterator, first } = value;
       try {
@@ -76,10 +93,14 @@ export class RoutingGateway implements ChatGateway {
         yield first.value;
         while (true) {
           const next = await iterator.next();
-          if (next.done) return;
+          if (next.done) {
+            health.latency(route.deployment, performance.now() - sentAt);
+            return;
+          }
           yield next.value;
         }
       } finally {
+        release();
         await iterator.return?.().catch(() => {});
       }
     }
@@ -112,7 +133,7 @@ export class RoutingGateway implements ChatGateway {
   async #withRetries<T>(
     request: GatewayRequest,
     run: (deployment: Deployment, body: ChatCompletionRequest, options: CallOptions) => Promise<T>,
-  ): Promise<{ value: T; route: RouteInfo }> {
+  ): Promise<{ value: T; route: RouteInfo; sentAt: number; release: () => void }> {
     const requested = request.body.model;
     const resolved = this.router.resolve(requested);
     if (!resolved) {
@@ -137,9 +158,9 @@ export class RoutingGateway implements ChatGateway {
       const deployment = candidates[index];
       if (!deployment) break;
       attempts++;
-      const signal = request.signal
-        ? AbortSignal.any([request.signal, AbortSignal.timeout(Math.max(1, deadline - Date.now()))])
-        : AbortSignal.timeout(Math.max(1, deadline - Date.now()));
+      // Released once the call is over (a stream: when it ends), so no timer outlives its request.
+      const { signal, clear: release } = deadlineSignal(request.signal, Math.max(1, deadline - Date.now()));
+      const sentAt = performance.now();
       try {
         const value = await deployment.breaker.execute(() =>
           run(
@@ -156,8 +177,10 @@ export class RoutingGateway implements ChatGateway {
           attempts,
           fallback: deployment !== candidates[0],
         };
-        return { value, route };
+        this.health.attempt(deployment.id, true);
+        return { value, route, sentAt, release };
       } catch (err) {
+        release();
         if (err instanceof BrokenCircuitError) {
           attempts--; // skipped, not attempted: a half-open breaker lets one probe through at a time
           index++;
@@ -165,6 +188,8 @@ export class RoutingGateway implements ChatGateway {
         }
         if (err instanceof ProviderError && err.details.kind !== 'cancelled') {
           this.onAttemptFailed?.(deployment.provider.name, err.details.code);
+          // Only failures that count against the breaker say something about the upstream's health.
+          if (err.retryable) this.health.attempt(deployment.id, false);
         }
         if (!(err instanceof ProviderError) || !err.retryable || request.signal?.aborted) throw err;
         lastError = err;

@@ -1,5 +1,6 @@
 import type { Principal } from '../../features/auth/principal.js';
 import type { ChatCompletion, ChatCompletionRequest, StreamEvent } from '../types.js';
+import type { RouteHealth } from './deployment-health.js';
 
 /** Where a call was served: recorded in usage, logs and metrics. */
 export interface RouteInfo {
@@ -55,6 +56,8 @@ export interface ChatGateway {
   hasModel(model: string): boolean;
   /** Breaker state per deployment (0 closed, 1 half-open, 2 open), for metrics and health views. */
   deploymentStates?(): { deployment: string; provider: string; state: number }[];
+  /** Routes and their deployments with breaker state and recent error ratio and latency (this process). */
+  providerHealth?(): RouteHealth[];
   /** Told about every failed upstream attempt, for metrics. */
   onAttemptFailed?: ((provider: string, code: string) => void) | undefined;
 }

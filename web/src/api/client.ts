@@ -26,6 +26,10 @@ type BodyOf<Op> = Op extends { requestBody: { content: { 'application/json': inf
 export type Res<P extends keyof paths, M extends keyof paths[P]> = OkOf<paths[P][M]>;
 export type Body<P extends keyof paths, M extends keyof paths[P]> = BodyOf<paths[P][M]>;
 export type UsageRow = Res<'/api/usage', 'get'>['data'][number];
+export type UsageGroup = 'day' | 'model' | 'api_key' | 'user';
+export type ProviderHealth = Res<'/api/admin/providers', 'get'>;
+export type RouteHealth = ProviderHealth['routes'][number];
+export type DeploymentHealth = RouteHealth['deployments'][number];
 export type TokenPair = Res<'/api/auth/login', 'post'>;
 export type Model = Res<'/v1/models', 'get'>['data'][number];
 
@@ -144,8 +148,9 @@ export class Api {
   // Typed helpers: the paths and bodies are checked against the OpenAPI document.
   me = () => this.#raw('GET', '/api/me', undefined) as Promise<Res<'/api/me', 'get'>>;
   models = () => this.#raw('GET', '/v1/models', undefined) as Promise<Res<'/v1/models', 'get'>>;
-  usage = (q: { from?: string; to?: string; group_by: 'day' | 'model' | 'api_key' | 'user' }) =>
+  usage = (q: { from?: string; to?: string; group_by: UsageGroup }) =>
     this.get('/api/usage', q) as Promise<Res<'/api/usage', 'get'>>;
+  providers = () => this.#raw('GET', '/api/admin/providers', undefined) as Promise<ProviderHealth>;
 
   conversations = (q?: string) =>
     this.get('/api/conversations', { limit: 100, q }) as Promise<Res<'/api/conversations', 'get'>>;

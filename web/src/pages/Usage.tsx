@@ -2,6 +2,7 @@ import { useEffect, useMemo, useRef, useState } from 'react';
 import uPlot from 'uplot';
 import { errorText } from '../App';
 import { api, type UsageRow } from '../api/client';
+import { Breakdown, downloadCsv, usageCsv } from './UsageBreakdown';
 
 const axis = (fg: string) => ({
   stroke: fg,
@@ -63,6 +64,16 @@ const SERIES = {
     { label: 'completion tokens', value: (r: UsageRow) => r.completion_tokens },
   ],
   cost: [{ label: 'cost (USD)', value: (r: UsageRow) => r.cost_usd }],
+  cacheHits: [
+    {
+      label: 'cache hit ratio (%)',
+      value: (r: UsageRow) => (r.requests ? (100 * r.cached_requests) / r.requests : 0),
+    },
+  ],
+  rejections: [
+    { label: 'rate limited', value: (r: UsageRow) => r.rate_limited ?? 0 },
+    { label: 'over budget', value: (r: UsageRow) => r.budget_exceeded ?? 0 },
+  ],
   latency: [
     { label: 'p50 latency (ms)', value: (r: UsageRow) => r.p50_latency_ms ?? 0 },
     { label: 'p95 latency (ms)', value: (r: UsageRow) => r.p95_latency_ms ?? 0 },
@@ -92,21 +103,7 @@ export function fillDays(rows: UsageRow[], from: string, to: string): UsageRow[]
   return out;
 }
 
-export function toCsv(rows: UsageRow[]) {
-  const head = 'day,requests,prompt_tokens,completion_tokens,cost_usd,cached_requests,errors';
-  const lines = rows.map((r) =>
-    [
-      r.key ?? '',
-      r.requests,
-      r.prompt_tokens,
-      r.completion_tokens,
-      r.cost_usd,
-      r.cached_requests,
-      r.errors,
-    ].join(','),
-  );
-  return `${[head, ...lines].join('\n')}\n`;
-}
+export const toCsv = (rows: UsageRow[]) => usageCsv('day', rows, (r) => [r.key ?? '']);
 
 export function UsagePage({ isAdmin }: { isAdmin: boolean }) {
   const [from, setFrom] = useState(daysAgo(13));
@@ -126,14 +123,7 @@ export function UsagePage({ isAdmin }: { isAdmin: boolean }) {
       .catch((err) => setError(errorText(err)));
   }, [from, to, loaded]);
 
-  const download = () => {
-    const url = URL.createObjectURL(new Blob([toCsv(rows)], { type: 'text/csv' }));
-    const a = document.createElement('a');
-    a.href = url;
-    a.download = `colloquy-usage-${from}-${to}.csv`;
-    a.click();
-    setTimeout(() => URL.revokeObjectURL(url), 1000);
-  };
+  const download = () => downloadCsv(toCsv(rows), `colloquy-usage-${from}-${to}.csv`);
 
   const days = useMemo(() => fillDays(rows, from, to), [rows, from, to]);
   const total = rows.reduce(
@@ -141,9 +131,12 @@ export function UsagePage({ isAdmin }: { isAdmin: boolean }) {
       requests: t.requests + r.requests,
       tokens: t.tokens + r.prompt_tokens + r.completion_tokens,
       cost: t.cost + r.cost_usd,
+      cached: t.cached + r.cached_requests,
+      refused: t.refused + (r.rate_limited ?? 0) + (r.budget_exceeded ?? 0),
     }),
-    { requests: 0, tokens: 0, cost: 0 },
+    { requests: 0, tokens: 0, cost: 0, cached: 0, refused: 0 },
   );
+  const hitRatio = total.requests ? (100 * total.cached) / total.requests : 0;
 
   return (
     <section className="page">
@@ -182,46 +175,56 @@ export function UsagePage({ isAdmin }: { isAdmin: boolean }) {
       )}
       <p className="totals" data-testid="usage-totals">
         <span>{total.requests} requests</span> · <span>{total.tokens} tokens</span> ·{' '}
-        <span>${total.cost.toFixed(4)}</span>
+        <span>${total.cost.toFixed(4)}</span> ·{' '}
+        <span data-testid="cache-hit-ratio">{hitRatio.toFixed(1)}% cache hits</span> ·{' '}
+        <span data-testid="limit-rejections">{total.refused} refused by limits</span>
       </p>
       <div className="charts">
         <Chart title="Requests" rows={days} series={SERIES.requests} />
         <Chart title="Tokens" rows={days} series={SERIES.tokens} />
         <Chart title="Cost" rows={days} series={SERIES.cost} />
         <Chart title="Latency" rows={days} series={SERIES.latency} />
+        <Chart title="Cache hit ratio" rows={days} series={SERIES.cacheHits} />
+        <Chart title="Limit rejections" rows={days} series={SERIES.rejections} />
       </div>
-      <table>
-        <caption className="sr-only">Usage per day</caption>
-        <thead>
-          <tr>
-            <th scope="col">Day</th>
-            <th scope="col">Requests</th>
-            <th scope="col">Prompt tokens</th>
-            <th scope="col">Completion tokens</th>
-            <th scope="col">Cost (USD)</th>
-            <th scope="col">Cached</th>
-            <th scope="col">Errors</th>
-          </tr>
-        </thead>
-        <tbody>
-          {rows.map((r) => (
-            <tr key={r.key ?? ''}>
-              <th scope="row">{r.key}</th>
-              <td>{r.requests}</td>
-              <td>{r.prompt_tokens}</td>
-              <td>{r.completion_tokens}</td>
-              <td>{r.cost_usd.toFixed(6)}</td>
-              <td>{r.cached_requests}</td>
-              <td>{r.errors}</td>
-            </tr>
-          ))}
-          {rows.length === 0 && (
+      <h2>Per day</h2>
+      <div className="scroll">
+        <table>
+          <caption className="sr-only">Usage per day</caption>
+          <thead>
             <tr>
-              <td colSpan={7}>No usage in this range.</td>
+              <th scope="col">Day</th>
+              <th scope="col">Requests</th>
+              <th scope="col">Prompt tokens</th>
+              <th scope="col">Completion tokens</th>
+              <th scope="col">Cost (USD)</th>
+              <th scope="col">Cached</th>
+              <th scope="col">Errors</th>
+              <th scope="col">Refused</th>
             </tr>
-          )}
-        </tbody>
-      </table>
+          </thead>
+          <tbody>
+            {rows.map((r) => (
+              <tr key={r.key ?? ''}>
+                <th scope="row">{r.key}</th>
+                <td>{r.requests}</td>
+                <td>{r.prompt_tokens}</td>
+                <td>{r.completion_tokens}</td>
+                <td>{r.cost_usd.toFixed(6)}</td>
+                <td>{r.cached_requests}</td>
+                <td>{r.errors}</td>
+                <td>{(r.rate_limited ?? 0) + (r.budget_exceeded ?? 0)}</td>
+              </tr>
+            ))}
+            {rows.length === 0 && (
+              <tr>
+                <td colSpan={8}>No usage in this range.</td>
+              </tr>
+            )}
+          </tbody>
+        </table>
+      </div>
+      <Breakdown isAdmin={isAdmin} from={from} to={to} refresh={loaded} />
     </section>
   );
 }

@@ -1,0 +1,156 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { startFakeUpstream } from '../fake-upstream/server.js';
+import { bearer, TEST_MASTER_KEY } from '../helpers/app.js';
+import { eventually, sseData, UPSTREAM_KEY } from '../helpers/chat-stack.js';
+import { connectInspector, inspectorUrl } from '../helpers/inspector.js';
+import { freePort } from '../helpers/net.js';
+
+/**
+ * A soak of the built server (SOAK_SECONDS, 20 s by default; set it higher for a long soak by hand) with
+ * 1 % injected upstream faults: no 500, every stream ends with [DONE], and RSS, the heap after a full GC,
+ * and the server's sockets stay flat; no MaxListenersExceededWarning. The heap is read over the inspector
+ * protocol (the server is spawned with --inspect), so the product has no GC or heap endpoint of its own.
+ */
+const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
+const WORKERS = 4;
+const MB = 1024 * 1024;
+const HEAP_GROWTH_LIMIT = 5 * MB;
+
+const faults = [
+  { kind: 'status', status: 500 },
+  { kind: 'reset-after', chunks: 1 },
+  { kind: 'error-event', afterChunks: 1 },
+  { kind: 'no-done' },
+  { kind: 'malformed-chunk' },
+] as const;
+
+describe('soak with 1 % injected faults', { skip: !existsSync(MAIN) && 'run npm run build' }, () => {
+  const seconds = Number(process.env.SOAK_SECONDS ?? 20);
+  it(`${seconds} s: RSS, post-GC heap, sockets and streams stay flat`, {
+    timeout: (seconds + 60) * 1_000,
+  }, async () => {
+    const fake = await startFakeUpstream({ apiKey: UPSTREAM_KEY });
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'colloquy-soak-'));
+    const port = await freePort();
+    const child = spawn(process.execPath, ['--inspect=127.0.0.1:0', MAIN, 'serve'], {
+      cwd: dir,
+      env: {
+        PATH: process.env.PATH ?? '',
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        LOG_FORMAT: 'json',
+        LOG_LEVEL: 'warn',
+        COLLOQUY_ADMIN_KEY: TEST_MASTER_KEY,
+        DATABASE_URL: `sqlite:${path.join(dir, 'colloquy.db')}`,
+        RATE_LIMIT_ENABLED: 'false',
+        RESPONSE_CACHE_TTL_SECONDS: '0',
+        OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: '0',
+        OPENAI_BASE_URL: fake.baseUrl,
+        OPENAI_API_KEY: UPSTREAM_KEY,
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d) => {
+      stderr += d;
+    });
+    const url = `http://127.0.0.1:${port}`;
+    const rss = () =>
+      Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0);
+    /** The server's open sockets (client connections, upstream connections, the inspector's). */
+    const sockets = () =>
+      readdirSync(`/proc/${child.pid}/fd`).filter((fd) => {
+        try {
+          return readlinkSync(`/proc/${child.pid}/fd/${fd}`).startsWith('socket:');
+        } catch {
+          return false; // closed meanwhile
+        }
+      }).length;
+    let requests = 0;
+    let injected = 0;
+    let bad = 0;
+    const statuses: Record<number, number> = {};
+    const samples: { t: number; rss: number }[] = [];
+    const started = Date.now();
+    const until = (deadline: number) => () => Date.now() < deadline;
+    const worker = async (running: () => boolean) => {
+      while (running()) {
+        if (Math.random() < 0.01) {
+          fake.queue(faults[injected % faults.length]!);
+          injected++;
+        }
+        const stream = ++requests % 2 === 0;
+        const res = await fetch(`${url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...bearer(TEST_MASTER_KEY) },
+          body: JSON.stringify({ model: 'gpt-4o-mini', stream, messages: [{ role: 'user', content: 'hi' }] }),
+        });
+        const body = await res.text();
+        if (res.status >= 500 && ![502, 503, 504].includes(res.status)) bad++;
+        if (res.status !== 200) statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+        if (res.status === 200 && stream && sseData(body).at(-1) !== '[DONE]') bad++;
+      }
+    };
+    const sampler = async (running: () => boolean) => {
+      while (running()) {
+        samples.push({ t: Date.now() - started, rss: rss() });
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    };
+    /** Load until `deadline`, then a quiet moment for the heap and sockets to be read. */
+    const phase = (deadline: number) =>
+      Promise.all([
+        ...Array.from({ length: WORKERS }, () => worker(until(deadline))),
+        sampler(until(deadline)),
+      ]);
+    try {
+      await eventually(
+        async () => (await fetch(`${url}/health`).catch(() => undefined))?.ok === true,
+        15_000,
+        'up',
+      );
+      const probe = await connectInspector(inspectorUrl(stderr)!);
+      // The first quarter warms up (JIT, pools, caches); the early checkpoint follows it. Every fault is
+      // met once in it: some paths load code and data on first use (the tokenizer that counts the tokens
+      // of a reply cut short is ~15 MB), which would otherwise read as growth between the checkpoints.
+      fake.queue(...faults);
+      injected += faults.length;
+      await phase(started + seconds * 250);
+      const early = { heap: await probe.heapAfterGc(), sockets: sockets() };
+      await phase(started + seconds * 1_000);
+      const late = { heap: await probe.heapAfterGc(), sockets: sockets() };
+      probe.close();
+
+      assert.equal(bad, 0, `a 500 or a stream without [DONE]: ${JSON.stringify(statuses)}`);
+      // Compare the second quarter (after warm-up) with the last quarter of the run.
+      const q = Math.max(1, Math.floor(samples.length / 4));
+      const mean = (xs: { rss: number }[]) => xs.reduce((s, x) => s + x.rss, 0) / xs.length;
+      const earlyRss = mean(samples.slice(q, 2 * q));
+      const lateRss = mean(samples.slice(-q));
+      const growth = late.heap - early.heap;
+      console.log(
+        `# soak: ${requests} requests, ${injected} faults, RSS ${Math.round(earlyRss / 1024)} → ` +
+          `${Math.round(lateRss / 1024)} MB, post-GC heap ${(early.heap / MB).toFixed(1)} → ` +
+          `${(late.heap / MB).toFixed(1)} MB (${growth >= 0 ? '+' : ''}${(growth / 1024).toFixed(0)} KB), ` +
+          `server sockets ${early.sockets} → ${late.sockets}, upstream sockets ${fake.openSockets()}`,
+      );
+      assert.ok(lateRss < earlyRss * 2 + 10_240, `RSS grew from ${earlyRss} kB to ${lateRss} kB`);
+      assert.ok(growth < HEAP_GROWTH_LIMIT, `post-GC heap grew by ${(growth / MB).toFixed(1)} MB`);
+      // Idle keep-alive connections come and go; a leak adds one per request (hundreds here).
+      assert.ok(late.sockets <= early.sockets + WORKERS, `sockets ${early.sockets} → ${late.sockets}`);
+      assert.ok(fake.openSockets() <= 16, `upstream sockets: ${fake.openSockets()}`);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      await fake.close();
+      rmSync(dir, { recursive: true, force: true });
+      assert.ok(!/MaxListenersExceededWarning/.test(stderr), stderr);
+    }
+  });
+});
