@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { bearer, createUser, startTestApp, TEST_MASTER_KEY, type TestApp } from '../helpers/app.js';
+import { eventually } from '../helpers/chat-stack.js';
 import { DIALECTS } from '../helpers/databases.js';
 
 for (const dialect of DIALECTS) {
@@ -35,13 +36,22 @@ for (const dialect of DIALECTS) {
       assert.equal(disable.statusCode, 200);
       await t.inject({ method: 'GET', url: '/api/me', headers: bearer(TEST_MASTER_KEY) });
 
-      const res = await t.inject({
-        method: 'GET',
-        url: '/api/admin/audit',
-        headers: bearer(TEST_MASTER_KEY),
-      });
-      assert.equal(res.statusCode, 200);
-      const events = (res.json() as { data: Record<string, unknown>[] }).data;
+      // Audit rows are written once the response has gone out: the last write's may lag a few ms.
+      let events: Record<string, unknown>[] = [];
+      await eventually(
+        async () => {
+          const res = await t.inject({
+            method: 'GET',
+            url: '/api/admin/audit',
+            headers: bearer(TEST_MASTER_KEY),
+          });
+          assert.equal(res.statusCode, 200);
+          events = (res.json() as { data: Record<string, unknown>[] }).data;
+          return events.some((e) => e.action === 'PATCH /api/users/:id');
+        },
+        2_000,
+        'the PATCH audit row',
+      );
       const find = (action: string, outcome: string) =>
         events.find((e) => e.action === action && e.outcome === outcome);
       assert.equal(find('auth.login', 'failure')?.subject, 'audited@example.com');

@@ -269,7 +269,13 @@ export class GenerationManager {
       // database is back, so the row does not stay 'streaming' (refusing the conversation's next message)
       // until the orphan sweep, minutes later.
       logger.error({ err, generationId: spec.id }, 'could not save the finished generation; retrying');
-      this.#saveLater(live, message, error?.code ?? null, lastEventId);
+      this.#retrySoon(
+        async () => {
+          await this.#persistFinal(live, message, error?.code ?? null, lastEventId);
+          logger.info({ generationId: spec.id }, 'saved the finished generation');
+        },
+        (err) => logger.error({ err, generationId: spec.id }, 'gave up saving the finished generation'),
+      );
     }
 
     // Usage rows are written in batches, one batch after another. While the database is down that queue
@@ -307,12 +313,21 @@ export class GenerationManager {
    * so left 'streaming' is ended as an error; otherwise the conversation would refuse its next message
    * until the orphan sweep, minutes later.
    */
-  abandon(generationId: string, attempt = 1): void {
+  abandon(generationId: string): void {
+    this.#retrySoon(
+      () => this.#endAbandoned(generationId),
+      (err) => this.options.logger.error({ err, generationId }, 'gave up ending the abandoned generation'),
+    );
+  }
+
+  /** Retries a database write after 0.25 s, 0.5 s, … then every second for about five minutes (a shutdown stops it). */
+  #retrySoon(write: () => Promise<void>, giveUp: (err: unknown) => void, attempt = 1) {
     const timer = setTimeout(
       () => {
         this.#timers.delete(timer);
-        this.#endAbandoned(generationId).catch(() => {
-          if (attempt < FINAL_SAVE_ATTEMPTS) this.abandon(generationId, attempt + 1);
+        write().catch((err) => {
+          if (attempt < FINAL_SAVE_ATTEMPTS) this.#retrySoon(write, giveUp, attempt + 1);
+          else giveUp(err);
         });
       },
       Math.min(250 * attempt, 1_000),
@@ -343,36 +358,6 @@ export class GenerationManager {
         .where('id', '=', generationId)
         .execute();
     });
-  }
-
-  /** Retries the final save every second for a few minutes; past that (or a shutdown) the orphan sweep takes over. */
-  #saveLater(
-    live: LiveGeneration,
-    message: MessageRow,
-    errorCode: string | null,
-    lastEventId: number,
-    attempt = 1,
-  ) {
-    const timer = setTimeout(
-      () => {
-        this.#timers.delete(timer);
-        this.#persistFinal(live, message, errorCode, lastEventId).then(
-          () => this.options.logger.info({ generationId: live.id, attempt }, 'saved the finished generation'),
-          (err) => {
-            if (attempt < FINAL_SAVE_ATTEMPTS)
-              this.#saveLater(live, message, errorCode, lastEventId, attempt + 1);
-            else
-              this.options.logger.error(
-                { err, generationId: live.id },
-                'gave up saving the finished generation',
-              );
-          },
-        );
-      },
-      Math.min(250 * attempt, 1_000),
-    );
-    timer.unref();
-    this.#timers.add(timer);
   }
 
   async #persistFinal(
