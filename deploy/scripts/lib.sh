@@ -11,8 +11,13 @@
 #   STATE_DIR           where the current/previous image and the last backup are recorded
 #                       (default: deploy/.state)
 #   ENV_FILE            the .env whose COLLOQUY_IMAGE line is updated after a deploy (default: .env)
-#   NGINX_SERVICE       reloaded after each replica so it resolves the new container (default: nginx;
-#                       empty: skip)
+#   NGINX_SERVICE       the edge proxy: each replica is taken out of its upstream before it is stopped and
+#                       put back once ready (default: nginx; empty: no nginx to steer, skip)
+#   NGINX_UPSTREAM_CONF the rendered upstream inside the nginx container, where each replica is listed as
+#                       `server SERVICE:REPLICA_PORT …;` (default: /etc/nginx/colloquy.d/colloquy.conf)
+#   REPLICA_PORT        the replicas' port in that upstream (default: 8000)
+#   TAKE_OUT_SETTLE     seconds between taking a replica out and stopping it, so nginx's reload has taken
+#                       over before the replica stops answering (default: 5)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 COMPOSE=${COMPOSE:-docker compose}
@@ -24,6 +29,13 @@ READY_INTERVAL=${READY_INTERVAL:-2}
 STATE_DIR=${STATE_DIR:-$ROOT/deploy/.state}
 ENV_FILE=${ENV_FILE:-$ROOT/.env}
 NGINX_SERVICE=${NGINX_SERVICE-nginx}
+NGINX_UPSTREAM_CONF=${NGINX_UPSTREAM_CONF:-/etc/nginx/colloquy.d/colloquy.conf}
+REPLICA_PORT=${REPLICA_PORT:-8000}
+TAKE_OUT_SETTLE=${TAKE_OUT_SETTLE:-5}
+# deploy/scripts/nginx-route, run by sh inside the nginx container (the image needs nothing installed).
+NGINX_ROUTE_SH=$(<"$(dirname "${BASH_SOURCE[0]}")/nginx-route")
+# Replicas whose put-back failed; put_back_pending retries them once every replica runs.
+PUT_BACK_PENDING=()
 SCRIPT_NAME=${SCRIPT_NAME:-colloquy}
 
 # Run inside a replica: exit 0 only when GET /health/ready answers 200 (database, schema, Redis, not draining).
@@ -161,21 +173,60 @@ wait_ready() {
   done
 }
 
-# nginx resolves the replicas' names when it (re)loads: a recreated container may have a new address.
-reload_nginx() {
-  if [[ -z $NGINX_SERVICE ]]; then return 0; fi
-  compose exec -T "$NGINX_SERVICE" nginx -s reload || log "warning: could not reload $NGINX_SERVICE (is it running?)"
+# route out|in SERVICE…: nginx-route in the nginx container, for the replicas' upstream addresses.
+route() {
+  local state=$1 service addresses=()
+  shift
+  for service in "$@"; do addresses+=("$service:$REPLICA_PORT"); done
+  compose exec -T "$NGINX_SERVICE" sh -c "$NGINX_ROUTE_SH" nginx-route "$state" "$NGINX_UPSTREAM_CONF" "${addresses[@]}"
 }
 
-# replace_replica IMAGE SERVICE [--force]: recreate one replica on IMAGE and gate on readiness. The
-# other replicas keep serving meanwhile; nginx retries requests that cannot reach this one.
+# take_out SERVICE: nginx stops sending it requests (its old workers finish the ones in flight); then wait
+# TAKE_OUT_SETTLE seconds so the reload has taken over before SERVICE is stopped. Without this, requests
+# nginx sends as the replica's listener closes fail, and nginx never replays a POST it already sent.
+take_out() {
+  local service=$1
+  if [[ -z $NGINX_SERVICE ]]; then return 0; fi
+  if route out "$service"; then
+    run sleep "$TAKE_OUT_SETTLE"
+  else
+    log "warning: could not take $service out of $NGINX_SERVICE: requests it gets while stopping may fail"
+  fi
+}
+
+# put_back SERVICE: nginx routes to it again; the reload also resolves its new container's address. nginx
+# refuses a configuration naming a container that is not running, so this can fail while another replica
+# is down: SERVICE is then left for put_back_pending (nginx keeps serving from the others).
+put_back() {
+  local service=$1
+  if [[ -z $NGINX_SERVICE ]]; then return 0; fi
+  if ! route in "$service"; then
+    log "warning: could not put $service back into $NGINX_SERVICE yet: retried once every replica runs"
+    PUT_BACK_PENDING+=("$service")
+  fi
+}
+
+# put_back_pending: every replica whose put-back failed, back into nginx now; fails if nginx refuses.
+put_back_pending() {
+  if [[ -z $NGINX_SERVICE || ${#PUT_BACK_PENDING[@]} -eq 0 ]]; then return 0; fi
+  if ! route in "${PUT_BACK_PENDING[@]}"; then
+    log "error: $NGINX_SERVICE does not route to ${PUT_BACK_PENDING[*]}"
+    return 1
+  fi
+  PUT_BACK_PENDING=()
+}
+
+# replace_replica IMAGE SERVICE [--force]: take SERVICE out of nginx, recreate it on IMAGE (compose stops
+# it with SIGTERM: it finishes its requests and streams within SHUTDOWN_TIMEOUT), gate on readiness, put it
+# back. The other replicas serve meanwhile. A replica failing its gate stays out of nginx.
 replace_replica() {
   local image=$1 service=$2 force=${3:-}
   local args=(up -d --no-deps)
   if [[ $force == --force ]]; then args+=(--force-recreate); fi
+  take_out "$service"
   compose_as "$image" "${args[@]}" "$service" || return 1
   wait_ready "$service" || return 1
-  reload_nginx
+  put_back "$service"
 }
 
 # restore_backup IMAGE FILE: stop every replica, restore FILE (inside the backups volume), done. The
@@ -187,17 +238,25 @@ restore_backup() {
   compose_as "$image" run --rm --no-deps -T migrate restore --yes "$file" || return 1
 }
 
-# rollback_to IMAGE [BACKUP]: every replica back on IMAGE, one at a time and readiness-gated; with
-# BACKUP, the database is restored first (all replicas down during the restore).
+# rollback_to IMAGE [BACKUP]: every replica back on IMAGE, one at a time and readiness-gated. With BACKUP,
+# the database is restored first, with every replica stopped; they then start together (nothing is
+# serving to keep up) and are all put back into nginx once ready.
 rollback_to() {
   local image=$1 backup=${2:-} service
   log "rolling back to $image${backup:+ with the database restored from $backup}"
   if [[ -n $backup ]]; then
     restore_backup "$image" "$backup" || return 1
+    compose_as "$image" up -d --no-deps "${REPLICA_LIST[@]}" || return 1
+    for service in "${REPLICA_LIST[@]}"; do
+      wait_ready "$service" || return 1
+    done
+    PUT_BACK_PENDING=("${REPLICA_LIST[@]}")
+  else
+    for service in "${REPLICA_LIST[@]}"; do
+      replace_replica "$image" "$service" || return 1
+    done
   fi
-  for service in "${REPLICA_LIST[@]}"; do
-    replace_replica "$image" "$service" || return 1
-  done
+  put_back_pending || return 1
   state_set current-image "$image"
   pin_image "$image"
   record_history "rolled back to $image${backup:+ (restored $backup)}"

@@ -160,6 +160,7 @@ export function envsubst(text: string, vars: Record<string, string>): string {
  */
 export function renderNginx(options: {
   dir: string;
+  /** Replica addresses, each optionally followed by server parameters (`127.0.0.1:8001 weight=2`). */
   upstreams: string[];
   httpPort: number;
   httpsPort: number;
@@ -236,6 +237,8 @@ export const nginxArgs = (render: NginxRender, extra: string[] = []) => [
 export function renderPrometheus(options: {
   dir: string;
   targets: string[];
+  /** Labels every target gets (as service discovery would add `namespace`). */
+  labels?: Record<string, string>;
   tokenFile: string;
   alertmanager?: string;
   interval?: string;
@@ -247,7 +250,9 @@ export function renderPrometheus(options: {
   const config = readYaml<PrometheusConfig>('deploy/prometheus/prometheus.yml');
   const colloquy = config.scrape_configs.find((s) => s.job_name === 'colloquy');
   assert.ok(colloquy, 'prometheus.yml has no colloquy job');
-  colloquy.static_configs = [{ targets: options.targets }];
+  colloquy.static_configs = [
+    { targets: options.targets, ...(options.labels ? { labels: options.labels } : {}) },
+  ];
   assert.ok(colloquy.authorization?.credentials_file, 'the colloquy job sends no METRICS_TOKEN');
   colloquy.authorization.credentials_file = options.tokenFile;
   config.scrape_configs = [colloquy];
@@ -277,7 +282,7 @@ export interface PrometheusConfig {
   alerting?: { alertmanagers: { static_configs: { targets: string[] }[] }[] };
   scrape_configs: {
     job_name: string;
-    static_configs: { targets: string[] }[];
+    static_configs: { targets: string[]; labels?: Record<string, string> }[];
     authorization?: { type?: string; credentials_file?: string };
   }[];
 }

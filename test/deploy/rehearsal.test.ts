@@ -1,334 +1,57 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import os from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
-import { Agent, request } from 'undici';
-import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { type FakeUpstream, startFakeUpstream } from '../fake-upstream/server.js';
-import { createTestDatabase, markSuiteRan, type TestDatabase } from '../helpers/databases.js';
-import {
-  CI,
-  eventually,
-  filesUnder,
-  freePort,
-  makeCertificate,
-  nginxArgs,
-  ROOT,
-  read,
-  renderNginx,
-  renderPrometheus,
-  runAsync,
-  which,
-} from './helpers.js';
+import { request } from 'undici';
+import { parse as parseYaml } from 'yaml';
+import { eventually, freePort, read, runAsync } from './helpers.js';
+import { MAIN, RehearsalStack, rehearsalSkip, tail } from './rehearsal-stack.js';
 
 /**
  * Production rehearsal: the kit's nginx, Prometheus rules and Alertmanager routing, run for real in front
  * of three `node dist/main.js serve` replicas on PostgreSQL and Redis, with an OpenAI-compatible fake
- * upstream. Proves failover, unbuffered streaming, readiness, metrics, alerting end to end.
+ * upstream. Proves failover, unbuffered streaming, readiness, metrics, alerting end to end. The rollout
+ * half (rate limits across replicas, kill -9, rolling restart, canary analysis) is rehearsal-rollout.test.ts.
  */
-const TOOLS = ['nginx', 'prometheus', 'prometheus-alertmanager', 'openssl'];
-const missingServices = ['TEST_DATABASE_URL', 'TEST_REDIS_URL'].filter((v) => !process.env[v]);
-const missingTools = TOOLS.filter((tool) => !which(tool));
-// Without the databases the rehearsal is skipped (CI sets them; scripts/run-tests.mjs fails CI without
-// them). Without the tools it is skipped outside CI only: in CI the `before` hook fails on them.
-const skip = missingServices.length
-  ? `set ${missingServices.join(' and ')} to run the production rehearsal`
-  : missingTools.length && !CI
-    ? `${missingTools.join(', ')} not installed (run .ci/install-deploy-tools)`
-    : false;
-if (skip) console.log(`# skipping the production rehearsal: ${skip}`);
-
-const MAIN = path.join(ROOT, 'dist', 'main.js');
-const UPSTREAM_KEY = 'sk-rehearsal-upstream-key';
-const SECRET_KEY = randomBytes(36).toString('base64url');
-const ADMIN_KEY = randomBytes(36).toString('base64url');
-const METRICS_TOKEN = randomBytes(24).toString('hex');
-
-/** The parts of Prometheus' API answers the rehearsal reads. */
-interface PromData {
-  result: { metric: Record<string, string>; value: [number, string] }[];
-  activeTargets: { health: string; labels: Record<string, string> }[];
-  alerts: { labels: Record<string, string>; state: string }[];
-}
-
-interface Proc {
-  name: string;
-  child: ChildProcess;
-  log: string;
-  exited: Promise<number | null>;
-}
-
-const tail = (file: string, lines = 30) =>
-  existsSync(file) ? readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n') : '(no log)';
-
-/** dist/ older than any file in src/ (or missing): rebuild, as `npm test`'s pretest does. */
-async function ensureBuilt() {
-  const newestSource = Math.max(
-    ...filesUnder(path.join(ROOT, 'src'), /\.ts$/).map((f) => statSync(f).mtimeMs),
-    statSync(path.join(ROOT, 'package.json')).mtimeMs,
-  );
-  if (existsSync(MAIN) && statSync(MAIN).mtimeMs >= newestSource) return;
-  console.log('# rehearsal: dist/ is stale, running npm run build');
-  const result = await runAsync('npm', ['run', '--silent', 'build'], { cwd: ROOT, env: process.env });
-  assert.equal(result.code, 0, `npm run build failed:\n${result.stdout}\n${result.stderr}`);
-}
-
 describe('production rehearsal: 3 replicas behind the kit’s nginx, watched by its Prometheus rules', {
-  skip,
+  skip: rehearsalSkip,
   timeout: 170_000,
 }, () => {
-  const procs: Proc[] = [];
+  const stack = new RehearsalStack();
+  const { replicas, notifications } = stack;
+  const get: RehearsalStack['get'] = (...args) => stack.get(...args);
+  const chat: RehearsalStack['chat'] = (...args) => stack.chat(...args);
+  const prom: RehearsalStack['prom'] = (...args) => stack.prom(...args);
+  const stop: RehearsalStack['stop'] = (...args) => stack.stop(...args);
   let dir: string;
-  let db: TestDatabase;
-  let fake: FakeUpstream;
-  let webhook: http.Server;
-  const notifications: { receiver: string; alerts: { labels: Record<string, string>; status: string }[] }[] =
-    [];
-  let agent: Agent;
-  let edge: string; // https://127.0.0.1:PORT
+  let edge: string;
   let edgePort: number;
-  let promUrl: string;
-  const replicas: { port: number; track: string; proc?: Proc }[] = [];
-  let baseEnv: Record<string, string>;
-  let apiKey: string;
-
-  function start(name: string, command: string, args: string[], env: Record<string, string>): Proc {
-    const log = path.join(dir, `${name}.log`);
-    const fd = openSync(log, 'a');
-    const child = spawn(command, args, { cwd: dir, env, stdio: ['ignore', fd, fd] });
-    closeSync(fd);
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const proc = { name, child, log, exited };
-    procs.push(proc);
-    return proc;
-  }
-
-  async function stop(proc: Proc, signal: NodeJS.Signals = 'SIGTERM') {
-    if (proc.child.exitCode !== null || proc.child.signalCode !== null) return proc.exited;
-    proc.child.kill(signal);
-    const timer = setTimeout(() => proc.child.kill('SIGKILL'), 15_000);
-    const code = await proc.exited;
-    clearTimeout(timer);
-    return code;
-  }
-
-  const cli = async (args: string[], input = '') => {
-    const result = await runAsync(process.execPath, [MAIN, ...args], { cwd: dir, env: baseEnv, input });
-    assert.equal(result.code, 0, `colloquy ${args.join(' ')} failed:\n${result.stdout}\n${result.stderr}`);
-    return result.stdout;
-  };
-
-  const get = (url: string, headers: Record<string, string> = {}) =>
-    request(url, { method: 'GET', headers, dispatcher: agent });
-  const chat = (body: Record<string, unknown>, headers: Record<string, string> = {}) =>
-    request(`${edge}/v1/chat/completions`, {
-      method: 'POST',
-      dispatcher: agent,
-      headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json', ...headers },
-      body: JSON.stringify({
-        model: 'gpt-4o-mini',
-        messages: [{ role: 'user', content: 'Say hello' }],
-        ...body,
-      }),
-    });
-  /** Prometheus' HTTP API: the `data` of a successful answer. */
-  const prom = async <T = PromData>(endpoint: string): Promise<T> => {
-    const res = await fetch(`${promUrl}${endpoint}`);
-    const json = (await res.json()) as { status: string; data: T };
-    assert.equal(json.status, 'success', JSON.stringify(json));
-    return json.data;
-  };
 
   before(async () => {
-    assert.deepEqual(
-      missingTools,
-      [],
-      'the rehearsal needs these tools (run .ci/install-deploy-tools): required when CI=true',
-    );
-    markSuiteRan('redis');
-    dir = mkdtempSync(path.join(os.tmpdir(), 'colloquy-rehearsal-'));
-    await ensureBuilt();
-    db = await createTestDatabase('postgres');
-    fake = await startFakeUpstream({
-      apiKey: UPSTREAM_KEY,
-      reply: 'one two three four five six seven eight',
-      models: ['gpt-4o-mini'],
+    await stack.open({
+      tracks: ['stable', 'stable', 'canary'],
+      alertmanager: true,
+      // The deploy script's doctor gate, run against the real `colloquy doctor --json`: pending
+      // migrations are expected before `migrate up` and must not block.
+      beforeMigrate: async ({ baseEnv, dir }) => {
+        const gate = read('deploy/scripts/lib.sh').match(/<<'JS' \|\| true\n([\s\S]*?)\nJS\n/)?.[1];
+        assert.ok(gate, 'DOCTOR_GATE_JS in deploy/scripts/lib.sh');
+        const runGate = (env: Record<string, string>) =>
+          runAsync(process.execPath, ['-e', gate.replace('/app/dist/main.js', MAIN)], { cwd: dir, env });
+        const pending = await runGate(baseEnv);
+        assert.equal(pending.code, 0, `doctor gate before migrate:\n${pending.stdout}${pending.stderr}`);
+        assert.match(pending.stdout, /database\.pending_migrations: .*\(applied by the migrate step\)/);
+        const redisDown = await runGate({ ...baseEnv, REDIS_URL: `redis://127.0.0.1:${await freePort()}` });
+        assert.equal(redisDown.code, 1, 'the gate refuses an unreachable Redis');
+        assert.match(redisDown.stdout, /ERROR redis\.unreachable/);
+      },
     });
-    baseEnv = {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: dir,
-      COLLOQUY_ENV: 'production',
-      NODE_ENV: 'production',
-      HOST: '127.0.0.1',
-      DATABASE_URL: db.url,
-      REDIS_URL: process.env.TEST_REDIS_URL!,
-      SECRET_KEY,
-      COLLOQUY_ADMIN_KEY: ADMIN_KEY,
-      METRICS_TOKEN,
-      OPENAI_BASE_URL: fake.baseUrl,
-      OPENAI_API_KEY: UPSTREAM_KEY,
-      HTTPS_ONLY: 'true',
-      TRUST_PROXY: '127.0.0.1',
-      LOG_LEVEL: 'warn',
-      LOG_FORMAT: 'json',
-      SHUTDOWN_TIMEOUT: '5',
-      // As compose.yaml sets it: nginx retires its pooled connections before the listener closes.
-      SHUTDOWN_DELAY: '2',
-      // The rehearsal is about the deployment, not Colloquy's own per-key limits or load shedding (on a
-      // busy CI machine running Prometheus, nginx and three replicas the event loop can lag past 1 s).
-      RATE_LIMIT_ENABLED: 'false',
-      OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: '10000',
-    };
-
-    // The deploy script's doctor gate, run against the real `colloquy doctor --json`: pending migrations
-    // are expected before `migrate up` and must not block.
-    const gate = read('deploy/scripts/lib.sh').match(/<<'JS' \|\| true\n([\s\S]*?)\nJS\n/)?.[1];
-    assert.ok(gate, 'DOCTOR_GATE_JS in deploy/scripts/lib.sh');
-    const runGate = (env: Record<string, string>) =>
-      runAsync(process.execPath, ['-e', gate.replace('/app/dist/main.js', MAIN)], { cwd: dir, env });
-    const before = await runGate(baseEnv);
-    assert.equal(before.code, 0, `doctor gate before migrate:\n${before.stdout}${before.stderr}`);
-    assert.match(before.stdout, /database\.pending_migrations: .*\(applied by the migrate step\)/);
-    const redisDown = await runGate({ ...baseEnv, REDIS_URL: `redis://127.0.0.1:${await freePort()}` });
-    assert.equal(redisDown.code, 1, 'the gate refuses an unreachable Redis');
-    assert.match(redisDown.stdout, /ERROR redis\.unreachable/);
-
-    assert.match(await cli(['migrate', 'up']), /^applied: /m);
-    await cli(
-      ['users', 'create', '--email', 'rehearsal@example.com', '--password-stdin', '--json'],
-      'Rehearsal-Pa55word-1234!\n',
-    );
-    apiKey = (
-      JSON.parse(
-        await cli(['keys', 'create', '--user', 'rehearsal@example.com', '--name', 'rehearsal', '--json']),
-      ) as { key: string }
-    ).key;
-
-    for (let i = 0; i < 3; i++)
-      replicas.push({ port: await freePort(), track: i === 2 ? 'canary' : 'stable' });
-    replicas.forEach((r, i) => {
-      r.proc = start(`colloquy-${i + 1}`, process.execPath, [MAIN, 'serve'], {
-        ...baseEnv,
-        PORT: String(r.port),
-        COLLOQUY_TRACK: r.track,
-      });
-    });
-    for (const r of replicas) {
-      await eventually(
-        async () => (await fetch(`http://127.0.0.1:${r.port}/health/ready`)).status === 200,
-        `${r.proc!.name} ready\n${tail(r.proc!.log)}`,
-        30_000,
-      );
-    }
-
-    // Alertmanager, its receivers pointed at a local webhook that records what it is told.
-    webhook = http.createServer((req, res) => {
-      let body = '';
-      req.on('data', (d) => {
-        body += d;
-      });
-      req.on('end', () => {
-        notifications.push(JSON.parse(body));
-        res.end('ok');
-      });
-    });
-    await new Promise<void>((resolve) => webhook.listen(0, '127.0.0.1', resolve));
-    const hook = `http://127.0.0.1:${(webhook.address() as AddressInfo).port}`;
-    const am = parseYaml(read('deploy/alertmanager/alertmanager.yml')) as {
-      route: { group_wait: string; routes: { group_wait?: string }[] };
-      receivers: { name: string; webhook_configs: { url: string }[] }[];
-    };
-    am.route.group_wait = '0s';
-    for (const r of am.route.routes) r.group_wait = '0s';
-    for (const receiver of am.receivers) receiver.webhook_configs[0]!.url = `${hook}/${receiver.name}`;
-    mkdirSync(path.join(dir, 'alertmanager'));
-    writeFileSync(path.join(dir, 'alertmanager', 'alertmanager.yml'), toYaml(am));
-    const amPort = await freePort();
-    start(
-      'alertmanager',
-      which('prometheus-alertmanager')!,
-      [
-        `--config.file=${path.join(dir, 'alertmanager', 'alertmanager.yml')}`,
-        `--storage.path=${path.join(dir, 'alertmanager')}`,
-        `--web.listen-address=127.0.0.1:${amPort}`,
-        '--cluster.listen-address=',
-      ],
-      { PATH: baseEnv.PATH! },
-    );
-
-    // Prometheus with the kit's configuration and rules: 1 s scrapes and evaluations, `for:` shortened.
-    const promDir = path.join(dir, 'prometheus');
-    const tokenFile = path.join(dir, 'metrics_token');
-    writeFileSync(tokenFile, METRICS_TOKEN);
-    const promConfig = renderPrometheus({
-      dir: promDir,
-      targets: replicas.map((r) => `127.0.0.1:${r.port}`),
-      tokenFile,
-      alertmanager: `127.0.0.1:${amPort}`,
-      interval: '1s',
-      alertFor: '2s',
-    });
-    const promPort = await freePort();
-    promUrl = `http://127.0.0.1:${promPort}`;
-    start(
-      'prometheus',
-      which('prometheus')!,
-      [
-        `--config.file=${promConfig}`,
-        `--storage.tsdb.path=${path.join(promDir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${promPort}`,
-      ],
-      { PATH: baseEnv.PATH! },
-    );
-
-    // nginx with the kit's configuration, TLS with an openssl test certificate.
-    const certificate = makeCertificate(undefined, dir)!;
-    agent = new Agent({ connect: { ca: readFileSync(certificate.cert) }, keepAliveTimeout: 10_000 });
-    edgePort = await freePort();
-    const render = renderNginx({
-      dir: path.join(dir, 'nginx'),
-      upstreams: replicas.map((r) => `127.0.0.1:${r.port}`),
-      httpPort: await freePort(),
-      httpsPort: edgePort,
-      ...certificate,
-    });
-    edge = `https://127.0.0.1:${edgePort}`;
-    start('nginx', which('nginx')!, nginxArgs(render, [' daemon off;']), { PATH: baseEnv.PATH! });
-    await eventually(
-      async () => (await get(`${edge}/health/live`)).statusCode === 200,
-      `nginx serving\n${tail(path.join(render.dir, 'error.log'))}`,
-      15_000,
-    );
-    await eventually(
-      async () => (await fetch(`${promUrl}/-/ready`)).ok,
-      `prometheus ready\n${tail(path.join(dir, 'prometheus.log'))}`,
-    );
+    ({ dir, edge, edgePort } = stack);
   });
 
-  after(async () => {
-    for (const p of [...procs].reverse()) await stop(p);
-    await fake?.close();
-    await new Promise<void>((resolve) => (webhook ? webhook.close(() => resolve()) : resolve()));
-    await agent?.close();
-    await db?.drop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => stack.close());
 
   it('serves the API through nginx over TLS, with the security headers and one request id', async () => {
     const ready = await get(`${edge}/health/ready`);
@@ -346,7 +69,7 @@ describe('production rehearsal: 3 replicas behind the kit’s nginx, watched by 
     assert.equal(res.headers['x-content-type-options'], 'nosniff');
     assert.equal(res.headers['x-frame-options'], 'DENY');
     assert.equal(res.headers['referrer-policy'], 'no-referrer');
-    assert.equal(fake.requests.at(-1)?.headers['x-request-id'] ?? mine, mine);
+    assert.equal(stack.fake.requests.at(-1)?.headers['x-request-id'] ?? mine, mine);
 
     const anonymous = await chat({ stream: false });
     await anonymous.body.dump();
@@ -377,7 +100,7 @@ describe('production rehearsal: 3 replicas behind the kit’s nginx, watched by 
   });
 
   it('streams server-sent events through nginx unbuffered (and uncompressed)', async () => {
-    fake.set({ chunkIntervalMs: 200 });
+    stack.fake.set({ chunkIntervalMs: 200 });
     try {
       const started = Date.now();
       const res = await chat({ stream: true }, { 'accept-encoding': 'gzip' });
@@ -402,15 +125,15 @@ describe('production rehearsal: 3 replicas behind the kit’s nginx, watched by 
         `events arrived over ${spread} ms (${arrivals.join(', ')}), not in one burst`,
       );
     } finally {
-      fake.set({ chunkIntervalMs: 0 });
+      stack.fake.set({ chunkIntervalMs: 0 });
     }
   });
 
   it('upgrades WebSockets on /api/conversations/:id/ws through nginx', async () => {
     const created = await request(`${edge}/api/conversations`, {
       method: 'POST',
-      dispatcher: agent,
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      dispatcher: stack.agent,
+      headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' },
       body: JSON.stringify({ title: 'rehearsal' }),
     });
     const conversation = (await created.body.json()) as { id: string };
@@ -424,7 +147,7 @@ describe('production rehearsal: 3 replicas behind the kit’s nginx, watched by 
     await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
     socket.write(
       [
-        `GET /api/conversations/${conversation.id}/ws?token=${encodeURIComponent(apiKey)} HTTP/1.1`,
+        `GET /api/conversations/${conversation.id}/ws?token=${encodeURIComponent(stack.apiKey)} HTTP/1.1`,
         `Host: 127.0.0.1:${edgePort}`,
         'Upgrade: websocket',
         'Connection: Upgrade',

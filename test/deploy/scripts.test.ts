@@ -1,12 +1,27 @@
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { assertRan, DEPLOY, ROOT, type RunResult, requireTool, run } from './helpers.js';
+import {
+  assertRan,
+  DEPLOY,
+  eventually,
+  freePort,
+  makeCertificate,
+  nginxArgs,
+  ROOT,
+  type RunResult,
+  renderNginx,
+  requireTool,
+  run,
+} from './helpers.js';
 
 const DEPLOY_SCRIPT = path.join(DEPLOY, 'scripts', 'deploy');
 const ROLLBACK_SCRIPT = path.join(DEPLOY, 'scripts', 'rollback');
+const NGINX_ROUTE = path.join(DEPLOY, 'scripts', 'nginx-route');
 
 /**
  * A stand-in for `docker compose`: records each call as `COLLOQUY_IMAGE|args` and fails the calls
@@ -47,6 +62,7 @@ function sandbox(t: TestContext, extra: Record<string, string> = {}): Sandbox {
       ENV_FILE: path.join(dir, '.env'),
       READY_INTERVAL: '0',
       READY_TIMEOUT: '0',
+      TAKE_OUT_SETTLE: '0',
       ...extra,
     },
     calls: () => readFileSync(log, 'utf8').split('\n').filter(Boolean),
@@ -61,11 +77,15 @@ function sandbox(t: TestContext, extra: Record<string, string> = {}): Sandbox {
 const deploy = (s: Sandbox, image: string, env: Record<string, string> = {}): RunResult =>
   run('bash', [DEPLOY_SCRIPT, image], { env: { ...s.env, ...env }, cwd: ROOT });
 
-/** The calls, shortened: image|first words (readiness probes and doctor scripts elided). */
+/** The calls, shortened: image|first words (readiness probes, doctor and nginx-route scripts elided). */
 const summary = (calls: string[]) =>
   calls.map((c) =>
     c
       .replace(/ node -e fetch\(.*$/, ' <ready?>')
+      .replace(
+        / sh -c .* nginx-route (out|in) \/etc\/nginx\/colloquy\.d\/colloquy\.conf /,
+        ' nginx-route $1 ',
+      )
       .replace(/ migrate -e .*$/, ' migrate <doctor>')
       .replace(/--out \S+/, '--out <file>')
       .replace(/restore --yes \S+/, 'restore --yes <file>'),
@@ -83,6 +103,7 @@ describe('deploy scripts (deploy/scripts)', () => {
         'style',
         DEPLOY_SCRIPT,
         ROLLBACK_SCRIPT,
+        NGINX_ROUTE,
         path.join(DEPLOY, 'scripts', 'lib.sh'),
         path.join(ROOT, '.ci', 'install-deploy-tools'),
       ],
@@ -91,7 +112,7 @@ describe('deploy scripts (deploy/scripts)', () => {
     assertRan(result, 'shellcheck');
   });
 
-  it('deploy: doctor → backup → migrate → each replica replaced and gated on readiness → recorded', (t) => {
+  it('deploy: doctor → backup → migrate → each replica out of nginx, replaced, gated on readiness, back in → recorded', (t) => {
     const s = sandbox(t);
     const result = deploy(s, 'colloquy:1.1.0');
     assertRan(result, 'deploy');
@@ -99,18 +120,24 @@ describe('deploy scripts (deploy/scripts)', () => {
       'colloquy:1.1.0|run --rm --no-deps -T --entrypoint node migrate <doctor>',
       'colloquy:1.0.0|run --rm --no-deps -T migrate backup --out <file> --verify',
       'colloquy:1.1.0|run --rm --no-deps -T migrate',
+      '|exec -T nginx nginx-route out colloquy-1:8000',
       'colloquy:1.1.0|up -d --no-deps --force-recreate colloquy-1',
       '|exec -T colloquy-1 <ready?>',
-      '|exec -T nginx nginx -s reload',
+      '|exec -T nginx nginx-route in colloquy-1:8000',
+      '|exec -T nginx nginx-route out colloquy-2:8000',
       'colloquy:1.1.0|up -d --no-deps --force-recreate colloquy-2',
       '|exec -T colloquy-2 <ready?>',
-      '|exec -T nginx nginx -s reload',
+      '|exec -T nginx nginx-route in colloquy-2:8000',
+      '|exec -T nginx nginx-route out colloquy-3:8000',
       'colloquy:1.1.0|up -d --no-deps --force-recreate colloquy-3',
       '|exec -T colloquy-3 <ready?>',
-      '|exec -T nginx nginx -s reload',
+      '|exec -T nginx nginx-route in colloquy-3:8000',
     ]);
     assert.match(s.calls()[0]!, /doctor', '--json'/, 'the doctor gate runs `colloquy doctor --json`');
-    assert.match(s.calls()[4]!, /\/health\/ready/);
+    assert.match(s.calls()[5]!, /\/health\/ready/);
+    // The take-out runs the kit's nginx-route, whole, by sh inside the nginx container.
+    const script = readFileSync(NGINX_ROUTE, 'utf8').trimEnd().replaceAll('\n', ' ');
+    assert.ok(s.calls()[3]!.startsWith(`|exec -T nginx sh -c ${script} nginx-route out `), s.calls()[3]);
     assert.equal(s.state('current-image'), 'colloquy:1.1.0');
     assert.equal(s.state('previous-image'), 'colloquy:1.0.0');
     assert.match(s.state('last-backup') ?? '', /^\/app\/backups\/colloquy-predeploy-\d{8}T\d{6}Z\.dump$/);
@@ -162,18 +189,19 @@ describe('deploy scripts (deploy/scripts)', () => {
     assert.match(rolledBack.stderr, /colloquy-2 failed its gate on colloquy:1\.1\.0: rolling back/);
     const calls = summary(s2.calls());
     const failedAt = calls.indexOf('|exec -T colloquy-2 <ready?>');
-    assert.deepEqual(calls.slice(failedAt + 1), [
+    // colloquy-2 was taken out, recreated and failed its gate: it stays out of nginx (no put-back) while
+    // the database is restored and every replica restarts on the previous image; then all are put back.
+    assert.deepEqual(calls.slice(failedAt - 2), [
+      '|exec -T nginx nginx-route out colloquy-2:8000',
+      'colloquy:1.1.0|up -d --no-deps --force-recreate colloquy-2',
+      '|exec -T colloquy-2 <ready?>',
       '|stop colloquy-1 colloquy-2 colloquy-3',
       'colloquy:1.0.0|run --rm --no-deps -T migrate restore --yes <file>',
-      'colloquy:1.0.0|up -d --no-deps colloquy-1',
+      'colloquy:1.0.0|up -d --no-deps colloquy-1 colloquy-2 colloquy-3',
       '|exec -T colloquy-1 <ready?>',
-      '|exec -T nginx nginx -s reload',
-      'colloquy:1.0.0|up -d --no-deps colloquy-2',
       '|exec -T colloquy-2 <ready?>',
-      '|exec -T nginx nginx -s reload',
-      'colloquy:1.0.0|up -d --no-deps colloquy-3',
       '|exec -T colloquy-3 <ready?>',
-      '|exec -T nginx nginx -s reload',
+      '|exec -T nginx nginx-route in colloquy-1:8000 colloquy-2:8000 colloquy-3:8000',
     ]);
     const restored = s2.calls().find((c) => c.includes('restore --yes'))!;
     assert.ok(restored.endsWith(s2.state('last-backup')!), 'restores the backup this deploy took');
@@ -193,7 +221,62 @@ describe('deploy scripts (deploy/scripts)', () => {
     const result = deploy(s, 'colloquy:1.1.0', { STUB_FAIL: '' });
     assert.equal(result.code, 3);
     assert.ok(!s.calls().some((c) => c.includes('restore')), 'no restore');
-    assert.ok(s.calls().includes('colloquy:1.0.0|up -d --no-deps colloquy-1'));
+    // colloquy-1 stays out of nginx from its failed gate until the rollback has it ready again.
+    assert.deepEqual(summary(s.calls()).slice(3), [
+      '|exec -T nginx nginx-route out colloquy-1:8000',
+      'colloquy:1.1.0|up -d --no-deps --force-recreate colloquy-1',
+      '|exec -T colloquy-1 <ready?>',
+      '|exec -T nginx nginx-route out colloquy-1:8000',
+      'colloquy:1.0.0|up -d --no-deps colloquy-1',
+      '|exec -T colloquy-1 <ready?>',
+      '|exec -T nginx nginx-route in colloquy-1:8000',
+      '|exec -T nginx nginx-route out colloquy-2:8000',
+      'colloquy:1.0.0|up -d --no-deps colloquy-2',
+      '|exec -T colloquy-2 <ready?>',
+      '|exec -T nginx nginx-route in colloquy-2:8000',
+      '|exec -T nginx nginx-route out colloquy-3:8000',
+      'colloquy:1.0.0|up -d --no-deps colloquy-3',
+      '|exec -T colloquy-3 <ready?>',
+      '|exec -T nginx nginx-route in colloquy-3:8000',
+    ]);
+  });
+
+  it('deploy: a replica nginx will not take out is still replaced, with a warning', (t) => {
+    const s = sandbox(t, { STUB_FAIL: 'nginx-route out \\S+ colloquy-2:8000$' });
+    const result = deploy(s, 'colloquy:1.1.0');
+    assertRan(result, 'deploy');
+    assert.match(result.stderr, /warning: could not take colloquy-2 out of nginx/);
+    assert.ok(s.calls().includes('colloquy:1.1.0|up -d --no-deps --force-recreate colloquy-2'));
+    assert.equal(s.state('current-image'), 'colloquy:1.1.0');
+  });
+
+  it('deploy: a put-back nginx refuses at first is retried once every replica runs', (t) => {
+    const s = sandbox(t);
+    // nginx refuses the first put-back of colloquy-1 (as it does while another replica's name does not resolve).
+    writeFileSync(
+      s.env.COMPOSE!,
+      STUB.replace(
+        'if [[ -n',
+        `if [[ $* == *"nginx-route in "*" colloquy-1:8000" && ! -e "$STUB_LOG.refused" ]]; then touch "$STUB_LOG.refused"; exit 1; fi\nif [[ -n`,
+      ),
+    );
+    const result = deploy(s, 'colloquy:1.1.0');
+    assertRan(result, 'deploy');
+    assert.match(result.stderr, /could not put colloquy-1 back into nginx yet/);
+    assert.deepEqual(summary(s.calls()).slice(-2), [
+      '|exec -T nginx nginx-route in colloquy-3:8000',
+      '|exec -T nginx nginx-route in colloquy-1:8000',
+    ]);
+    assert.equal(s.state('current-image'), 'colloquy:1.1.0');
+  });
+
+  it('deploy: replicas nginx never takes back fail the deploy rather than leave them out', (t) => {
+    const s = sandbox(t, { STUB_FAIL: 'nginx-route in ' });
+    const result = deploy(s, 'colloquy:1.1.0');
+    assert.equal(result.code, 4, 'the rollback cannot put them back either');
+    assert.match(result.stderr, /error: nginx does not route to colloquy-1 colloquy-2 colloquy-3/);
+    assert.match(result.stderr, /not every replica is back in nginx: rolling back/);
+    assert.match(result.stderr, /THE ROLLBACK FAILED/);
   });
 
   it('DRY_RUN=1 prints the whole plan and runs nothing', (t) => {
@@ -208,7 +291,9 @@ describe('deploy scripts (deploy/scripts)', () => {
       'colloquy-1',
       'colloquy-2',
       'colloquy-3',
-      'nginx -s reload',
+      'nginx-route out',
+      'sleep 0',
+      'nginx-route in',
     ]) {
       assert.ok(result.stderr.includes(step), `the plan shows ${step}`);
     }
@@ -225,15 +310,11 @@ describe('deploy scripts (deploy/scripts)', () => {
     assert.deepEqual(summary(s.calls()), [
       '|stop colloquy-1 colloquy-2 colloquy-3',
       'colloquy:1.0.0|run --rm --no-deps -T migrate restore --yes <file>',
-      'colloquy:1.0.0|up -d --no-deps colloquy-1',
+      'colloquy:1.0.0|up -d --no-deps colloquy-1 colloquy-2 colloquy-3',
       '|exec -T colloquy-1 <ready?>',
-      '|exec -T nginx nginx -s reload',
-      'colloquy:1.0.0|up -d --no-deps colloquy-2',
       '|exec -T colloquy-2 <ready?>',
-      '|exec -T nginx nginx -s reload',
-      'colloquy:1.0.0|up -d --no-deps colloquy-3',
       '|exec -T colloquy-3 <ready?>',
-      '|exec -T nginx nginx -s reload',
+      '|exec -T nginx nginx-route in colloquy-1:8000 colloquy-2:8000 colloquy-3:8000',
     ]);
     assert.equal(s.state('current-image'), 'colloquy:1.0.0');
     assert.equal(s.state('previous-image'), 'colloquy:1.1.0', 'a second rollback undoes the first');
@@ -245,6 +326,12 @@ describe('deploy scripts (deploy/scripts)', () => {
       'rollback --image',
     );
     assert.ok(!s.calls().some((c) => c.includes('restore')), 'no restore without --restore');
+    assert.deepEqual(summary(s.calls()).slice(0, 4), [
+      '|exec -T nginx nginx-route out colloquy-1:8000',
+      'colloquy:0.9.0|up -d --no-deps colloquy-1',
+      '|exec -T colloquy-1 <ready?>',
+      '|exec -T nginx nginx-route in colloquy-1:8000',
+    ]);
     assert.equal(s.calls().filter((c) => c.startsWith('colloquy:0.9.0|up -d')).length, 3);
   });
 
@@ -256,5 +343,66 @@ describe('deploy scripts (deploy/scripts)', () => {
     assert.equal(noPrevious.code, 1);
     assert.match(noPrevious.stderr, /no previous image recorded/);
     assert.equal(deploy(s, 'x', { RESTORE_ON_ROLLBACK: 'sometimes' }).code, 1);
+  });
+});
+
+describe('nginx-route (deploy/scripts/nginx-route) on the shipped nginx configuration', () => {
+  it('takes a replica out of the upstream and puts it back, refusing to leave no replica routed', async (t) => {
+    const nginx = requireTool(t, 'nginx');
+    if (!nginx) return;
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'colloquy-nginx-route-'));
+    let stopNginx = () => {};
+    t.after(() => {
+      stopNginx();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const tls = makeCertificate(t, dir);
+    if (!tls) return;
+    // Two stand-in replicas, each answering its own name.
+    const replicas = await Promise.all(
+      ['replica-a', 'replica-b'].map(async (name) => {
+        const server = http.createServer((_req, res) => res.end(name));
+        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+        t.after(() => server.close());
+        return `127.0.0.1:${(server.address() as AddressInfo).port}`;
+      }),
+    );
+    const [a, b] = replicas as [string, string];
+    const httpPort = await freePort();
+    const render = renderNginx({ dir, upstreams: replicas, httpPort, httpsPort: await freePort(), ...tls });
+    assertRan(run(nginx, nginxArgs(render)), 'nginx');
+    stopNginx = () => assertRan(run(nginx, [...nginxArgs(render), '-s', 'stop']), 'nginx -s stop');
+    const conf = path.join(dir, 'colloquy.d', 'colloquy.conf');
+    const route = (state: string, ...addresses: string[]) =>
+      run('sh', [NGINX_ROUTE, state, conf, ...addresses, '--', ...nginxArgs(render)]);
+    /** Who answers /health through nginx (its plain-HTTP server proxies it to the upstream). */
+    const answering = async () => {
+      const seen = new Set<string>();
+      for (let i = 0; i < 12; i++) {
+        const res = await fetch(`http://127.0.0.1:${httpPort}/health`, { headers: { connection: 'close' } });
+        seen.add(await res.text());
+      }
+      return [...seen].sort().join(' ');
+    };
+    await eventually(async () => (await answering()) === 'replica-a replica-b', 'both replicas answer');
+
+    assertRan(route('out', a), 'nginx-route out');
+    assert.match(readFileSync(conf, 'utf8'), new RegExp(`server ${a} max_fails=2 fail_timeout=10s down;`));
+    await eventually(async () => (await answering()) === 'replica-b', 'only replica-b answers');
+    assert.equal(await answering(), 'replica-b', 'replica-a gets nothing once out');
+
+    const before = readFileSync(conf, 'utf8');
+    const last = route('out', b);
+    assert.equal(last.code, 1);
+    assert.match(last.stderr, /would leave no server routed/);
+    const unknown = route('out', '127.0.0.1:1');
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /no 'server 127\.0\.0\.1:1' line/);
+    assert.equal(readFileSync(conf, 'utf8'), before, 'a refused change leaves the file as it was');
+    assert.equal(await answering(), 'replica-b');
+
+    assertRan(route('in', a), 'nginx-route in');
+    assert.doesNotMatch(readFileSync(conf, 'utf8'), / down;/);
+    await eventually(async () => (await answering()) === 'replica-a replica-b', 'both answer again');
   });
 });
