@@ -9,6 +9,9 @@ const axis = (fg: string) => ({
   grid: { stroke: 'rgba(128, 128, 128, 0.25)' },
   ticks: { stroke: 'rgba(128, 128, 128, 0.25)' },
 });
+// uPlot's default labels round to the tick step's decimals, so fractions of a cent all read "0".
+const yValues = (_u: uPlot, splits: number[]) =>
+  splits.map((v) => (v !== 0 && Math.abs(v) < 1 ? String(Number(v.toPrecision(2))) : v.toLocaleString()));
 const day = (d: Date) => d.toISOString().slice(0, 10);
 const daysAgo = (n: number) => day(new Date(Date.now() - n * 86_400_000));
 
@@ -38,7 +41,7 @@ function Chart({
           {},
           ...series.map((s, i) => ({ label: s.label, stroke: colors[i % colors.length], width: 2 })),
         ],
-        axes: [axis(fg), axis(fg)],
+        axes: [axis(fg), { ...axis(fg), values: yValues, size: 60 }],
         scales: { x: { time: true } },
       },
       data,
