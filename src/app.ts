@@ -128,6 +128,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     isDraining: deps.isDraining ?? (() => false),
     maxEventLoopDelayMs: config.http.overload.maxEventLoopDelayMs,
     maxHeapBytes: config.http.overload.maxHeapBytes,
+    maxConcurrentRequests: config.http.overload.maxConcurrentRequests,
+    inFlightGauge: metrics.httpInFlight,
   });
   await app.register(securityPlugin, {
     allowedOrigins: config.http.allowedOrigins,

@@ -60,7 +60,7 @@ export interface Config {
     keepAliveTimeoutMs: number;
     shutdownTimeoutMs: number;
     shutdownDelayMs: number;
-    overload: { maxEventLoopDelayMs: number; maxHeapBytes: number };
+    overload: { maxEventLoopDelayMs: number; maxHeapBytes: number; maxConcurrentRequests: number };
   };
   metrics: { token: string | undefined; track: 'stable' | 'canary' };
   tracing: { endpoint: string; serviceName: string } | undefined;
@@ -213,6 +213,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, options: Loa
       overload: {
         maxEventLoopDelayMs: vars.OVERLOAD_MAX_EVENT_LOOP_DELAY_MS,
         maxHeapBytes: vars.OVERLOAD_MAX_HEAP_BYTES,
+        maxConcurrentRequests: vars.MAX_CONCURRENT_REQUESTS,
       },
     },
     metrics: { token: vars.METRICS_TOKEN, track: vars.COLLOQUY_TRACK ?? 'stable' },

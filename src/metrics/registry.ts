@@ -97,6 +97,11 @@ export function createMetrics(options: { track: 'stable' | 'canary' }) {
       labelNames: ['limit', 'scope'] as const,
       registers: [registry],
     }),
+    httpInFlight: new client.Gauge({
+      name: 'colloquy_http_requests_in_flight',
+      help: 'Requests being served right now, open streams and WebSockets included (health and metrics not)',
+      registers: [registry],
+    }),
     activeStreams: new client.Gauge({
       name: 'colloquy_active_streams',
       help: 'Streams open to clients right now',

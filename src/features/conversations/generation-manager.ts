@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ResponseCache, StreamRecorder } from '../../cache/response-cache.js';
+import { AppError } from '../../core/errors.js';
 import { nowIso } from '../../core/ids.js';
 import type { Logger } from '../../core/logger.js';
 import { ProviderError } from '../../providers/errors.js';
@@ -244,7 +245,8 @@ export class GenerationManager {
         ? 'partial'
         : 'error';
     const error = failure ? describeFailure(failure, signal) : null;
-    if (failure && !(failure instanceof ProviderError) && !(signal.reason instanceof Cancelled)) {
+    const expected = failure instanceof ProviderError || failure instanceof AppError;
+    if (failure && !expected && !(signal.reason instanceof Cancelled)) {
       logger.error({ err: failure, generationId: spec.id }, 'generation stopped by an unexpected error');
     }
     // Upstreams are asked for usage; when one reports none, the tokens are counted here.
@@ -474,6 +476,8 @@ function describeFailure(failure: unknown, signal: AbortSignal): { code: string;
       : { code: 'shutdown', message: 'stopped because the server was shutting down' };
   }
   if (failure instanceof ProviderError) return { code: failure.details.code, message: failure.message };
+  // Refusals of our own (rate limits, budgets, limits that cannot be checked while Redis is away) say why.
+  if (failure instanceof AppError) return { code: failure.code, message: failure.message };
   return { code: 'internal_error', message: 'the reply failed because of an internal error' };
 }
 
