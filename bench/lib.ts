@@ -164,12 +164,15 @@ export async function startUpstream(o: UpstreamOptions): Promise<Upstream> {
     { ...process.env, NODE_ENV: 'production' },
     ['--import', 'tsx'],
   );
+  const info = (await readyLine(proc, 'fake upstream')) as { url: string; baseUrl: string };
+  return { ...proc, url: info.url, baseUrl: info.baseUrl };
+}
+
+/** The first stdout line of a bench server (a JSON object saying where it listens). */
+async function readyLine(proc: Proc, what: string): Promise<unknown> {
   const line = await new Promise<string>((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(
-      () => reject(new Error(`fake upstream did not start: ${proc.stderr()}`)),
-      30_000,
-    );
+    const timer = setTimeout(() => reject(new Error(`${what} did not start: ${proc.stderr()}`)), 30_000);
     proc.child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
       const nl = out.indexOf('\n');
@@ -178,11 +181,25 @@ export async function startUpstream(o: UpstreamOptions): Promise<Upstream> {
         resolve(out.slice(0, nl));
       }
     });
-    proc.child.once('exit', (code) => reject(new Error(`fake upstream exited ${code}: ${proc.stderr()}`)));
+    proc.child.once('exit', (code) => reject(new Error(`${what} exited ${code}: ${proc.stderr()}`)));
   });
   proc.child.stdout?.resume();
-  const info = JSON.parse(line) as { url: string; baseUrl: string };
-  return { ...proc, url: info.url, baseUrl: info.baseUrl };
+  return JSON.parse(line);
+}
+
+export interface NodeProxy extends Proc {
+  url: string;
+}
+
+/** bench/node-proxy.ts in front of `upstream`: the cheapest any Node.js proxy can be (see bench/README.md). */
+export async function startNodeProxy(upstream: Upstream, apiKey: string): Promise<NodeProxy> {
+  const proc = spawnNode(
+    ['bench/node-proxy.ts', '--upstream', upstream.url, '--api-key', apiKey],
+    { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'production' },
+    ['--import', 'tsx'],
+  );
+  const info = (await readyLine(proc, 'node-proxy')) as { url: string };
+  return { ...proc, url: info.url };
 }
 
 export async function waitHttp(url: string, timeoutMs = 30_000, proc?: Proc): Promise<void> {

@@ -1,7 +1,8 @@
 /**
  * Colloquy benchmark harness (`npm run bench`; see bench/README.md). Arms run in one invocation, interleaved
- * over rounds: direct (client → fake upstream), colloquy (production configuration, SQLite and — with
- * TEST_DATABASE_URL — PostgreSQL), portkey (@portkey-ai/gateway). Figures are medians over rounds with min–max.
+ * over rounds: direct (client → fake upstream), node-proxy (the thinnest Node.js proxy: the ceiling of any
+ * Node.js gateway), colloquy (production configuration, SQLite and — with TEST_DATABASE_URL — PostgreSQL),
+ * portkey (@portkey-ai/gateway). Figures are medians over rounds with min–max.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -19,6 +20,7 @@ import {
   chatBody,
   freePort,
   loadAverage,
+  type NodeProxy,
   openLoop,
   type Proc,
   percentile,
@@ -30,6 +32,7 @@ import {
   slope,
   spawnNode,
   spread,
+  startNodeProxy,
   startUpstream,
   type Target,
   type Upstream,
@@ -205,6 +208,19 @@ async function startColloquy(
   return server;
 }
 
+const nodeProxies = new Map<string, NodeProxy>();
+
+/** The node-proxy arm in front of `up` (one process per upstream, started on first use). */
+async function nodeProxyTarget(up: Upstream): Promise<Target> {
+  let proxy = nodeProxies.get(up.url);
+  if (!proxy) {
+    proxy = await startNodeProxy(up, UPSTREAM_KEY);
+    nodeProxies.set(up.url, proxy);
+    cleanups.push(() => (proxy as NodeProxy).stop());
+  }
+  return { name: 'node-proxy', origin: proxy.url, path: '/v1/chat/completions', headers: {}, pid: proxy.pid };
+}
+
 let portkeyProc: Proc | undefined;
 let portkeyError: string | undefined;
 async function startPortkey(): Promise<Proc | undefined> {
@@ -329,7 +345,7 @@ function ratio(a: number[], b: number[]): number[] {
 
 async function armsFor(up: Upstream, servers: Server[]): Promise<Target[]> {
   await startPortkey();
-  const arms: Target[] = [directTarget(up), ...servers.map((s) => s.target)];
+  const arms: Target[] = [directTarget(up), await nodeProxyTarget(up), ...servers.map((s) => s.target)];
   const pk = portkeyTarget(up);
   if (pk) arms.push(pk);
   for (const a of arms) await smoke(a);
@@ -365,13 +381,16 @@ async function scenario1(up: Upstream, servers: Server[]) {
     }
   }
   const direct = rps.direct ?? [];
+  const ceiling = rps['node-proxy'] ?? [];
   for (const [name, v] of Object.entries(rps)) record(1, 'RPS (2xx/s)', name, 'req/s', v);
+  record(1, 'node-proxy/direct RPS', 'node-proxy', 'ratio', ratio(ceiling, direct));
   for (const s of servers) {
     const c = rps[s.target.name] ?? [];
     record(1, 'colloquy/direct RPS', s.target.name, 'ratio', ratio(c, direct), {
       text: '≥ 0.35',
       ok: (v) => v >= 0.35,
     });
+    record(1, 'colloquy/node-proxy RPS', s.target.name, 'ratio', ratio(c, ceiling));
     if (rps.portkey)
       record(1, 'colloquy/portkey RPS', s.target.name, 'ratio', ratio(c, rps.portkey), {
         text: '≥ 5',
@@ -436,6 +455,20 @@ async function scenario2(up: Upstream, servers: Server[]) {
         p.p99.map((x, i) => x - (d.p99[i] as number)),
         name.startsWith('colloquy') && big ? { text: '< 2', ok: (v) => v < 2 } : undefined,
       );
+    }
+    // What Colloquy adds on top of the cheapest possible Node.js proxy.
+    const n = per['node-proxy'];
+    for (const s of servers) {
+      const p = per[s.target.name];
+      if (!p || !n) continue;
+      for (const q of ['p50', 'p99'] as const)
+        record(
+          2,
+          `added ${q} vs node-proxy @${rate}`,
+          s.target.name,
+          'ms',
+          p[q].map((x, i) => x - (n[q][i] as number)),
+        );
     }
     out[String(rate)] = per;
   }
@@ -555,6 +588,18 @@ async function scenario3(db: Db[]) {
       name,
       'ms',
       p.gap99.map((x, i) => x - (d.gap99[i] as number)),
+    );
+  }
+  const n = per['node-proxy'];
+  for (const s of servers) {
+    const p = per[s.target.name];
+    if (!p || !n || p.failed === p.count) continue;
+    record(
+      3,
+      'TTFT overhead vs node-proxy p50',
+      s.target.name,
+      'ms',
+      p.ttft50.map((x, i) => x - (n.ttft50[i] as number)),
     );
   }
   results['3'] = {

@@ -2,9 +2,9 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, type LogEvent, PostgresDialect, sql } from 'kysely';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Config } from '../config/load-config.js';
-import { ResilientPgClient } from './pg-client.js';
+import { loadPg, resilientPgClientClass } from './pg-client.js';
 import type { Database, Dialect } from './schema.js';
 import { AutoRollbackAwareSqliteDialect } from './sqlite-dialect.js';
 import { withStatementCache } from './sqlite-statement-cache.js';
@@ -24,10 +24,10 @@ export interface DatabaseHandle {
 }
 
 // int8 (COUNT, SUM over integers) arrives as a string by default; our counts fit in a double.
-const pgTypes = {
+const pgTypes = (driver: typeof pg) => ({
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === 20 ? Number : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
-};
+    oid === 20 ? Number : driver.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+});
 
 export function openDatabase(target: Config['database']): DatabaseHandle {
   let observer: ((durationMs: number) => void) | undefined;
@@ -59,7 +59,8 @@ export function openDatabase(target: Config['database']): DatabaseHandle {
     };
   }
 
-  const pool = new pg.Pool({
+  const driver = loadPg();
+  const pool = new driver.Pool({
     connectionString: target.url,
     max: target.poolSize,
     connectionTimeoutMillis: target.poolTimeoutMs,
@@ -68,9 +69,9 @@ export function openDatabase(target: Config['database']): DatabaseHandle {
     ...(target.queryTimeoutMs
       ? { statement_timeout: target.queryTimeoutMs, query_timeout: target.queryTimeoutMs + 1_000 }
       : {}),
-    Client: ResilientPgClient,
+    Client: resilientPgClientClass(),
     idleTimeoutMillis: 30_000,
-    types: pgTypes,
+    types: pgTypes(driver),
   });
   // An idle client losing its server (restart, failover) must not crash the process; the pool replaces it.
   pool.on('error', () => {});

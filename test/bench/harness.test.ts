@@ -31,7 +31,7 @@ describe('benchmark harness (--tiny)', () => {
         node: string;
         cpu: string;
         scenarios: Record<string, unknown>;
-        summary: { scenario: number }[];
+        summary: { scenario: number; metric: string; arm: string }[];
       };
       assert.ok(doc.commit && doc.node && doc.cpu);
       for (const s of ['1', '2', '3', '4', '5', '6', '7']) {
@@ -41,6 +41,21 @@ describe('benchmark harness (--tiny)', () => {
           `scenario ${s} missing from the summary`,
         );
       }
+      // The node-proxy ceiling runs next to Colloquy wherever Colloquy is compared with direct.
+      for (const s of [1, 2, 3])
+        assert.ok(
+          doc.summary.some((r) => r.scenario === s && r.arm === 'node-proxy'),
+          `node-proxy missing from scenario ${s}`,
+        );
+      for (const metric of [
+        'colloquy/node-proxy RPS',
+        'added p50 vs node-proxy @50',
+        'TTFT overhead vs node-proxy p50',
+      ])
+        assert.ok(
+          doc.summary.some((r) => r.metric === metric && r.arm === 'colloquy-sqlite'),
+          `${metric} missing from the summary`,
+        );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
