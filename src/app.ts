@@ -221,7 +221,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         })
       : undefined;
   await app.register(openAiV1Routes, { gateway, usage, metrics, responses });
-  await app.register(usageRoutes, { db: database.db });
+  await app.register(usageRoutes, { db: database.db, recorder: usage });
   await app.register(providerRoutes, { gateway });
   await app.register(consolePlugin, {});
   await app.register(auditRoutes, { db: database.db });

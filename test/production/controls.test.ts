@@ -249,12 +249,19 @@ describe('budgets on /v1', () => {
   });
 
   it('shows spend in the usage API, a user only their own', async () => {
-    const usage = await fetch(`${stack.url}/api/usage?group_by=model`, { headers: bearer(stack.apiKey) });
-    assert.equal(usage.status, 200);
-    const body = (await usage.json()) as Json;
-    const model = body.data.find((r: { key: string }) => r.key === 'gpt-4o-mini');
-    assert.ok(model.requests >= 1);
-    assert.ok(model.cost_usd > 0);
+    const byModel = async () => {
+      const usage = await fetch(`${stack.url}/api/usage?group_by=model`, { headers: bearer(stack.apiKey) });
+      assert.equal(usage.status, 200);
+      const body = (await usage.json()) as Json;
+      return body.data.find((r: { key: string }) => r.key === 'gpt-4o-mini');
+    };
+    const before = await byModel();
+    assert.ok(before.cost_usd > 0);
+    // Read right after a request: the usage shown already counts it.
+    await (await post(stack, chatRequest({ max_tokens: 10 }))).json();
+    const model = await byModel();
+    assert.equal(model.requests, before.requests + 1);
+    assert.ok(model.cost_usd > before.cost_usd);
     const daily = (await (
       await fetch(`${stack.url}/api/usage?group_by=day`, { headers: bearer(stack.apiKey) })
     ).json()) as Json;

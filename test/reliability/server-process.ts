@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,6 +23,8 @@ export interface ServerProcess {
   pid: number;
   /** Resident memory in kB, from /proc. */
   rssKb(): number;
+  /** Open sockets (client and upstream connections, the inspector's), from /proc. */
+  sockets(): number;
   /** The heap after a full GC (the server runs with --inspect). */
   heap: HeapProbe;
   /** A gauge from /metrics, summed over its label sets. */
@@ -89,6 +91,14 @@ async function start(env: Record<string, string>): Promise<ServerProcess> {
       url,
       pid: child.pid!,
       rssKb: () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]),
+      sockets: () =>
+        readdirSync(`/proc/${child.pid}/fd`).filter((fd) => {
+          try {
+            return readlinkSync(`/proc/${child.pid}/fd/${fd}`).startsWith('socket:');
+          } catch {
+            return false; // closed meanwhile
+          }
+        }).length,
       heap,
       gauge: async (name) => {
         const text = await (await fetch(`${url}/metrics`)).text();

@@ -1,15 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { startFakeUpstream } from '../fake-upstream/server.js';
 import { bearer, TEST_MASTER_KEY } from '../helpers/app.js';
-import { eventually, sseData, UPSTREAM_KEY } from '../helpers/chat-stack.js';
-import { connectInspector, inspectorUrl } from '../helpers/inspector.js';
-import { freePort } from '../helpers/net.js';
+import { sseData, UPSTREAM_KEY } from '../helpers/chat-stack.js';
+import { built, startServerProcess } from './server-process.js';
 
 /**
  * A soak of the built server (SOAK_SECONDS, 20 s by default; set it higher for a long soak by hand) with
@@ -17,7 +11,6 @@ import { freePort } from '../helpers/net.js';
  * and the server's sockets stay flat; no MaxListenersExceededWarning. The heap is read over the inspector
  * protocol (the server is spawned with --inspect), so the product has no GC or heap endpoint of its own.
  */
-const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
 const WORKERS = 4;
 const MB = 1024 * 1024;
 const HEAP_GROWTH_LIMIT = 5 * MB;
@@ -30,48 +23,14 @@ const faults = [
   { kind: 'malformed-chunk' },
 ] as const;
 
-describe('soak with 1 % injected faults', { skip: !existsSync(MAIN) && 'run npm run build' }, () => {
+describe('soak with 1 % injected faults', { skip: !built() && 'run npm run build' }, () => {
   const seconds = Number(process.env.SOAK_SECONDS ?? 20);
   it(`${seconds} s: RSS, post-GC heap, sockets and streams stay flat`, {
     timeout: (seconds + 60) * 1_000,
   }, async () => {
     const fake = await startFakeUpstream({ apiKey: UPSTREAM_KEY });
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'colloquy-soak-'));
-    const port = await freePort();
-    const child = spawn(process.execPath, ['--inspect=127.0.0.1:0', MAIN, 'serve'], {
-      cwd: dir,
-      env: {
-        PATH: process.env.PATH ?? '',
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        LOG_FORMAT: 'json',
-        LOG_LEVEL: 'warn',
-        COLLOQUY_ADMIN_KEY: TEST_MASTER_KEY,
-        DATABASE_URL: `sqlite:${path.join(dir, 'colloquy.db')}`,
-        RATE_LIMIT_ENABLED: 'false',
-        RESPONSE_CACHE_TTL_SECONDS: '0',
-        OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: '0',
-        OPENAI_BASE_URL: fake.baseUrl,
-        OPENAI_API_KEY: UPSTREAM_KEY,
-      },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr!.on('data', (d) => {
-      stderr += d;
-    });
-    const url = `http://127.0.0.1:${port}`;
-    const rss = () =>
-      Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0);
-    /** The server's open sockets (client connections, upstream connections, the inspector's). */
-    const sockets = () =>
-      readdirSync(`/proc/${child.pid}/fd`).filter((fd) => {
-        try {
-          return readlinkSync(`/proc/${child.pid}/fd/${fd}`).startsWith('socket:');
-        } catch {
-          return false; // closed meanwhile
-        }
-      }).length;
+    const server = await startServerProcess({ OPENAI_BASE_URL: fake.baseUrl, OPENAI_API_KEY: UPSTREAM_KEY });
+    const { url } = server;
     let requests = 0;
     let injected = 0;
     let bad = 0;
@@ -99,7 +58,7 @@ describe('soak with 1 % injected faults', { skip: !existsSync(MAIN) && 'run npm 
     };
     const sampler = async (running: () => boolean) => {
       while (running()) {
-        samples.push({ t: Date.now() - started, rss: rss() });
+        samples.push({ t: Date.now() - started, rss: server.rssKb() });
         await new Promise((r) => setTimeout(r, 500));
       }
     };
@@ -110,22 +69,15 @@ describe('soak with 1 % injected faults', { skip: !existsSync(MAIN) && 'run npm 
         sampler(until(deadline)),
       ]);
     try {
-      await eventually(
-        async () => (await fetch(`${url}/health`).catch(() => undefined))?.ok === true,
-        15_000,
-        'up',
-      );
-      const probe = await connectInspector(inspectorUrl(stderr)!);
       // The first quarter warms up (JIT, pools, caches); the early checkpoint follows it. Every fault is
       // met once in it: some paths load code and data on first use (the tokenizer that counts the tokens
       // of a reply cut short is ~15 MB), which would otherwise read as growth between the checkpoints.
       fake.queue(...faults);
       injected += faults.length;
       await phase(started + seconds * 250);
-      const early = { heap: await probe.heapAfterGc(), sockets: sockets() };
+      const early = { heap: await server.heap.heapAfterGc(), sockets: server.sockets() };
       await phase(started + seconds * 1_000);
-      const late = { heap: await probe.heapAfterGc(), sockets: sockets() };
-      probe.close();
+      const late = { heap: await server.heap.heapAfterGc(), sockets: server.sockets() };
 
       assert.equal(bad, 0, `a 500 or a stream without [DONE]: ${JSON.stringify(statuses)}`);
       // Compare the second quarter (after warm-up) with the last quarter of the run.
@@ -146,10 +98,9 @@ describe('soak with 1 % injected faults', { skip: !existsSync(MAIN) && 'run npm 
       assert.ok(late.sockets <= early.sockets + WORKERS, `sockets ${early.sockets} → ${late.sockets}`);
       assert.ok(fake.openSockets() <= 16, `upstream sockets: ${fake.openSockets()}`);
     } finally {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+      const stderr = server.stderr();
+      await server.close();
       await fake.close();
-      rmSync(dir, { recursive: true, force: true });
       assert.ok(!/MaxListenersExceededWarning/.test(stderr), stderr);
     }
   });

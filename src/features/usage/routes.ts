@@ -7,6 +7,7 @@ import { bearerSecurity, principalOf } from '../../plugins/auth.js';
 import { usageReport } from '../limits/rollups.js';
 import { usageLabels } from './labels.js';
 import { type RejectionQuery, rejectionReport } from './rejections.js';
+import type { UsageRecorder } from './store.js';
 
 const Day = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: 'YYYY-MM-DD (UTC)' });
 const Totals = Type.Object({
@@ -130,7 +131,10 @@ async function dailyPercentiles(
 const errors = { 400: Type.Ref('Error'), 401: Type.Ref('Error'), 403: Type.Ref('Error') };
 
 /** Spend and usage so far, from the daily roll-ups (today live). A user sees their own; admins everyone's. */
-export async function usageRoutes(fastify: FastifyInstance, deps: { db: Db }) {
+export async function usageRoutes(
+  fastify: FastifyInstance,
+  deps: { db: Db; recorder: Pick<UsageRecorder, 'flush'> },
+) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   app.get(
     '/api/usage',
@@ -174,6 +178,9 @@ export async function usageRoutes(fastify: FastifyInstance, deps: { db: Db }) {
       }
       const filters = { userId, apiKeyId: q.api_key_id, model: q.model };
       const groupBy = q.group_by as 'day' | 'model' | 'api_key' | 'user';
+      // Rows are written in batches a few milliseconds late: write them first, so a client reading its usage
+      // right after a request sees that request (on this replica).
+      await deps.recorder.flush();
       let data: TotalsRow[] = await usageReport(deps.db, { from, to, groupBy, ...filters });
       // Refusals happen before a model is routed: they have no model to group or filter by.
       if (groupBy !== 'model' && q.model === undefined)
