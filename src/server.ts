@@ -102,7 +102,12 @@ export async function startServer(
           logger.warn('drain period over: ending the streams still open');
           app.endOpenStreams();
         }, config.http.shutdownTimeoutMs);
+        // close() ends only the connections idle at that moment. A keep-alive connection whose request was
+        // in flight (a stream, or nginx's upstream pool) turns idle later and would hold the process open
+        // for the whole keep-alive timeout (72 s by default): end those as they go idle.
+        const idleSweep = setInterval(() => app.server.closeIdleConnections(), 100);
         await closed;
+        clearInterval(idleSweep);
         clearTimeout(drainTimer);
         await stopUsageJobs();
         await Promise.allSettled([database.close(), redis?.quit()]);

@@ -226,6 +226,7 @@ describe('SIGTERM with 50 live streams (dist server)', {
           };
         }),
       );
+      const signalledAt = Date.now();
       child.kill('SIGTERM');
       const bodies = await Promise.all(streams.map((s) => s.rest));
       let inBand = 0;
@@ -235,7 +236,13 @@ describe('SIGTERM with 50 live streams (dist server)', {
         if (events.some((e) => e.includes('"error"'))) inBand++;
       }
       assert.equal(await exited, 0, output.slice(-3000));
-      console.log(`# sigterm: 50 streams, ${50 - inBand} finished, ${inBand} ended in-band`);
+      // The client still holds its keep-alive connections: they must not keep the process up for the
+      // keep-alive timeout (72 s) after the 2 s drain.
+      const exitMs = Date.now() - signalledAt;
+      assert.ok(exitMs < 15_000, `exited ${exitMs} ms after SIGTERM`);
+      console.log(
+        `# sigterm: 50 streams, ${50 - inBand} finished, ${inBand} ended in-band, exit ${exitMs} ms after SIGTERM`,
+      );
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
