@@ -5,6 +5,7 @@ import type {
   GatewayRequest,
   StreamResult,
 } from '../../providers/router/types.js';
+import { TextBuffer } from '../../providers/text-buffer.js';
 import { countPromptTokens, countTextTokens } from '../../providers/tokens.js';
 import type { StreamEvent, Usage } from '../../providers/types.js';
 import type { Principal } from '../auth/principal.js';
@@ -98,18 +99,19 @@ export class LimitedGateway implements ChatGateway {
     const upstreamModel = result.route.upstreamModel;
     async function* events(): AsyncGenerator<StreamEvent> {
       let usage: Usage | undefined;
-      let text = '';
+      const text = new TextBuffer();
       try {
         for await (const event of result.events) {
           if (event.chunk.usage) usage = event.chunk.usage;
-          text += event.chunk.choices[0]?.delta?.content ?? '';
+          const content = event.chunk.choices[0]?.delta?.content;
+          if (content) text.append(content);
           yield event;
         }
       } finally {
         // A partial stream still cost what it produced: settle to that, never release it for free.
         await Promise.all([
           releaseSlot(),
-          admission!.settle(usage ?? estimate(request, text), upstreamModel),
+          admission!.settle(usage ?? estimate(request, text.toString()), upstreamModel),
         ]);
       }
     }

@@ -8,6 +8,7 @@ import { bearerSecurity, principalOf } from '../../plugins/auth.js';
 import { toErrorResponse } from '../../plugins/error-handler.js';
 import { ProviderError } from '../../providers/errors.js';
 import type { ChatGateway, RouteInfo } from '../../providers/router/types.js';
+import { TextBuffer } from '../../providers/text-buffer.js';
 import { countPromptTokens, countTextTokens } from '../../providers/tokens.js';
 import type { ChatCompletionRequest, Usage } from '../../providers/types.js';
 import type { UsageRecorder } from '../usage/store.js';
@@ -167,7 +168,7 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
       ...result.headers,
     });
     let usage: Usage | undefined;
-    let text = '';
+    const text = new TextBuffer();
     let status = 'ok';
     deps.metrics?.activeStreams.inc({ api: 'v1' });
     try {
@@ -178,7 +179,7 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
         recorder?.record(event);
         if (chunk.usage) usage = chunk.usage;
         const delta = chunk.choices[0]?.delta;
-        if (delta?.content) text += delta.content;
+        if (delta?.content) text.append(delta.content);
         // Upstreams are always asked for usage; a client that did not ask must not get the extra chunk.
         if (chunk.choices.length === 0 && !includeUsage) continue;
         const data = event.raw ?? JSON.stringify(chunk);
@@ -204,7 +205,7 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
     }
     void record(request, body, {
       route: result.route,
-      usage: usage ?? estimateUsage(body, text),
+      usage: usage ?? estimateUsage(body, text.toString()),
       latencyMs: performance.now() - startedAt,
       ttftMs: result.ttftMs,
       status,
