@@ -245,6 +245,7 @@ type Service = {
   read_only?: boolean;
   restart?: string;
   secrets?: { source: string }[];
+  ulimits?: { nofile?: { soft: number; hard: number } };
 };
 
 describe('compose.yaml (production stack)', () => {
@@ -289,6 +290,8 @@ describe('compose.yaml (production stack)', () => {
       const grace = Number(/^(\d+)s$/.exec(s.stop_grace_period ?? '')?.[1]);
       const drain = Number(/:-(\d+)\}/.exec(s.environment?.SHUTDOWN_TIMEOUT ?? '')?.[1]);
       assert.ok(grace > drain, `${name}: stop_grace_period ${grace}s > SHUTDOWN_TIMEOUT ${drain}s`);
+      // Two sockets per open stream: 10,000 streams must fit in the descriptor limit.
+      assert.ok((s.ulimits?.nofile?.soft ?? 0) >= 2 * 10_000 + 1024, `${name}: ulimits.nofile`);
     }
     const migrate = services.migrate!;
     assert.deepEqual(migrate.command, ['migrate', 'up']);
