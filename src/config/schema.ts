@@ -148,7 +148,7 @@ export const EnvSchema = Type.Object({
     'requests (streams and WebSockets included) one replica serves at once; past it 503, 0 (no cap) or more',
     0,
     1_000_000,
-    4096,
+    10_000,
   ),
   OVERLOAD_MAX_HEAP_BYTES: int(
     'heap use in bytes above which requests get 503, 0 (off) or more',
