@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { markSuiteRan } from '../../test/helpers/databases.js';
 import { freePort } from '../../test/helpers/net.js';
+import { lockRedisTests } from '../../test/helpers/redis-lock.js';
 import { createRedis } from '../core/redis.js';
 import { type Cache, cacheKey, escapeGlob, globMatch } from './cache.js';
 import { createCache } from './index.js';
@@ -272,7 +270,7 @@ describe('RedisCache on a real Redis', {
   before(async () => {
     markSuiteRan('redis');
     // The pause test below stops every client of this Redis: the Redis suites in src/cache take turns.
-    release = await lockRedisTests();
+    release = await lockRedisTests(REDIS_URL!);
     redis = createRedis(REDIS_URL!, logs.logger);
     admin = new Redis(REDIS_URL!, { maxRetriesPerRequest: 1 });
     await until(() => redis.status === 'ready', 5_000);
@@ -439,48 +437,5 @@ class TcpProxy {
     this.#server = undefined;
     for (const socket of this.#sockets) socket.destroy();
     if (server) await new Promise((resolve) => server.close(resolve));
-  }
-}
-
-/**
- * An exclusive lock between the src/cache Redis suites, which run in parallel processes: CLIENT PAUSE
- * would otherwise stall the other suite's Redis tests. A lock left by a dead process is taken over.
- */
-async function lockRedisTests(): Promise<() => void> {
-  const id = createHash('sha256').update(REDIS_URL!).digest('hex').slice(0, 12);
-  const dir = path.join(os.tmpdir(), `colloquy-cache-redis-tests-${id}.lock`);
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    try {
-      mkdirSync(dir);
-      writeFileSync(path.join(dir, 'pid'), String(process.pid));
-      return () => rmSync(dir, { recursive: true, force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    if (lockIsStale(dir)) rmSync(dir, { recursive: true, force: true });
-    else if (Date.now() > deadline) throw new Error(`timed out waiting for ${dir}`);
-    else await sleep(50);
-  }
-}
-
-function lockIsStale(dir: string): boolean {
-  try {
-    const pid = Number(readFileSync(path.join(dir, 'pid'), 'utf8'));
-    if (!Number.isSafeInteger(pid) || pid <= 0)
-      throw Object.assign(new Error('no pid yet'), { code: 'ENOENT' });
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EPERM') return false;
-    if (code === 'ENOENT') {
-      try {
-        return statSync(dir).mtimeMs < Date.now() - 10_000;
-      } catch {
-        return false;
-      }
-    }
-    return true; // ESRCH: the holder is gone
   }
 }

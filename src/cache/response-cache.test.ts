@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import pino from 'pino';
 import { markSuiteRan } from '../../test/helpers/databases.js';
 import { freePort } from '../../test/helpers/net.js';
+import { lockRedisTests } from '../../test/helpers/redis-lock.js';
 import { createRedis } from '../core/redis.js';
 import type { RouteInfo } from '../providers/router/types.js';
 import type {
@@ -234,7 +232,7 @@ for (const store of stores) {
     if (store.name === 'redis') {
       before(async () => {
         markSuiteRan('redis');
-        releaseLock = await lockRedisTests();
+        releaseLock = await lockRedisTests(REDIS_URL!);
         redis = createRedis(REDIS_URL!, silent);
         await until(() => redis!.status === 'ready', 5_000);
       });
@@ -565,44 +563,4 @@ async function deleteByPrefix(client: Redis, prefix: string) {
     cursor = next;
     if (keys.length) await client.unlink(...keys);
   } while (cursor !== '0');
-}
-
-/** See cache.contract.test.ts: the src/cache Redis suites take turns (one of them pauses Redis). */
-async function lockRedisTests(): Promise<() => void> {
-  const id = createHash('sha256').update(REDIS_URL!).digest('hex').slice(0, 12);
-  const dir = path.join(os.tmpdir(), `colloquy-cache-redis-tests-${id}.lock`);
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    try {
-      mkdirSync(dir);
-      writeFileSync(path.join(dir, 'pid'), String(process.pid));
-      return () => rmSync(dir, { recursive: true, force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    if (lockIsStale(dir)) rmSync(dir, { recursive: true, force: true });
-    else if (Date.now() > deadline) throw new Error(`timed out waiting for ${dir}`);
-    else await sleep(50);
-  }
-}
-
-function lockIsStale(dir: string): boolean {
-  try {
-    const pid = Number(readFileSync(path.join(dir, 'pid'), 'utf8'));
-    if (!Number.isSafeInteger(pid) || pid <= 0)
-      throw Object.assign(new Error('no pid yet'), { code: 'ENOENT' });
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EPERM') return false;
-    if (code === 'ENOENT') {
-      try {
-        return statSync(dir).mtimeMs < Date.now() - 10_000;
-      } catch {
-        return false;
-      }
-    }
-    return true; // ESRCH: the holder is gone
-  }
 }
