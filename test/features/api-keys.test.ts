@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import type { LightMyRequestResponse } from 'fastify';
 import { AppError } from '../../src/core/errors.js';
 import type { ApiKeyStore, KeyOwner } from '../../src/features/api-keys/store.js';
 import { AccessTokens } from '../../src/features/auth/access-tokens.js';
@@ -10,6 +9,7 @@ import type { RefreshTokenStore } from '../../src/features/auth/refresh-tokens.j
 import { AuthService } from '../../src/features/auth/service.js';
 import type { UserStore } from '../../src/features/users/store.js';
 import {
+  assertError,
   bearer,
   createUser,
   startTestApp,
@@ -22,10 +22,6 @@ import { DIALECTS } from '../helpers/databases.js';
 const KEY_FORMAT = /^ck-[A-Za-z0-9_-]{43}$/;
 const sha256 = (value: string) => createHash('sha256').update(value).digest('hex');
 
-interface ErrorBody {
-  error: { message: string; type: string; code: string; param: string | null };
-}
-
 interface PublicKey {
   id: string;
   user_id: string;
@@ -37,17 +33,6 @@ interface PublicKey {
   created_at: string;
 }
 type CreatedKey = PublicKey & { key: string };
-
-function assertError(res: LightMyRequestResponse, status: number, code: string, param?: string | null) {
-  assert.equal(res.statusCode, status, `expected ${status} ${code}, got ${res.statusCode} ${res.body}`);
-  const body = res.json() as ErrorBody;
-  assert.deepEqual(Object.keys(body), ['error']);
-  assert.equal(body.error.code, code);
-  assert.equal(typeof body.error.message, 'string');
-  assert.equal(typeof body.error.type, 'string');
-  if (param !== undefined) assert.equal(body.error.param, param);
-  return body.error;
-}
 
 const rejectsWith = (code: string) => (err: unknown) => {
   assert.ok(err instanceof AppError, `expected an AppError, got ${String(err)}`);

@@ -6,6 +6,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import type { Redis } from 'ioredis';
 import { SignJWT } from 'jose';
 import {
+  assertError,
   bearer,
   createUser,
   startTestApp,
@@ -23,17 +24,6 @@ interface ErrorBody {
 }
 
 /** Asserts the status and the `{error:{message,type,code,param}}` body; returns the error. */
-function assertError(res: LightMyRequestResponse, status: number, code: string, param?: string | null) {
-  assert.equal(res.statusCode, status, `expected ${status} ${code}, got ${res.statusCode} ${res.body}`);
-  const body = res.json() as ErrorBody;
-  assert.deepEqual(Object.keys(body), ['error']);
-  assert.deepEqual(Object.keys(body.error).sort(), ['code', 'message', 'param', 'type']);
-  assert.equal(body.error.code, code);
-  assert.equal(typeof body.error.message, 'string');
-  assert.ok(body.error.message.length > 0);
-  if (param !== undefined) assert.equal(body.error.param, param);
-  return body.error;
-}
 
 const unique = (label: string) => `${label}-${randomBytes(5).toString('hex')}@example.com`;
 /** A fresh client address, so each throttle test starts with clean per-address counts. */

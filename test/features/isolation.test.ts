@@ -1,26 +1,21 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
-import { bearer, createUser, startTestApp, TEST_MASTER_KEY, type TestApp } from '../helpers/app.js';
+import {
+  assertError,
+  bearer,
+  createUser,
+  startTestApp,
+  TEST_MASTER_KEY,
+  type TestApp,
+} from '../helpers/app.js';
 import { DIALECTS } from '../helpers/databases.js';
-
-interface ErrorBody {
-  error: { message: string; type: string; code: string; param: string | null };
-}
 
 interface PublicKey {
   id: string;
   user_id: string;
   name: string;
   revoked_at: string | null;
-}
-
-function assertError(res: LightMyRequestResponse, status: number, code: string) {
-  assert.equal(res.statusCode, status, `expected ${status} ${code}, got ${res.statusCode} ${res.body}`);
-  const body = res.json() as ErrorBody;
-  assert.deepEqual(Object.keys(body), ['error']);
-  assert.equal(body.error.code, code);
-  return body.error;
 }
 
 type User = Awaited<ReturnType<typeof createUser>>;

@@ -1,8 +1,10 @@
+import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { Redis } from 'ioredis';
 import { buildApp } from '../../src/app.js';
 import { type Config, loadConfig } from '../../src/config/load-config.js';
+import type { ErrorBody } from '../../src/core/errors.js';
 import { createLogger } from '../../src/core/logger.js';
 import { createRedis, waitForRedis } from '../../src/core/redis.js';
 import { type DatabaseHandle, openDatabase } from '../../src/db/database.js';
@@ -113,6 +115,23 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
 }
 
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+/** Asserts the status and the `{error:{message,type,code,param}}` body (param too, when given); returns the error. */
+export function assertError(
+  res: LightMyRequestResponse,
+  status: number,
+  code: string,
+  param?: string | null,
+): ErrorBody['error'] {
+  assert.equal(res.statusCode, status, `expected ${status} ${code}, got ${res.statusCode} ${res.body}`);
+  const body = res.json() as ErrorBody;
+  assert.deepEqual(Object.keys(body), ['error']);
+  assert.deepEqual(Object.keys(body.error).sort(), ['code', 'message', 'param', 'type']);
+  assert.equal(body.error.code, code);
+  assert.ok(body.error.message.length > 0);
+  if (param !== undefined) assert.equal(body.error.param, param);
+  return body.error;
+}
 
 /** Signs up (first user becomes admin) or creates via the master key, then logs in. */
 export async function createUser(

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { LightMyRequestResponse } from 'fastify';
 import {
+  assertError,
   bearer,
   createUser,
   startTestApp,
@@ -11,11 +11,6 @@ import {
 } from '../../../test/helpers/app.js';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../../../test/helpers/databases.js';
 import { FakeGateway } from '../conversations/testing/fake-gateway.js';
-
-function assertError(res: LightMyRequestResponse, status: number, code: string) {
-  assert.equal(res.statusCode, status, `expected ${status} ${code}, got ${res.statusCode} ${res.body}`);
-  assert.equal(res.json().error.code, code);
-}
 
 for (const dialect of DIALECTS) {
   describe(`assistants (${dialect})`, () => {
