@@ -4,25 +4,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
+import type { RouteHealth } from '../../src/providers/router/deployment-health.js';
 import { bearer, createUser, TEST_MASTER_KEY } from '../helpers/app.js';
 import { type ChatStack, defaultRouting, eventually, startChatStack } from '../helpers/chat-stack.js';
 import { DIALECTS } from '../helpers/databases.js';
 
-interface Deployment {
-  id: string;
-  provider: string;
-  state: string;
-  attempts: number;
-  failures: number;
-  error_ratio: number | null;
-  p50_latency_ms: number | null;
-  p95_latency_ms: number | null;
-  p50_ttft_ms: number | null;
-}
 interface Providers {
   replica: string;
   window_seconds: number;
-  routes: { name: string; kind: string; deployments: Deployment[] }[];
+  routes: RouteHealth[];
 }
 interface UsageRow {
   key: string | null;

@@ -1,17 +1,15 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import SqliteDatabase from 'better-sqlite3';
 import { bearer, TEST_MASTER_KEY } from '../helpers/app.js';
 import { type ChatStack, eventually, sseData, startChatStack } from '../helpers/chat-stack.js';
+import { openDemoStream, spawnDistServer } from '../helpers/dist-server.js';
 import { freePort, startRedisServer } from '../helpers/net.js';
-
-const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
 
 describe('Redis outage: the service degrades and recovers by itself', () => {
   let stack: ChatStack;
@@ -90,67 +88,16 @@ describe('SIGTERM with live streams', () => {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  async function startServer(env: Record<string, string>) {
-    const port = await freePort();
-    const child = spawn(process.execPath, [MAIN, 'serve'], {
+  const startServer = (env: Record<string, string>) =>
+    spawnDistServer({
       cwd: dir,
-      env: {
-        PATH: process.env.PATH ?? '',
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        LOG_FORMAT: 'json',
-        LOG_LEVEL: 'info',
-        COLLOQUY_ADMIN_KEY: TEST_MASTER_KEY,
-        DATABASE_URL: `sqlite:${path.join(dir, 'colloquy.db')}`,
-        RATE_LIMIT_ENABLED: 'false',
-        // Module loading at start-up shows as event-loop lag on a busy test machine; shedding is not tested here.
-        OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: '0',
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { DATABASE_URL: `sqlite:${path.join(dir, 'colloquy.db')}`, LOG_LEVEL: 'info', ...env },
     });
-    let output = '';
-    child.stdout!.on('data', (d) => {
-      output += d;
-    });
-    child.stderr!.on('data', (d) => {
-      output += d;
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const url = `http://127.0.0.1:${port}`;
-    await eventually(
-      async () => (await fetch(`${url}/health`).catch(() => undefined))?.ok === true,
-      15_000,
-      'server up',
-    );
-    return { child, url, exited, output: () => output };
-  }
-
-  async function openStream(url: string, content: string) {
-    const res = await fetch(`${url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...bearer(TEST_MASTER_KEY) },
-      body: JSON.stringify({ model: 'demo', stream: true, messages: [{ role: 'user', content }] }),
-    });
-    assert.equal(res.status, 200);
-    const reader = res.body!.getReader();
-    const first = await reader.read();
-    let text = new TextDecoder().decode(first.value);
-    const rest = (async () => {
-      while (true) {
-        const { done, value } = await reader.read();
-        if (done) return text;
-        text += new TextDecoder().decode(value);
-      }
-    })();
-    // Wrapped: returning the promise itself from an async function would wait for the whole stream.
-    return { rest };
-  }
 
   it('lets in-flight streams finish, refuses new work, and exits 0', async () => {
     const server = await startServer({ DEMO_WORD_DELAY_MS: '30', SHUTDOWN_TIMEOUT: '20' });
     const streams = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => openStream(server.url, `stream ${i}`)),
+      Array.from({ length: 20 }, (_, i) => openDemoStream(server.url, `stream ${i}`)),
     );
     server.child.kill('SIGTERM');
     await sleep(100);
@@ -194,7 +141,7 @@ describe('SIGTERM with live streams', () => {
     });
     assert.equal(reply.status, 200);
     const replyText = reply.text();
-    const v1 = await openStream(server.url, 'a slow one');
+    const v1 = await openDemoStream(server.url, 'a slow one');
     await sleep(900); // a couple of words streamed
     server.child.kill('SIGTERM');
     const [v1Body] = await Promise.all([v1.rest, replyText]);

@@ -1,64 +1,40 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { bearer, startTestApp, TEST_MASTER_KEY, type TestApp } from '../helpers/app.js';
-import { type ChatStack, eventually, sseData, startChatStack, UPSTREAM_KEY } from '../helpers/chat-stack.js';
-import { freePort, startRedisServer } from '../helpers/net.js';
+import { bearer, TEST_MASTER_KEY, type TestApp } from '../helpers/app.js';
+import { type ChatStack, eventually, sseData } from '../helpers/chat-stack.js';
+import { built, openDemoStream, spawnDistServer } from '../helpers/dist-server.js';
+import { startRedisServer } from '../helpers/net.js';
+import { type Replicas, redisServerInstalled, startReplicas } from '../helpers/replicas.js';
 
 /**
  * Two replicas sharing a real Redis (our own redis-server) and one database: a rate limit holds across both,
  * a key revoked on one is refused by the other; a spawned dist server drains 50 live streams on SIGTERM.
  * The soak lives in soak.test.ts.
  */
-const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
 
-const hasRedisServer = spawnable('redis-server');
-function spawnable(bin: string) {
-  return (process.env.PATH ?? '').split(':').some((d) => existsSync(path.join(d, bin)));
-}
-
-describe('two replicas sharing Redis', { skip: !hasRedisServer && 'redis-server not installed' }, () => {
+describe('two replicas sharing Redis', {
+  skip: !redisServerInstalled && 'redis-server not installed',
+}, () => {
   const LIMIT = 30;
-  let redis: ChildProcess;
-  let redisPort = 0;
+  let replicas: Replicas;
   let a: ChatStack;
   let b: TestApp;
   let bUrl: string;
   before(async () => {
-    const port = await freePort();
-    redisPort = port;
-    redis = await startRedisServer(port);
-    const env = {
-      REDIS_URL: `redis://127.0.0.1:${port}`,
-      RATE_LIMIT_ENABLED: 'true',
-      RATE_LIMIT_PER_MINUTE: String(LIMIT),
-      RATE_LIMIT_IP_PER_MINUTE: '100000',
-    };
-    a = await startChatStack({ env, routing: null });
-    b = await startTestApp({
+    replicas = await startReplicas({
       env: {
-        ...env,
-        DATABASE_URL: a.t.testDb.url,
-        OPENAI_BASE_URL: a.fake.baseUrl,
-        OPENAI_API_KEY: UPSTREAM_KEY,
-        DEMO_WORD_DELAY_MS: '0',
-        RESPONSE_CACHE_TTL_SECONDS: '0',
+        RATE_LIMIT_ENABLED: 'true',
+        RATE_LIMIT_PER_MINUTE: String(LIMIT),
+        RATE_LIMIT_IP_PER_MINUTE: '100000',
       },
+      bEnv: { RESPONSE_CACHE_TTL_SECONDS: '0' },
     });
-    await b.app.listen({ port: 0, host: '127.0.0.1' });
-    bUrl = `http://127.0.0.1:${(b.app.server.address() as AddressInfo).port}`;
+    ({ a, b, bUrl } = replicas);
   });
-  after(async () => {
-    b?.app.server.closeAllConnections();
-    await b?.close();
-    await a?.close();
-    redis?.kill('SIGKILL');
-  });
+  after(() => replicas?.close());
 
   const call = (url: string, key: string) =>
     fetch(`${url}/v1/chat/completions`, {
@@ -139,8 +115,8 @@ describe('two replicas sharing Redis', { skip: !hasRedisServer && 'redis-server 
       assert.ok(Date.now() - started < 2_000, 'no request hangs on the dead Redis');
       return status;
     };
-    redis.kill('SIGKILL');
-    await new Promise((r) => redis.once('exit', r));
+    replicas.redis.kill('SIGKILL');
+    await new Promise((r) => replicas.redis.once('exit', r));
     for (const url of [a.url, bUrl]) {
       await eventually(
         async () => (await ready(url)).failing.includes('redis'),
@@ -149,16 +125,14 @@ describe('two replicas sharing Redis', { skip: !hasRedisServer && 'redis-server 
       );
       for (let i = 0; i < 3; i++) assert.equal(await chat(url), 200, 'documented fail-open');
     }
-    redis = await startRedisServer(redisPort);
+    replicas.redis = await startRedisServer(replicas.redisPort);
     for (const url of [a.url, bUrl])
       await eventually(async () => (await ready(url)).failing.length === 0, 15_000, 'readiness recovers');
     assert.equal(await chat(bUrl), 200);
   });
 });
 
-describe('SIGTERM with 50 live streams (dist server)', {
-  skip: !existsSync(MAIN) && 'run npm run build',
-}, () => {
+describe('SIGTERM with 50 live streams (dist server)', { skip: !built() && 'run npm run build' }, () => {
   let dir: string;
   before(() => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'colloquy-rel-sigterm-'));
@@ -166,68 +140,20 @@ describe('SIGTERM with 50 live streams (dist server)', {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('every stream finishes or ends in-band, and the process exits 0', async () => {
-    const port = await freePort();
-    const child = spawn(process.execPath, [MAIN, 'serve'], {
+    const server = await spawnDistServer({
       cwd: dir,
       env: {
-        PATH: process.env.PATH ?? '',
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        LOG_FORMAT: 'json',
-        LOG_LEVEL: 'warn',
-        COLLOQUY_ADMIN_KEY: TEST_MASTER_KEY,
         DATABASE_URL: `sqlite:${path.join(dir, 'colloquy.db')}`,
-        RATE_LIMIT_ENABLED: 'false',
-        OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: '0',
         DEMO_WORD_DELAY_MS: '60',
         SHUTDOWN_TIMEOUT: '2',
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let output = '';
-    child.stdout!.on('data', (d) => {
-      output += d;
-    });
-    child.stderr!.on('data', (d) => {
-      output += d;
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const url = `http://127.0.0.1:${port}`;
     try {
-      await eventually(
-        async () => (await fetch(`${url}/health`).catch(() => undefined))?.ok === true,
-        15_000,
-        'up',
-      );
       const streams = await Promise.all(
-        Array.from({ length: 50 }, async (_, i) => {
-          const res = await fetch(`${url}/v1/chat/completions`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json', ...bearer(TEST_MASTER_KEY) },
-            body: JSON.stringify({
-              model: 'demo',
-              stream: true,
-              messages: [{ role: 'user', content: `s${i}` }],
-            }),
-          });
-          assert.equal(res.status, 200);
-          const reader = res.body!.getReader();
-          const first = await reader.read();
-          const decoder = new TextDecoder();
-          let text = decoder.decode(first.value, { stream: true });
-          return {
-            rest: (async () => {
-              while (true) {
-                const { done, value } = await reader.read();
-                if (done) return text;
-                text += decoder.decode(value, { stream: true });
-              }
-            })(),
-          };
-        }),
+        Array.from({ length: 50 }, (_, i) => openDemoStream(server.url, `s${i}`)),
       );
       const signalledAt = Date.now();
-      child.kill('SIGTERM');
+      server.child.kill('SIGTERM');
       const bodies = await Promise.all(streams.map((s) => s.rest));
       let inBand = 0;
       for (const body of bodies) {
@@ -235,7 +161,7 @@ describe('SIGTERM with 50 live streams (dist server)', {
         assert.equal(events.at(-1), '[DONE]', `a stream was cut: ${body.slice(-300)}`);
         if (events.some((e) => e.includes('"error"'))) inBand++;
       }
-      assert.equal(await exited, 0, output.slice(-3000));
+      assert.equal(await server.exited, 0, server.output().slice(-3000));
       // The client still holds its keep-alive connections: they must not keep the process up for the
       // keep-alive timeout (72 s) after the 2 s drain.
       const exitMs = Date.now() - signalledAt;
@@ -244,7 +170,7 @@ describe('SIGTERM with 50 live streams (dist server)', {
         `# sigterm: 50 streams, ${50 - inBand} finished, ${inBand} ended in-band, exit ${exitMs} ms after SIGTERM`,
       );
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
+      if (server.child.exitCode === null) server.child.kill('SIGKILL');
     }
   });
 });

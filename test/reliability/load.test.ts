@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type FakeUpstream, startFakeUpstream } from '../fake-upstream/server.js';
 import { bearer, TEST_MASTER_KEY } from '../helpers/app.js';
 import { eventually, UPSTREAM_KEY } from '../helpers/chat-stack.js';
+import { built } from '../helpers/dist-server.js';
 import {
   assertStreamOrRefusal,
   figures,
@@ -11,7 +12,7 @@ import {
   type StreamOutcome,
   streamCompletion,
 } from './load-client.js';
-import { built, type ServerProcess, startIdleTimeoutProxy, startServerProcess } from './server-process.js';
+import { type ServerProcess, startIdleTimeoutProxy, startServerProcess } from './server-process.js';
 
 /**
  * Load on the built server in front of a slowly streaming fake upstream (issue #8, "Load and soak"): a

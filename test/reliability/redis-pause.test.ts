@@ -1,16 +1,13 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { createRedis, waitForRedis } from '../../src/core/redis.js';
-import { bearer, startTestApp, type TestApp } from '../helpers/app.js';
-import { type ChatStack, eventually, startChatStack, UPSTREAM_KEY } from '../helpers/chat-stack.js';
+import { bearer } from '../helpers/app.js';
+import { type ChatStack, eventually } from '../helpers/chat-stack.js';
 import { postgresAvailable } from '../helpers/databases.js';
-import { freePort, startRedisServer } from '../helpers/net.js';
+import { type Replicas, redisServerInstalled, startReplicas } from '../helpers/replicas.js';
 import { percentile } from './load-client.js';
 import {
   assertCleanOutcome,
@@ -31,70 +28,47 @@ import {
 const PAUSE_MS = 10_000;
 const silentLogger = pino({ level: 'silent' });
 const DEADLINE_MS = 8_000;
-const hasRedisServer = (process.env.PATH ?? '')
-  .split(':')
-  .some((d) => existsSync(path.join(d, 'redis-server')));
-
-describe('Redis paused under traffic', { skip: !hasRedisServer && 'redis-server not installed' }, () => {
+describe('Redis paused under traffic', {
+  skip: !redisServerInstalled && 'redis-server not installed',
+}, () => {
+  let replicas: Replicas;
   let redis: ChildProcess;
-  let redisPort = 0;
+  let redisPort: number;
   let a: ChatStack;
-  let b: TestApp;
   let bUrl: string;
   before(async () => {
-    const port = await freePort();
-    redisPort = port;
-    redis = await startRedisServer(port);
-    const env = {
-      REDIS_URL: `redis://127.0.0.1:${port}`,
-      RATE_LIMIT_ENABLED: 'true',
-      // Limits far above this traffic: every request is checked against Redis, none is refused for its rate.
-      RATE_LIMIT_PER_MINUTE: '100000',
-      RATE_LIMIT_PER_HOUR: '1000000',
-      RATE_LIMIT_IP_PER_MINUTE: '100000',
-      RATE_LIMIT_TOKENS_PER_MINUTE: '100000000',
-      RATE_LIMIT_CONCURRENT_STREAMS: '1000',
-      RESPONSE_CACHE_TTL_SECONDS: '300',
-    };
-    a = await startChatStack({
-      dialect: postgresAvailable() ? 'postgres' : 'sqlite',
-      env: { ...env, RATE_LIMIT_FAIL_MODE: 'open' },
-      routing: null,
-      fakeOptions: { chunkIntervalMs: 5 },
-    });
-    b = await startTestApp({
-      testDb: a.t.testDb,
-      migrate: false,
+    replicas = await startReplicas({
       env: {
-        ...env,
-        RATE_LIMIT_FAIL_MODE: 'closed',
-        OPENAI_BASE_URL: a.fake.baseUrl,
-        OPENAI_API_KEY: UPSTREAM_KEY,
-        DEMO_WORD_DELAY_MS: '0',
+        RATE_LIMIT_ENABLED: 'true',
+        // Limits far above this traffic: every request is checked against Redis, none is refused for its rate.
+        RATE_LIMIT_PER_MINUTE: '100000',
+        RATE_LIMIT_PER_HOUR: '1000000',
+        RATE_LIMIT_IP_PER_MINUTE: '100000',
+        RATE_LIMIT_TOKENS_PER_MINUTE: '100000000',
+        RATE_LIMIT_CONCURRENT_STREAMS: '1000',
+        RESPONSE_CACHE_TTL_SECONDS: '300',
       },
+      a: {
+        dialect: postgresAvailable() ? 'postgres' : 'sqlite',
+        env: { RATE_LIMIT_FAIL_MODE: 'open' },
+        fakeOptions: { chunkIntervalMs: 5 },
+      },
+      bEnv: { RATE_LIMIT_FAIL_MODE: 'closed' },
     });
-    await b.app.listen({ port: 0, host: '127.0.0.1' });
-    bUrl = `http://127.0.0.1:${(b.app.server.address() as AddressInfo).port}`;
+    ({ redis, redisPort, a, bUrl } = replicas);
   });
   after(async () => {
     await stopAllTraffic();
-    redis?.kill('SIGCONT');
-    b?.app.server.closeAllConnections();
-    await b?.close();
-    await a?.close();
-    redis?.kill('SIGKILL');
+    replicas?.redis.kill('SIGCONT');
+    await replicas?.close();
   });
 
   /** A deterministic completion (temperature 0), so the response cache is asked on each one. */
-  const cacheable = (url: string) =>
+  const cacheable = (url: string, content = `cache me ${Date.now() % 7}`) =>
     fetch(`${url}/v1/chat/completions`, {
       method: 'POST',
       headers: { ...bearer(a.apiKey), 'content-type': 'application/json' },
-      body: JSON.stringify({
-        model: 'gpt-4o-mini',
-        temperature: 0,
-        messages: [{ role: 'user', content: `cache me ${Date.now() % 7}` }],
-      }),
+      body: JSON.stringify({ model: 'gpt-4o-mini', temperature: 0, messages: [{ role: 'user', content }] }),
       signal: AbortSignal.timeout(DEADLINE_MS),
     });
   const readiness = async (url: string) => {
@@ -222,16 +196,7 @@ describe('Redis paused under traffic', { skip: !hasRedisServer && 'redis-server 
     for (const c of cached.filter(afterRecovery)) assert.equal(c.status, 200, 'cacheable, after recovery');
     // The shared cache works again: an answer stored through A is a hit on B.
     const key = `after recovery ${Date.now()}`;
-    const ask = (url: string) =>
-      fetch(`${url}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { ...bearer(a.apiKey), 'content-type': 'application/json' },
-        body: JSON.stringify({
-          model: 'gpt-4o-mini',
-          temperature: 0,
-          messages: [{ role: 'user', content: key }],
-        }),
-      });
+    const ask = (url: string) => cacheable(url, key);
     assert.equal((await ask(a.url)).headers.get('x-cache'), 'miss');
     await eventually(async () => (await ask(bUrl)).headers.get('x-cache') === 'hit', 3_000, 'a hit on B');
 

@@ -1,23 +1,16 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { TEST_MASTER_KEY } from '../helpers/app.js';
-import { eventually } from '../helpers/chat-stack.js';
 import { createTestDatabase, markSuiteRan, postgresAvailable } from '../helpers/databases.js';
+import { type DistServer, spawnDistServer } from '../helpers/dist-server.js';
 import { connectInspector, type HeapProbe, inspectorUrl } from '../helpers/inspector.js';
-import { freePort } from '../helpers/net.js';
 
 /**
  * The built server (dist/main.js) as its own process, for the load suites: the client and the fake upstream
  * then do not share its event loop, and its memory can be read from /proc and over the inspector. Backed by
  * PostgreSQL and Redis when TEST_DATABASE_URL / TEST_REDIS_URL are set (the production combination).
  */
-export const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
-export const built = () => existsSync(MAIN);
-
 export interface ServerProcess {
   url: string;
   pid: number;
@@ -29,64 +22,45 @@ export interface ServerProcess {
   heap: HeapProbe;
   /** A gauge from /metrics, summed over its label sets. */
   gauge(name: string): Promise<number>;
+  /** What the process wrote (its logs at warn, the inspector's banner, Node's warnings). */
   stderr(): string;
   close(): Promise<void>;
 }
 
-/** Start-ups one at a time: a port picked by freePort() is only safe until its server binds it. */
-let starting: Promise<unknown> = Promise.resolve();
-
-export function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
-  const started = starting.then(() => start(env));
-  starting = started.catch(() => undefined);
-  return started;
-}
-
-async function start(env: Record<string, string>): Promise<ServerProcess> {
+export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'colloquy-load-'));
   const database = await createTestDatabase(postgresAvailable() ? 'postgres' : 'sqlite');
   const redis = process.env.TEST_REDIS_URL;
   if (redis) markSuiteRan('redis');
-  const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, ['--inspect=127.0.0.1:0', MAIN, 'serve'], {
-    cwd: dir,
-    env: {
-      PATH: process.env.PATH ?? '',
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      LOG_FORMAT: 'json',
-      LOG_LEVEL: 'warn',
-      COLLOQUY_ADMIN_KEY: TEST_MASTER_KEY,
-      DATABASE_URL: database.url,
-      AUTO_MIGRATE: 'true',
-      ...(redis ? { REDIS_URL: redis } : {}),
-      RATE_LIMIT_ENABLED: 'false',
-      RESPONSE_CACHE_TTL_SECONDS: '0',
-      // A busy test machine lags: event-loop shedding would blur what the concurrency cap does.
-      OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: '0',
-      ...env,
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d) => {
-    stderr += d;
-  });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const url = `http://127.0.0.1:${port}`;
   const cleanUp = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited;
     await database.drop();
     rmSync(dir, { recursive: true, force: true });
   };
+  let server: DistServer;
   try {
-    await eventually(
-      async () => (await fetch(`${url}/health`).catch(() => undefined))?.ok === true,
-      20_000,
-      `the server is up (${stderr.slice(-500)})`,
-    );
-    const heap = await connectInspector(inspectorUrl(stderr)!);
+    server = await spawnDistServer({
+      cwd: dir,
+      nodeArgs: ['--inspect=127.0.0.1:0'],
+      env: {
+        DATABASE_URL: database.url,
+        AUTO_MIGRATE: 'true',
+        ...(redis ? { REDIS_URL: redis } : {}),
+        RESPONSE_CACHE_TTL_SECONDS: '0',
+        ...env,
+      },
+    });
+  } catch (err) {
+    await cleanUp();
+    throw err;
+  }
+  const { child, url } = server;
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await server.exited;
+    await cleanUp();
+  };
+  try {
+    const heap = await connectInspector(inspectorUrl(server.output())!);
     return {
       url,
       pid: child.pid!,
@@ -105,14 +79,14 @@ async function start(env: Record<string, string>): Promise<ServerProcess> {
         const values = [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))];
         return values.reduce((sum, m) => sum + Number(m[1]), 0);
       },
-      stderr: () => stderr,
+      stderr: server.output,
       close: async () => {
         heap.close();
-        await cleanUp();
+        await stop();
       },
     };
   } catch (err) {
-    await cleanUp();
+    await stop();
     throw err;
   }
 }

@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import { startFakeUpstream } from '../fake-upstream/server.js';
 import { bearer, TEST_MASTER_KEY } from '../helpers/app.js';
 import { sseData, UPSTREAM_KEY } from '../helpers/chat-stack.js';
-import { built, startServerProcess } from './server-process.js';
+import { built } from '../helpers/dist-server.js';
+import { startServerProcess } from './server-process.js';
 
 /**
  * A soak of the built server (SOAK_SECONDS, 20 s by default; set it higher for a long soak by hand) with
