@@ -33,25 +33,17 @@ export interface PostOptions {
 /** POSTs JSON; non-2xx answers become ProviderErrors carrying the upstream's message and Retry-After. */
 export async function postJson(options: PostOptions): Promise<UpstreamResponse> {
   let response: Awaited<ReturnType<typeof request>>;
-  // One controller for the caller's signal and the headers deadline (AbortSignal.any costs far more per
-  // request). undici's own timeouts tick every half second or so: a precise timer enforces the headers
-  // deadline, and undici's stays as a backstop.
-  const controller = new AbortController();
-  const forward = () => controller.abort(options.signal.reason);
-  if (options.signal.aborted) forward();
-  else options.signal.addEventListener('abort', forward, { once: true });
-  const unlink = () => options.signal.removeEventListener('abort', forward);
-  let headersTimedOut = false;
-  const timer = setTimeout(() => {
-    headersTimedOut = true;
-    controller.abort(timeoutError(options.provider, 'waiting for the response', options.headersTimeoutMs));
-  }, options.headersTimeoutMs);
+  // undici's own timeouts tick every half second or so: a precise timer enforces the headers deadline, and
+  // undici's stays as a backstop.
+  const deadline = deadlineSignal(options.signal, options.headersTimeoutMs, () =>
+    timeoutError(options.provider, 'waiting for the response', options.headersTimeoutMs),
+  );
   try {
     response = await request(options.url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...options.headers },
       body: options.body,
-      signal: controller.signal,
+      signal: deadline.signal,
       dispatcher: agent,
       headersTimeout: options.headersTimeoutMs + 1_000,
       // A backstop only (readSse enforces both deadlines precisely): the first chunk of a stream may take up
@@ -60,14 +52,14 @@ export async function postJson(options: PostOptions): Promise<UpstreamResponse> 
       connectTimeout: options.timeouts.connectMs,
     } as Parameters<typeof request>[1]);
   } catch (err) {
-    unlink();
-    if (headersTimedOut && !options.signal.aborted) throw controller.signal.reason;
+    deadline.clear();
+    if (deadline.signal.aborted && !options.signal.aborted) throw deadline.signal.reason;
     throw mapTransportError(options.provider, err, options);
   } finally {
-    clearTimeout(timer);
+    deadline.stopTimer();
   }
   // The caller's signal still aborts the body until it has been read or dropped.
-  response.body.once('close', unlink);
+  response.body.once('close', deadline.clear);
   if (response.statusCode < 200 || response.statusCode >= 300) {
     const text = await response.body.text().catch(() => '');
     let parsed: unknown = null;
@@ -82,32 +74,32 @@ export async function postJson(options: PostOptions): Promise<UpstreamResponse> 
 }
 
 /**
- * A signal aborted by `parent` or after `ms` (as a TimeoutError, like AbortSignal.timeout), whose timer
- * and listener are dropped by `clear()`. AbortSignal.any/timeout would keep both alive until the timeout
- * fires — minutes per request at the default total timeout.
+ * A signal aborted by `parent` or after `ms` (by default as a TimeoutError, like AbortSignal.timeout), whose
+ * timer and listener are dropped by `clear()`; `stopTimer()` ends only the deadline. AbortSignal.any/timeout
+ * cost far more per request and would keep both alive until the timeout fires — minutes at the default total
+ * timeout.
  */
 export function deadlineSignal(
   parent: AbortSignal | undefined,
   ms: number,
-): { signal: AbortSignal; clear: () => void } {
+  reason: () => unknown = () => new DOMException('The operation was aborted due to timeout', 'TimeoutError'),
+): { signal: AbortSignal; stopTimer: () => void; clear: () => void } {
   const controller = new AbortController();
-  const timer = setTimeout(
-    () => controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
-    ms,
-  );
+  const timer = setTimeout(() => controller.abort(reason()), ms);
   timer.unref();
-  if (!parent) return { signal: controller.signal, clear: () => clearTimeout(timer) };
+  const stopTimer = () => clearTimeout(timer);
   const forward = () => {
-    clearTimeout(timer);
-    controller.abort(parent.reason);
+    stopTimer();
+    controller.abort(parent!.reason);
   };
-  if (parent.aborted) forward();
-  else parent.addEventListener('abort', forward, { once: true });
+  if (parent?.aborted) forward();
+  else parent?.addEventListener('abort', forward, { once: true });
   return {
     signal: controller.signal,
+    stopTimer,
     clear: () => {
-      clearTimeout(timer);
-      parent.removeEventListener('abort', forward);
+      stopTimer();
+      parent?.removeEventListener('abort', forward);
     },
   };
 }
