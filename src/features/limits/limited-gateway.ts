@@ -51,7 +51,8 @@ export class LimitedGateway implements ChatGateway {
     return this.inner.providerHealth?.() ?? [];
   }
 
-  #counted(request: GatewayRequest, err: unknown): unknown {
+  /** Rethrows `err`, counting it first when it is a limit's refusal. */
+  #counted(request: GatewayRequest, err: unknown): never {
     const principal = request.caller?.principal;
     if (
       principal &&
@@ -59,13 +60,11 @@ export class LimitedGateway implements ChatGateway {
       (err.code === 'rate_limited' || err.code === 'budget_exceeded')
     )
       this.onRejected?.(principal, err.code);
-    return err;
+    throw err;
   }
 
   async complete(request: GatewayRequest): Promise<CompletionResult> {
-    const admission = await this.#admit(request).catch((err) => {
-      throw this.#counted(request, err);
-    });
+    const admission = await this.#admit(request).catch((err) => this.#counted(request, err));
     if (!admission) return this.inner.complete(request);
     try {
       const result = await this.inner.complete(request);
@@ -79,15 +78,13 @@ export class LimitedGateway implements ChatGateway {
   }
 
   async stream(request: GatewayRequest): Promise<StreamResult> {
-    const admission = await this.#admit(request).catch((err) => {
-      throw this.#counted(request, err);
-    });
+    const admission = await this.#admit(request).catch((err) => this.#counted(request, err));
     if (!admission) return this.inner.stream(request);
     const releaseSlot = await this.limits.rateLimits
       .acquireStream(request.caller!.principal)
       .catch(async (err) => {
         await admission.release();
-        throw this.#counted(request, err);
+        return this.#counted(request, err);
       });
     let result: StreamResult;
     try {
