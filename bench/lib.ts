@@ -66,6 +66,21 @@ export function rssMiB(pid: number | undefined): number {
   }
 }
 
+/** CPU time (user + system) a process has used so far, in seconds; NaN when unavailable. */
+export function cpuSeconds(pid: number | undefined): number {
+  if (!pid) return Number.NaN;
+  try {
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th, in clock ticks.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return Number.NaN;
+  }
+}
+/** USER_HZ: 100 on every Linux architecture Node.js runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
 export function loadAverage(): number[] {
   try {
     return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
@@ -109,6 +124,8 @@ export function spawnNode(args: string[], env: NodeJS.ProcessEnv, nodeFlags: str
   child.stderr?.on('data', (d: Buffer) => {
     err = (err + d.toString()).slice(-8_000);
   });
+  // Read as a log collector would: a stdout nobody reads stalls a server's logging (and holds its memory).
+  child.stdout?.resume();
   return {
     child,
     pid: child.pid as number,

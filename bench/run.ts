@@ -18,6 +18,7 @@ import { Pool } from 'undici';
 import {
   benchReply,
   chatBody,
+  cpuSeconds,
   freePort,
   loadAverage,
   type NodeProxy,
@@ -50,6 +51,7 @@ const { values: flags } = parseArgs({
     'warm-up-seconds': { type: 'string' },
     'arm-warm-up-seconds': { type: 'string' },
     'no-portkey': { type: 'boolean', default: false },
+    baseline: { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
     out: { type: 'string' },
   },
@@ -105,7 +107,10 @@ async function upstream(kind: 'fast' | 'stream' | 'slow'): Promise<Upstream> {
 }
 
 interface Db {
-  name: 'sqlite' | 'postgres';
+  /** sqlite, postgres, or sqlite-baseline (the build given by --baseline). */
+  name: string;
+  /** The build's entry point: this checkout's dist/main.js, or the baseline's. */
+  main: string;
   url: string;
   apiKey: string;
 }
@@ -132,9 +137,10 @@ function baseEnv(databaseUrl: string): NodeJS.ProcessEnv {
   };
 }
 
-async function prepareDb(name: 'sqlite' | 'postgres'): Promise<Db> {
+async function prepareDb(kind: 'sqlite' | 'postgres', main = 'dist/main.js', suffix = ''): Promise<Db> {
+  const name = `${kind}${suffix}`;
   let url: string;
-  if (name === 'sqlite') url = `sqlite:${path.join(tmp, 'bench.db')}`;
+  if (kind === 'sqlite') url = `sqlite:${path.join(tmp, `bench${suffix}.db`)}`;
   else {
     const admin = new URL(process.env.TEST_DATABASE_URL as string);
     const dbName = `colloquy_bench_${Date.now()}`;
@@ -153,10 +159,10 @@ async function prepareDb(name: 'sqlite' | 'postgres'): Promise<Db> {
     });
   }
   const env = baseEnv(url);
-  await run(['dist/main.js', 'migrate', 'up'], env);
+  await run([main, 'migrate', 'up'], env);
   await run(
     [
-      'dist/main.js',
+      main,
       'users',
       'create',
       '--email',
@@ -168,11 +174,11 @@ async function prepareDb(name: 'sqlite' | 'postgres'): Promise<Db> {
     env,
   );
   const out = await run(
-    ['dist/main.js', 'keys', 'create', '--user', 'bench@example.com', '--name', 'bench', '--json'],
+    [main, 'keys', 'create', '--user', 'bench@example.com', '--name', 'bench', '--json'],
     env,
   );
   const { key } = JSON.parse(out.trim().split('\n').pop() as string) as { key: string };
-  return { name, url, apiKey: key };
+  return { name, main, url, apiKey: key };
 }
 
 interface Server extends Proc {
@@ -190,7 +196,7 @@ async function startColloquy(
   const port = await freePort();
   const profileDir = profile ? mkdtempSync(path.join(tmp, 'prof-')) : undefined;
   const proc = spawnNode(
-    ['dist/main.js', 'serve'],
+    [db.main, 'serve'],
     {
       ...baseEnv(db.url),
       PORT: String(port),
@@ -363,9 +369,15 @@ async function armsFor(up: Upstream, servers: Server[]): Promise<Target[]> {
   return arms;
 }
 
+/** Processes already warmed with a body, so a scenario run alone warms its arms and one after another does not again. */
+const warmed = new Set<string>();
+
 /** Unmeasured load on each arm (see armWarmUpSeconds). */
 async function warmUp(arms: Target[], body: string) {
-  for (const arm of arms)
+  for (const arm of arms) {
+    const key = `${arm.pid}:${body}`;
+    if (warmed.has(key)) continue;
+    warmed.add(key);
     await autocannon({
       url: `${arm.origin}${arm.path}`,
       method: 'POST',
@@ -374,16 +386,48 @@ async function warmUp(arms: Target[], body: string) {
       connections: CONNECTIONS,
       duration: armWarmUpSeconds,
     });
+  }
 }
+
+const CPU_PARTS = ['gateway', 'upstream', 'client', 'total'] as const;
+type CpuPart = (typeof CPU_PARTS)[number];
+
+/** CPU seconds so far of the gateway under test, the fake upstream and this process (the load generator). */
+function cpuSnapshot(gatewayPid: number | undefined, upstreamPid: number) {
+  const own = process.cpuUsage();
+  return {
+    gateway: gatewayPid ? cpuSeconds(gatewayPid) : 0,
+    upstream: cpuSeconds(upstreamPid),
+    client: (own.user + own.system) / 1e6,
+  };
+}
+
+/** Microseconds of CPU per request, per process, between two snapshots. */
+function cpuPerRequest(
+  a: ReturnType<typeof cpuSnapshot>,
+  b: ReturnType<typeof cpuSnapshot>,
+  requests: number,
+): Record<CpuPart, number> {
+  const us = (s: number) => (s * 1e6) / Math.max(1, requests);
+  const gateway = us(b.gateway - a.gateway);
+  const upstream = us(b.upstream - a.upstream);
+  const client = us(b.client - a.client);
+  return { gateway, upstream, client, total: gateway + upstream + client };
+}
+
+const zipSum = (a: number[], b: number[]) => a.map((v, i) => v + (b[i] ?? 0));
 
 async function scenario1(up: Upstream, servers: Server[]) {
   log('scenario 1: non-streaming RPS at saturation (autocannon)');
   const arms = await armsFor(up, servers);
   await warmUp(arms, chatBody());
   const rps: Record<string, number[]> = {};
+  const cpu: Record<string, Record<CpuPart, number[]>> = {};
   const detail: Record<string, unknown[]> = {};
   for (let r = 0; r < rounds; r++) {
     for (const arm of rotate(arms, r)) {
+      const gatewayPid = arm.pid === up.pid ? undefined : arm.pid;
+      const before = cpuSnapshot(gatewayPid, up.pid);
       const res = await autocannon({
         url: `${arm.origin}${arm.path}`,
         method: 'POST',
@@ -394,6 +438,9 @@ async function scenario1(up: Upstream, servers: Server[]) {
       });
       const ok = res['2xx'] / res.duration;
       slot(rps, arm.name, () => []).push(ok);
+      const perRequest = cpuPerRequest(before, cpuSnapshot(gatewayPid, up.pid), res.requests.total);
+      const parts = slot(cpu, arm.name, () => ({ gateway: [], upstream: [], client: [], total: [] }));
+      for (const part of CPU_PARTS) parts[part].push(perRequest[part]);
       slot(detail, arm.name, () => []).push({
         rps2xx: ok,
         non2xx: res.non2xx,
@@ -422,22 +469,44 @@ async function scenario1(up: Upstream, servers: Server[]) {
         ok: (v) => v >= 5,
       });
   }
-  results['1'] = { connections: CONNECTIONS, durationS: duration, rps, detail };
+  for (const [name, parts] of Object.entries(cpu)) {
+    if (name !== 'direct') record(1, 'CPU/request: gateway process', name, 'µs', parts.gateway);
+    record(1, 'CPU/request: upstream + load generator', name, 'µs', zipSum(parts.upstream, parts.client));
+  }
+  // With every core busy, RPS is inversely proportional to the CPU a request costs all processes together:
+  // this ratio is the ceiling the CPU figures above allow, whatever the scheduler does.
+  const directCpu = cpu.direct?.total ?? [];
+  for (const [name, parts] of Object.entries(cpu))
+    if (name !== 'direct')
+      record(1, 'CPU-bound ceiling of arm/direct RPS', name, 'ratio', ratio(directCpu, parts.total));
+  results['1'] = { connections: CONNECTIONS, durationS: duration, rps, cpuMicrosPerRequest: cpu, detail };
 }
 
 async function scenario2(up: Upstream, servers: Server[]) {
   log('scenario 2: added latency at fixed arrival rates (open loop)');
   const arms = await armsFor(up, servers);
+  await warmUp(arms, chatBody());
   const out: Record<string, Record<string, unknown>> = {};
   for (const rate of RATES) {
     const per: Record<
       string,
-      { p50: number[]; p90: number[]; p99: number[]; errors: number[]; achieved: number[] }
+      { p50: number[]; p90: number[]; p99: number[]; errors: number[]; achieved: number[]; cpu: number[] }
     > = {};
     for (let r = 0; r < rounds; r++) {
       for (const arm of rotate(arms, r)) {
+        const gatewayPid = arm.pid === up.pid ? undefined : arm.pid;
+        const before = cpuSnapshot(gatewayPid, up.pid);
         const res = await openLoop(arm, chatBody(), rate, duration);
-        const p = slot(per, arm.name, () => ({ p50: [], p90: [], p99: [], errors: [], achieved: [] }));
+        const cpu = cpuPerRequest(before, cpuSnapshot(gatewayPid, up.pid), res.sent);
+        const p = slot(per, arm.name, () => ({
+          p50: [],
+          p90: [],
+          p99: [],
+          errors: [],
+          achieved: [],
+          cpu: [],
+        }));
+        p.cpu.push(cpu.gateway);
         p.p50.push(percentile(res.latencies, 50));
         p.p90.push(percentile(res.latencies, 90));
         p.p99.push(percentile(res.latencies, 99));
@@ -451,6 +520,7 @@ async function scenario2(up: Upstream, servers: Server[]) {
     for (const [name, p] of Object.entries(per)) {
       record(2, `latency p50 @${rate}`, name, 'ms', p.p50);
       record(2, `latency p99 @${rate}`, name, 'ms', p.p99);
+      if (name !== 'direct') record(2, `CPU/request: gateway process @${rate}`, name, 'µs', p.cpu);
     }
     const d = per.direct;
     for (const name of Object.keys(per)) {
@@ -889,6 +959,17 @@ function printTable() {
   for (const b of body) console.log(line(b));
 }
 
+/** The checkout's commit, marked when its src/ has uncommitted changes. */
+function commitOf(dir: string): string {
+  try {
+    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: dir }).toString().trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: dir }).toString().trim();
+    return dirty ? `${commit} (src has uncommitted changes)` : commit;
+  } catch {
+    return 'unknown (not a git checkout)';
+  }
+}
+
 async function main() {
   const started = new Date();
   const load0 = loadAverage();
@@ -898,6 +979,8 @@ async function main() {
   const dbs: Db[] = [await prepareDb('sqlite')];
   if (process.env.TEST_DATABASE_URL) dbs.push(await prepareDb('postgres'));
   else note('TEST_DATABASE_URL unset: PostgreSQL arms did not run');
+  if (flags.baseline)
+    dbs.push(await prepareDb('sqlite', path.resolve(flags.baseline, 'dist/main.js'), '-baseline'));
   const sqlite = dbs[0] as Db;
 
   const fast = await upstream('fast');
@@ -957,20 +1040,13 @@ async function main() {
   );
   for (const n of notes) console.log(`note: ${n}`);
 
-  let commit = 'unknown';
-  try {
-    commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT }).toString().trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: ROOT })
-      .toString()
-      .trim();
-    if (dirty) commit += ' (src has uncommitted changes)';
-  } catch {
-    // not a git checkout
-  }
   const document = {
     startedAt: started.toISOString(),
     finishedAt: new Date().toISOString(),
-    commit,
+    commit: commitOf(ROOT),
+    ...(flags.baseline
+      ? { baseline: { dir: path.resolve(flags.baseline), commit: commitOf(flags.baseline) } }
+      : {}),
     node: process.version,
     cpu: os.cpus()[0]?.model ?? 'unknown',
     cpus: os.cpus().length,

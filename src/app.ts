@@ -96,8 +96,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate('shutdownSignal', shutdown.signal);
   app.decorate('endOpenStreams', () => shutdown.abort());
   database.observeQueries((ms) => metrics.dbQueryDuration.observe({ dialect: database.dialect }, ms / 1000));
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    done();
   });
 
   const users = new UserStore(database.db);

@@ -1,7 +1,11 @@
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import Type, { type Static } from 'typebox';
 import Value from 'typebox/value';
-import { parse as parseYaml } from 'yaml';
+
+// Loaded only for a YAML routing file: the parser holds ~1 MiB of heap a server without one need not carry.
+const parseYaml = (text: string): unknown =>
+  (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text);
 
 /**
  * The routing file (`COLLOQUY_CONFIG`, YAML or JSON): extra providers, model aliases with their

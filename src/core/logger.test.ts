@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -129,5 +131,44 @@ describe('logger', () => {
     );
     assert.equal(lines[0].password, '[REDACTED]');
     assert.equal(lines[1].trace_id, 't1');
+  });
+});
+
+describe('logging to a stdout nobody reads', () => {
+  it('drops lines past 16 MiB waiting instead of buffering them all', async () => {
+    // A child logs 64 MiB to a pipe this test never reads: the kernel takes 64 KiB, the rest waits in memory.
+    const logger = new URL('./logger.ts', import.meta.url).href;
+    const child = spawn(
+      process.execPath,
+      [
+        '--expose-gc',
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `import { createLogger, droppedLogLines } from ${JSON.stringify(logger)};
+         const log = createLogger({ level: 'info', format: 'json' });
+         globalThis.gc();
+         const before = process.memoryUsage().heapUsed;
+         const filler = 'x'.repeat(1000);
+         for (let i = 0; i < 65536; i++) log.info({ filler }, 'line');
+         globalThis.gc();
+         const grown = process.memoryUsage().heapUsed - before;
+         process.stderr.end(JSON.stringify({ dropped: droppedLogLines(), grownMiB: grown / 1048576 }));`,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let report = '';
+    child.stderr.on('data', (d: Buffer) => {
+      report += d.toString();
+    });
+    await once(child.stderr, 'end');
+    // Read now: pino writes out what waits before the process exits.
+    child.stdout.resume();
+    await once(child, 'exit');
+    const { dropped, grownMiB } = JSON.parse(report) as { dropped: number; grownMiB: number };
+    assert.ok(dropped > 40_000, `${dropped} lines dropped`);
+    // What waits is held as strings on the heap: at most the 16 MiB cap (without it, all 64 MiB).
+    assert.ok(grownMiB < 32, `the heap kept ${grownMiB.toFixed(1)} MiB of 64 MiB of unread logs`);
   });
 });

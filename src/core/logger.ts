@@ -70,6 +70,12 @@ export function scrubSecrets(text: string, secrets: readonly string[] = []): str
   return out;
 }
 
+/** Bytes of log lines allowed to wait for a slow stdout; past it lines are dropped, not buffered. */
+const LOG_BUFFER_BYTES = 16 << 20;
+let dropped = 0;
+/** Log lines dropped because stdout could not take them (see LOG_BUFFER_BYTES), since the process started. */
+export const droppedLogLines = () => dropped;
+
 export function createLogger(options: LoggerOptions): Logger {
   const secrets = (options.secrets ?? []).filter((s): s is string => typeof s === 'string' && s.length >= 8);
   const streams: StreamEntry[] = [];
@@ -85,7 +91,13 @@ export function createLogger(options: LoggerOptions): Logger {
       }),
     });
   } else {
-    streams.push({ level: 'trace', stream: pino.destination({ fd: 1, sync: false }) });
+    // A stdout nobody reads (a stalled log collector, a full pipe) must not grow the server's memory without
+    // end: past 16 MiB waiting to be written, lines are dropped and counted (`colloquy_log_lines_dropped_total`).
+    const stdout = pino.destination({ fd: 1, sync: false, maxLength: LOG_BUFFER_BYTES });
+    stdout.on('drop', (data: string) => {
+      dropped += data.split('\n').length - 1 || 1;
+    });
+    streams.push({ level: 'trace', stream: stdout });
   }
   if (options.file) streams.push({ level: 'trace', stream: createRotatingFile(options) });
 

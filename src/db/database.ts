@@ -6,6 +6,7 @@ import type pg from 'pg';
 import type { Config } from '../config/load-config.js';
 import { loadPg, resilientPgClientClass } from './pg-client.js';
 import type { Database, Dialect } from './schema.js';
+import { startCheckpointer } from './sqlite-checkpointer.js';
 import { AutoRollbackAwareSqliteDialect } from './sqlite-dialect.js';
 import { withStatementCache } from './sqlite-statement-cache.js';
 
@@ -43,6 +44,7 @@ export function openDatabase(target: Config['database']): DatabaseHandle {
     sqlite.pragma(`busy_timeout = ${Math.floor(target.busyTimeoutMs)}`);
     // WAL makes NORMAL durable against application crashes; only an OS crash can lose the last commits.
     sqlite.pragma('synchronous = NORMAL');
+    const checkpointer = target.path === ':memory:' ? undefined : startCheckpointer(sqlite, target.path);
     const db = new Kysely<Database>({
       dialect: new AutoRollbackAwareSqliteDialect(sqlite, withStatementCache(sqlite)),
       log,
@@ -55,7 +57,10 @@ export function openDatabase(target: Config['database']): DatabaseHandle {
       ping: async () => {
         await sql`select 1`.execute(db);
       },
-      close: () => db.destroy(),
+      close: async () => {
+        await checkpointer?.close();
+        await db.destroy();
+      },
     };
   }
 

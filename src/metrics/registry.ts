@@ -1,4 +1,5 @@
 import client, { type Registry } from 'prom-client';
+import { droppedLogLines } from '../core/logger.js';
 import { VERSION } from '../version.js';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
@@ -55,6 +56,15 @@ export function createMetrics(options: { track: 'stable' | 'canary' }) {
       help: 'LLM requests by outcome (ok, error, partial, cancelled) and whether served from cache',
       labelNames: ['provider', 'model', 'status', 'cached'] as const,
       registers: [registry],
+    }),
+    droppedLogLines: new client.Counter({
+      name: 'colloquy_log_lines_dropped_total',
+      help: 'Log lines dropped because stdout did not take them fast enough (16 MiB were waiting)',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(droppedLogLines());
+      },
     }),
     upstreamErrors: new client.Counter({
       name: 'colloquy_upstream_errors_total',

@@ -28,8 +28,10 @@ export const lifecyclePlugin = fp(
     // Draining (SIGTERM, before the listener closes): readiness already fails, and every answer closes its
     // connection, so a proxy retires its pooled connections cleanly instead of racing a close. Set on the raw
     // response so hijacked event streams (which write their own head) close too.
-    app.addHook('onRequest', async (_request, reply) => {
+    // Callback-style hooks here and below: an async hook would cost every request a promise.
+    app.addHook('onRequest', (_request, reply, done) => {
       if (options.isDraining()) reply.raw.shouldKeepAlive = false;
+      done();
     });
     limitConcurrency(app, options.maxConcurrentRequests, options.inFlightGauge);
     const registeredAt = Date.now();
@@ -65,13 +67,15 @@ export const lifecyclePlugin = fp(
 function limitConcurrency(app: FastifyInstance, cap: number, gauge: Gauge | undefined) {
   let inFlight = 0;
   gauge?.set(0);
-  app.addHook('onRequest', async (request, reply) => {
-    if (ALWAYS_SERVED.has(pathOf(request.url))) return;
+  app.addHook('onRequest', (request, reply, done) => {
+    if (ALWAYS_SERVED.has(pathOf(request.url))) return done();
     if (cap > 0 && inFlight >= cap) {
-      throw new AppError(
-        'service_unavailable',
-        `the server is at its limit of ${cap} concurrent requests; retry shortly`,
-        { headers: { 'retry-after': '1' } },
+      return done(
+        new AppError(
+          'service_unavailable',
+          `the server is at its limit of ${cap} concurrent requests; retry shortly`,
+          { headers: { 'retry-after': '1' } },
+        ),
       );
     }
     inFlight++;
@@ -80,5 +84,6 @@ function limitConcurrency(app: FastifyInstance, cap: number, gauge: Gauge | unde
       inFlight--;
       gauge?.dec();
     });
+    done();
   });
 }

@@ -1,13 +1,34 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { Agent, request, errors as undiciErrors } from 'undici';
 import { connectionError, ProviderError, protocolError, timeoutError, upstreamHttpError } from './errors.js';
 import type { Timeouts } from './types.js';
+import {
+  Agent,
+  type RequestOptions,
+  request,
+  requestText,
+  type TextResponse,
+  errors as undiciErrors,
+} from './undici.js';
 
 /**
- * One keep-alive pool for every upstream: connections are reused across requests. No cap on connections per
- * upstream: with one, streams beyond it would queue inside Colloquy behind the open ones.
+ * Keep-alive pools shared by every upstream: connections are reused across requests. No cap on connections per
+ * upstream: with one, streams beyond it would queue inside Colloquy behind the open ones. undici takes the
+ * connect timeout per pool, not per request, so there is one pool per configured connect timeout (usually one).
  */
-const agent = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, pipelining: 1 });
+const agents = new Map<number, InstanceType<typeof Agent>>();
+function agentFor(connectTimeoutMs: number) {
+  let agent = agents.get(connectTimeoutMs);
+  if (!agent) {
+    agent = new Agent({
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 600_000,
+      pipelining: 1,
+      connect: { timeout: connectTimeoutMs },
+    });
+    agents.set(connectTimeoutMs, agent);
+  }
+  return agent;
+}
 
 export interface UpstreamResponse {
   status: number;
@@ -19,9 +40,26 @@ export interface UpstreamResponse {
   };
 }
 
+/** A request to an upstream on a shared keep-alive pool. */
+export const upstreamRequest = (url: URL, options: RequestOptions, connectTimeoutMs: number) =>
+  request(agentFor(connectTimeoutMs), url, options);
+
+/** How long listing an upstream's models may take, each of connecting, the headers and the body. */
+export const LIST_TIMEOUT_MS = 5_000;
+
+/** A GET for an upstream's model list, bounded by LIST_TIMEOUT_MS. */
+export const upstreamList = (url: URL, headers: Record<string, string>, signal: AbortSignal) =>
+  upstreamRequest(
+    url,
+    { method: 'GET', headers, signal, headersTimeout: LIST_TIMEOUT_MS, bodyTimeout: LIST_TIMEOUT_MS },
+    LIST_TIMEOUT_MS,
+  );
+
 export interface PostOptions {
   provider: string;
-  url: string;
+  /** Lent by the caller to abort `signal` itself (see CallOptions.abort). */
+  abort?: ((reason: unknown) => void) | undefined;
+  url: URL;
   headers: Record<string, string>;
   body: string;
   signal: AbortSignal;
@@ -32,29 +70,17 @@ export interface PostOptions {
 
 /** POSTs JSON; non-2xx answers become ProviderErrors carrying the upstream's message and Retry-After. */
 export async function postJson(options: PostOptions): Promise<UpstreamResponse> {
-  let response: Awaited<ReturnType<typeof request>>;
-  // undici's own timeouts tick every half second or so: a precise timer enforces the headers deadline, and
-  // undici's stays as a backstop.
-  const deadline = deadlineSignal(options.signal, options.headersTimeoutMs, () =>
-    timeoutError(options.provider, 'waiting for the response', options.headersTimeoutMs),
-  );
+  let response: Awaited<ReturnType<typeof upstreamRequest>>;
+  const deadline = headersDeadline(options);
   try {
-    response = await request(options.url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...options.headers },
-      body: options.body,
-      signal: deadline.signal,
-      dispatcher: agent,
-      headersTimeout: options.headersTimeoutMs + 1_000,
-      // A backstop only (readSse enforces both deadlines precisely): the first chunk of a stream may take up
-      // to the first-token timeout after the headers, which can be longer than the idle gap.
-      bodyTimeout: Math.max(options.timeouts.idleMs, options.timeouts.firstTokenMs),
-      connectTimeout: options.timeouts.connectMs,
-    } as Parameters<typeof request>[1]);
+    response = await upstreamRequest(
+      options.url,
+      { ...postRequest(options), signal: deadline.signal },
+      options.timeouts.connectMs,
+    );
   } catch (err) {
     deadline.clear();
-    if (deadline.signal.aborted && !options.signal.aborted) throw deadline.signal.reason;
-    throw mapTransportError(options.provider, err, options);
+    throw transportFailure(options, deadline.signal, err);
   } finally {
     deadline.stopTimer();
   }
@@ -62,15 +88,79 @@ export async function postJson(options: PostOptions): Promise<UpstreamResponse> 
   response.body.once('close', deadline.clear);
   if (response.statusCode < 200 || response.statusCode >= 300) {
     const text = await response.body.text().catch(() => '');
-    let parsed: unknown = null;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = { error: { message: text.slice(0, 500) || undefined } };
-    }
-    throw upstreamHttpError(options.provider, response.statusCode, parsed, response.headers['retry-after']);
+    throw httpFailure(options.provider, response.statusCode, text, response.headers['retry-after']);
   }
   return response as unknown as UpstreamResponse;
+}
+
+/** POSTs JSON and reads the whole answer as text (a non-streaming call); failures as postJson's. */
+export async function postForText(options: PostOptions): Promise<string> {
+  let response: TextResponse;
+  const deadline = headersDeadline(options);
+  try {
+    response = await requestText(
+      agentFor(options.timeouts.connectMs),
+      options.url,
+      { ...postRequest(options), signal: deadline.signal },
+      deadline.stopTimer,
+    );
+  } catch (err) {
+    throw transportFailure(options, deadline.signal, err);
+  } finally {
+    deadline.clear();
+  }
+  if (response.statusCode < 200 || response.statusCode >= 300)
+    throw httpFailure(
+      options.provider,
+      response.statusCode,
+      response.text,
+      response.headers()['retry-after'],
+    );
+  return response.text;
+}
+
+/**
+ * undici's own timeouts tick every half second or so: a precise timer enforces the headers deadline, and
+ * undici's stays as a backstop. It aborts the call's own signal when the caller lends its abort (the gateway
+ * does: one AbortSignal per attempt, ~1 KiB kept for a stream's whole life), else a derived one.
+ */
+function headersDeadline(options: PostOptions) {
+  const expired = () => timeoutError(options.provider, 'waiting for the response', options.headersTimeoutMs);
+  return options.abort
+    ? lentDeadline(options.signal, options.abort, options.headersTimeoutMs, expired)
+    : deadlineSignal(options.signal, options.headersTimeoutMs, expired);
+}
+
+function postRequest(options: PostOptions) {
+  return {
+    method: 'POST' as const,
+    headers: { 'content-type': 'application/json', ...options.headers },
+    body: options.body,
+    headersTimeout: options.headersTimeoutMs + 1_000,
+    // A backstop only (readSse enforces both deadlines precisely): the first chunk of a stream may take up
+    // to the first-token timeout after the headers, which can be longer than the idle gap.
+    bodyTimeout: Math.max(options.timeouts.idleMs, options.timeouts.firstTokenMs),
+  };
+}
+
+function transportFailure(options: PostOptions, signal: AbortSignal, err: unknown): ProviderError {
+  if (signal.aborted && signal.reason instanceof ProviderError) return signal.reason;
+  return mapTransportError(options.provider, err, options);
+}
+
+function httpFailure(
+  provider: string,
+  status: number,
+  text: string,
+  retryAfter: string | string[] | undefined,
+): ProviderError {
+  let parsed: unknown = null;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = { error: { message: text.slice(0, 500) || undefined } };
+  }
+  return upstreamHttpError(provider, status, parsed, retryAfter);
 }
 
 /**
@@ -83,7 +173,7 @@ export function deadlineSignal(
   parent: AbortSignal | undefined,
   ms: number,
   reason: () => unknown = () => new DOMException('The operation was aborted due to timeout', 'TimeoutError'),
-): { signal: AbortSignal; stopTimer: () => void; clear: () => void } {
+): { signal: AbortSignal; abort: (reason: unknown) => void; stopTimer: () => void; clear: () => void } {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(reason()), ms);
   timer.unref();
@@ -96,12 +186,26 @@ export function deadlineSignal(
   else parent?.addEventListener('abort', forward, { once: true });
   return {
     signal: controller.signal,
+    abort: (why) => controller.abort(why),
     stopTimer,
     clear: () => {
       stopTimer();
       parent?.removeEventListener('abort', forward);
     },
   };
+}
+
+/** The headers deadline on the caller's own signal: a timer that aborts it through the lent `abort`. */
+function lentDeadline(
+  signal: AbortSignal,
+  abort: (reason: unknown) => void,
+  ms: number,
+  reason: () => unknown,
+) {
+  const timer = setTimeout(() => abort(reason()), ms);
+  timer.unref();
+  const stopTimer = () => clearTimeout(timer);
+  return { signal, stopTimer, clear: stopTimer };
 }
 
 export function mapTransportError(

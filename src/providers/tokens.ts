@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import type { ChatMessage } from './types.js';
+import type { ChatMessage, Usage } from './types.js';
 
 /** Text of a message for counting: string content, text parts, and tool-call arguments. */
 export function messageText(message: Pick<ChatMessage, 'content' | 'tool_calls'>): string {
@@ -32,4 +32,18 @@ export function countPromptTokens(messages: Pick<ChatMessage, 'content' | 'tool_
   let total = 3;
   for (const message of messages) total += 4 + countTextTokens(messageText(message));
   return total;
+}
+
+/** Usage counted here, for answers whose upstream reported none (a cut stream, a server without usage). */
+export function estimateUsage(
+  messages: Pick<ChatMessage, 'content' | 'tool_calls'>[],
+  completion: string,
+): Usage {
+  const prompt = countPromptTokens(messages);
+  const completionTokens = countTextTokens(completion);
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completionTokens,
+    total_tokens: prompt + completionTokens,
+  };
 }

@@ -120,6 +120,11 @@ export interface Timeouts {
 
 export interface CallOptions {
   signal: AbortSignal;
+  /**
+   * Aborts `signal` with a reason: how a provider enforces its own deadlines (the response headers) on the
+   * call's one signal instead of deriving another per call. Without it, the provider derives one.
+   */
+  abort?: (reason: unknown) => void;
   timeouts: Timeouts;
   /** The upstream model name (the route's deployment model), already set in `body.model`. */
   requestId: string;

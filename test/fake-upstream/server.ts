@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 export type Fault =
   | { kind: 'status'; status: number; retryAfter?: string; body?: unknown }
   | { kind: 'hang' } // accept the connection, never answer
+  | { kind: 'not-json' } // a 200 whose body is an HTML error page (a proxy in the way)
   | { kind: 'slow-first-token'; delayMs: number }
   | { kind: 'reset-after'; chunks: number } // destroy the socket mid-stream
   | { kind: 'no-done' } // end the stream without [DONE]
@@ -99,6 +100,10 @@ export async function startFakeUpstream(initial: FakeUpstreamOptions = {}, port 
       );
     }
     if (fault?.kind === 'hang') return; // the socket stays open until the client gives up
+    if (fault?.kind === 'not-json') {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      return res.end('<html><body>502 Bad Gateway</body></html>');
+    }
 
     const toolCall = wantsToolCall(body);
     const words = options.reply.match(/\S+\s*/g) ?? [];

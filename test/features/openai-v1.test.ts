@@ -274,6 +274,17 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(completion.choices, choices);
       });
 
+      it('an upstream 200 that is not JSON is retried, then answered 502 upstream_bad_response', async () => {
+        const before = s.fake.requests.length;
+        s.fake.queue({ kind: 'not-json' }, { kind: 'not-json' }, { kind: 'not-json' });
+        const { res, body } = await c.json({ model: 'gpt-4o-mini', messages });
+        assert.equal(res.status, 502, JSON.stringify(body));
+        const { error } = body as { error: { code: string; message: string } };
+        assert.equal(error.code, 'upstream_bad_response');
+        assert.match(error.message, /not JSON: <html>/);
+        assert.equal(s.fake.requests.length, before + 3, '1 + 2 retries');
+      });
+
       it('retries an upstream 500 and answers 200', async () => {
         const before = s.fake.requests.length;
         s.fake.queue({ kind: 'status', status: 500 });

@@ -105,11 +105,32 @@ describe('security headers and CORS', () => {
   });
   after(() => t.close());
 
-  it('sends nosniff, frame denial and HSTS (HTTPS_ONLY)', async () => {
-    const res = await t.inject({ method: 'GET', url: '/health' });
+  it('sends nosniff, frame denial and HSTS (HTTPS_ONLY), on answers and on errors alike', async () => {
+    for (const url of ['/health', '/no-such-route']) {
+      const res = await t.inject({ method: 'GET', url });
+      assert.equal(res.headers['x-content-type-options'], 'nosniff', url);
+      assert.equal(res.headers['x-frame-options'], 'DENY', url);
+      assert.equal(res.headers['referrer-policy'], 'no-referrer', url);
+      assert.equal(res.headers['cross-origin-opener-policy'], 'same-origin', url);
+      assert.equal(res.headers['strict-transport-security'], 'max-age=31536000; includeSubDomains', url);
+    }
+  });
+
+  it('sends them, with CORS and the request id, on streamed (SSE) answers too', async () => {
+    const res = await t.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      headers: { ...bearer(TEST_MASTER_KEY), origin: 'https://app.example.com', 'x-request-id': 'req-sse-1' },
+      payload: { model: 'demo', stream: true, messages: [{ role: 'user', content: 'hello' }] },
+    });
+    assert.equal(res.statusCode, 200);
+    assert.match(String(res.headers['content-type']), /^text\/event-stream/);
+    assert.match(res.body, /data: \[DONE\]/);
     assert.equal(res.headers['x-content-type-options'], 'nosniff');
     assert.equal(res.headers['x-frame-options'], 'DENY');
-    assert.match(res.headers['strict-transport-security'] as string, /max-age=31536000/);
+    assert.equal(res.headers['strict-transport-security'], 'max-age=31536000; includeSubDomains');
+    assert.equal(res.headers['access-control-allow-origin'], 'https://app.example.com');
+    assert.equal(res.headers['x-request-id'], 'req-sse-1');
   });
 
   it('allows a listed origin with credentials and refuses a foreign one', async () => {

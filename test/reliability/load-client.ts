@@ -103,5 +103,5 @@ export function figures(name: string, outcomes: StreamOutcome[]) {
     `200 stream p50/p99 ${ms(200, 50)}/${ms(200, 99)} ms` +
     (statuses[503] ? `, 503 p50/p99 ${ms(503, 50)}/${ms(503, 99)} ms` : '');
   console.log(line);
-  return { statuses, p99Refused: ms(503, 99) };
+  return { statuses, p99Refused: ms(503, 99), p50Served: ms(200, 50) };
 }

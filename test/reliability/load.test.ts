@@ -97,7 +97,10 @@ describe('load', { skip: !built() && 'run npm run build', concurrency: 2 }, () =
       for (const o of outcomes) assertStreamOrRefusal(o, REPLY);
       assert.ok((ramp.statuses[503] ?? 0) > 0, 'the ramp went past the cap: some requests were refused');
       assert.ok((ramp.statuses[200] ?? 0) >= CAP, 'the server kept serving up to the cap');
-      assert.ok(ramp.p99Refused < 500, `503s answered in ${ramp.p99Refused} ms (p99), not at once`);
+      // At once: not queued for a slot, which frees only as streams end (a served stream's p50, ~0.6 s on a fast
+      // machine and twice that on a loaded CI machine, where the refusals themselves reach ~0.5 s).
+      const refusedWithin = Math.max(500, ramp.p50Served);
+      assert.ok(ramp.p99Refused < refusedWithin, `503s answered in ${ramp.p99Refused} ms (p99), not at once`);
       assert.ok(inFlightMax <= CAP, `${inFlightMax} requests in flight past a cap of ${CAP}`);
 
       // Ramped down: the ten clients left are all served again.

@@ -95,8 +95,9 @@ describe('soak with 1 % injected faults', { skip: !built() && 'run npm run build
       );
       assert.ok(lateRss < earlyRss * 2 + 10_240, `RSS grew from ${earlyRss} kB to ${lateRss} kB`);
       assert.ok(growth < HEAP_GROWTH_LIMIT, `post-GC heap grew by ${(growth / MB).toFixed(1)} MB`);
-      // Idle keep-alive connections come and go; a leak adds one per request (hundreds here).
-      assert.ok(late.sockets <= early.sockets + WORKERS, `sockets ${early.sockets} → ${late.sockets}`);
+      // Idle keep-alive connections come and go (on a loaded machine each worker's client may open a second
+      // before the first is back in its pool); a leak adds one per request (thousands here).
+      assert.ok(late.sockets <= early.sockets + 2 * WORKERS, `sockets ${early.sockets} → ${late.sockets}`);
       assert.ok(fake.openSockets() <= 16, `upstream sockets: ${fake.openSockets()}`);
     } finally {
       const stderr = server.stderr();

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { newId, nowIso } from '../../core/ids.js';
 import type { Db } from '../../db/database.js';
@@ -29,9 +29,14 @@ function actionOf(request: FastifyRequest): string | undefined {
  */
 export const auditPlugin = fp(
   async (app: FastifyInstance, options: { db: Db }) => {
-    app.addHook('onResponse', async (request, reply) => {
+    // Most requests are not audited: they pass through a plain callback, without the promise of an async hook.
+    app.addHook('onResponse', (request, reply, done) => {
       const action = actionOf(request);
-      if (!action) return;
+      done();
+      if (action) void write(request, reply, action);
+    });
+
+    async function write(request: FastifyRequest, reply: FastifyReply, action: string) {
       const principal = request.principal;
       const body = request.body as { email?: unknown } | undefined;
       const event = {
@@ -55,7 +60,7 @@ export const auditPlugin = fp(
       } catch (err) {
         request.log.error({ err }, 'could not write the audit event');
       }
-    });
+    }
   },
   { name: 'audit' },
 );

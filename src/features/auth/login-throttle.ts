@@ -1,11 +1,11 @@
 import type { Redis } from 'ioredis';
+import { AppError } from '../../core/errors.js';
 import {
   type RateLimiterAbstract,
   RateLimiterMemory,
   RateLimiterRedis,
   RateLimiterRes,
-} from 'rate-limiter-flexible';
-import { AppError } from '../../core/errors.js';
+} from '../../core/rate-limiter-flexible.js';
 
 export interface LoginThrottleOptions {
   maxFailures: number;

@@ -20,7 +20,7 @@ export async function deliverGeneration(
   if (started.replayed) headers['idempotent-replayed'] = 'true';
 
   if (stream) {
-    const events = openEventStream(request, reply, headers, api.closing);
+    const events = openEventStream(reply, headers, api.closing);
     try {
       for await (const event of api.feed.follow(ref.generation_id, 0, events.signal))
         await events.send(event);

@@ -87,7 +87,7 @@ export async function generationRoutes(fastify: FastifyInstance, api: Conversati
         });
       }
       const after = fromHeader ?? request.query.after ?? 0;
-      const events = openEventStream(request, reply, { 'x-generation-id': row.id }, api.closing);
+      const events = openEventStream(reply, { 'x-generation-id': row.id }, api.closing);
       try {
         for await (const event of feed.follow(row.id, after, events.signal)) await events.send(event);
       } catch (err) {

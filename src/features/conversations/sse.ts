@@ -1,4 +1,5 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { OutgoingHttpHeaders } from 'node:http';
+import type { FastifyReply } from 'fastify';
 import type { GenerationEvent } from './events.js';
 
 export const formatSse = (event: GenerationEvent) =>
@@ -18,7 +19,6 @@ const KEEPALIVE_MS = 15_000;
  * produces the events (a generation) carries on without it.
  */
 export function openEventStream(
-  request: FastifyRequest,
   reply: FastifyReply,
   headers: Record<string, string>,
   stop?: AbortSignal,
@@ -26,10 +26,11 @@ export function openEventStream(
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, {
+    // What hooks set (request id, security and CORS headers): hijacking skips Fastify's own writeHead.
+    ...(reply.getHeaders() as OutgoingHttpHeaders),
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache, no-transform',
     'x-accel-buffering': 'no',
-    'x-request-id': request.id,
     ...headers,
   });
   const controller = new AbortController();

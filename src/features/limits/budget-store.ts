@@ -13,6 +13,13 @@ export interface Budget {
   limitTokens: number | null;
 }
 
+interface CacheEntry {
+  budgets: Promise<Budget[]>;
+  expiresAt: number;
+  /** The list once read: what `knownNone` may trust without waiting. */
+  known?: Budget[];
+}
+
 /**
  * Spend budgets per key and per user (`budgets`), at most one per (scope, subject, period). Reads are cached
  * per subject for `cacheTtlMs` (default 30 s); changes made through this instance apply at once.
@@ -20,7 +27,7 @@ export interface Budget {
 export class BudgetStore {
   readonly #db: LimitsDb;
   readonly #cacheTtlMs: number;
-  readonly #cache = new Map<string, { budgets: Promise<Budget[]>; expiresAt: number }>();
+  readonly #cache = new Map<string, CacheEntry>();
 
   constructor(db: Db, options: { cacheTtlMs?: number } = {}) {
     this.#db = withLimitsTables(db);
@@ -36,14 +43,36 @@ export class BudgetStore {
     return [...key, ...user];
   }
 
+  /**
+   * Whether the principal's key and user are both known, from fresh cache entries, to have no budget: what
+   * lets a call skip reserving and settling altogether. Unknown (not yet read, expired) counts as no.
+   */
+  knownNone(principal: Principal): boolean {
+    const now = Date.now();
+    const none = (scope: LimitScope, subjectId: string) => {
+      const hit = this.#cache.get(`${scope}:${subjectId}`);
+      return hit !== undefined && hit.expiresAt > now && hit.known?.length === 0;
+    };
+    return (
+      (!principal.apiKeyId || none('key', principal.apiKeyId)) &&
+      (!principal.userId || none('user', principal.userId))
+    );
+  }
+
   #cached(scope: LimitScope, subjectId: string): Promise<Budget[]> {
     const key = `${scope}:${subjectId}`;
     const now = Date.now();
     const hit = this.#cache.get(key);
     if (hit && hit.expiresAt > now) return hit.budgets;
     const budgets = this.list(scope, subjectId);
-    this.#cache.set(key, { budgets, expiresAt: now + this.#cacheTtlMs });
-    budgets.catch(() => this.#cache.delete(key));
+    const entry: CacheEntry = { budgets, expiresAt: now + this.#cacheTtlMs };
+    this.#cache.set(key, entry);
+    budgets.then(
+      (list) => {
+        entry.known = list;
+      },
+      () => this.#cache.delete(key),
+    );
     if (this.#cache.size > 10_000) {
       for (const [k, entry] of this.#cache) if (entry.expiresAt <= now) this.#cache.delete(k);
     }

@@ -742,5 +742,32 @@ for (const dialect of DIALECTS) {
         store.set({ scope: 'key', subjectId: p.apiKeyId!, period: 'day', limitUsd: -1, limitTokens: null }),
       );
     });
+
+    it('knows a subject has no budget only from a fresh read, and forgets it when one is set', async () => {
+      const realNow = Date.now;
+      const store = new BudgetStore(env.db, { cacheTtlMs: 1_000 });
+      const p = await seedPrincipal(env.db);
+      assert.equal(store.knownNone(p), false, 'never read: unknown');
+      assert.deepEqual(await store.forPrincipal(p), []);
+      const readAt = Date.now();
+      assert.equal(store.knownNone(p), true);
+      try {
+        Date.now = () => readAt + 1_001;
+        assert.equal(store.knownNone(p), false, 'expired: unknown again');
+      } finally {
+        Date.now = realNow;
+      }
+      await store.forPrincipal(p);
+      await store.set({
+        scope: 'key',
+        subjectId: p.apiKeyId!,
+        period: 'day',
+        limitUsd: 1,
+        limitTokens: null,
+      });
+      assert.equal(store.knownNone(p), false, 'a budget set through the store applies at once');
+      assert.equal((await store.forPrincipal(p)).length, 1);
+      assert.equal(store.knownNone(p), false);
+    });
   });
 }

@@ -513,6 +513,11 @@ export class BudgetService {
     });
   }
 
+  /** Whether no budget can apply to the principal (the master key; or none, per a fresh cache read). */
+  knownNone(principal: Principal): boolean {
+    return principal.via === 'master_key' || this.store.knownNone(principal);
+  }
+
   /**
    * Reserves the request's worst case against every budget of its key and user, or throws 429
    * `budget_exceeded` (type insufficient_quota) naming the budget and period. Call before the provider.

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { AppError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
 import {
   type RateLimiterAbstract,
   RateLimiterMemory,
   RateLimiterRedis,
   RateLimiterRes,
-} from 'rate-limiter-flexible';
-import { AppError } from '../../core/errors.js';
-import type { Logger } from '../../core/logger.js';
+} from '../../core/rate-limiter-flexible.js';
 import type { Metrics } from '../../metrics/registry.js';
 import type { Principal } from '../auth/principal.js';
 import type { RateLimitConfig } from './config.js';
@@ -161,6 +161,11 @@ export class RateLimitService {
       // Fail-open: while Redis cannot answer, this process' own counts decide.
       ...(this.#config.failMode === 'open' ? { insuranceLimiter: memory() } : {}),
     });
+  }
+
+  /** Whether any rate limit can apply to the principal (off, or the master key: none). */
+  applies(principal: Principal): boolean {
+    return !this.#exempt(principal);
   }
 
   #exempt(principal: Principal): boolean {

@@ -1,3 +1,4 @@
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
@@ -9,7 +10,7 @@ import { toErrorResponse } from '../../plugins/error-handler.js';
 import { ProviderError } from '../../providers/errors.js';
 import type { ChatGateway, RouteInfo } from '../../providers/router/types.js';
 import { TextBuffer } from '../../providers/text-buffer.js';
-import { countPromptTokens, countTextTokens } from '../../providers/tokens.js';
+import { estimateUsage } from '../../providers/tokens.js';
 import type { ChatCompletionRequest, Usage } from '../../providers/types.js';
 import type { UsageRecorder } from '../usage/store.js';
 import {
@@ -90,7 +91,10 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
         });
         const usage =
           result.completion.usage ??
-          estimateUsage(body, result.completion.choices.map((c) => c.message.content ?? '').join(''));
+          estimateUsage(
+            body.messages,
+            result.completion.choices.map((c) => c.message.content ?? '').join(''),
+          );
         void record(request, body, { route: result.route, usage, latencyMs: result.latencyMs, status: 'ok' });
         if (cache) {
           reply.header('x-cache', 'miss');
@@ -159,10 +163,11 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
     const res = reply.raw;
     reply.hijack();
     res.writeHead(200, {
+      // What hooks set (request id, security and CORS headers): hijacking skips Fastify's own writeHead.
+      ...(reply.getHeaders() as OutgoingHttpHeaders),
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
       'x-accel-buffering': 'no',
-      'x-request-id': request.id,
       ...(result.route ? { 'x-colloquy-deployment': result.route.deployment } : {}),
       ...(cache ? { 'x-cache': hit ? 'hit' : 'miss' } : {}),
       ...result.headers,
@@ -205,7 +210,7 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
     }
     void record(request, body, {
       route: result.route,
-      usage: usage ?? estimateUsage(body, text.toString()),
+      usage: usage ?? estimateUsage(body.messages, text.toString()),
       latencyMs: performance.now() - startedAt,
       ttftMs: result.ttftMs,
       status,
@@ -338,16 +343,6 @@ const clientGone = () =>
     retryable: false,
     kind: 'cancelled',
   });
-
-function estimateUsage(body: ChatCompletionRequest, completion: string): Usage {
-  const prompt = countPromptTokens(body.messages);
-  const completionTokens = countTextTokens(completion);
-  return {
-    prompt_tokens: prompt,
-    completion_tokens: completionTokens,
-    total_tokens: prompt + completionTokens,
-  };
-}
 
 function statusOf(err: unknown): string {
   return err instanceof ProviderError && err.details.kind === 'cancelled' ? 'cancelled' : 'error';

@@ -75,6 +75,23 @@ for (const dialect of DIALECTS) {
       assert.ok(written.every((r) => r.prompt_tokens === 10 && r.latency_ms === 12 && r.cost_usd > 0));
     });
 
+    it("a row recorded 'soon' is written at once; others wait to share a batch", async () => {
+      const batched = new UsageRecorder(database.db, new PriceTable(), quiet);
+      const soon = new UsageRecorder(database.db, new PriceTable(), quiet);
+      const [waits, now] = [uid(), uid()];
+      const first = await Promise.race([
+        batched.record(event(waits)).then(() => 'batched'),
+        soon.record(event(now), 'soon').then(() => 'soon'),
+      ]);
+      assert.equal(first, 'soon');
+      assert.deepEqual(
+        (await rows([waits, now])).map((r) => r.request_id),
+        [now],
+      );
+      await batched.close();
+      assert.equal((await rows([waits])).length, 1);
+    });
+
     it('close() writes the rows still queued: a graceful stop loses none', async () => {
       const recorder = new UsageRecorder(database.db, new PriceTable(), quiet);
       const ids = Array.from({ length: 20 }, uid);

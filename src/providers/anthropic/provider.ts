@@ -1,6 +1,16 @@
-import { request } from 'undici';
 import { ProviderError, protocolError, upstreamHttpError } from '../errors.js';
-import { joinUrl, mapTransportError, parseJsonEvent, postJson, readSse } from '../http.js';
+import {
+  joinUrl,
+  LIST_TIMEOUT_MS,
+  mapTransportError,
+  type PostOptions,
+  parseJsonEvent,
+  postForText,
+  postJson,
+  readSse,
+  type UpstreamResponse,
+  upstreamList,
+} from '../http.js';
 import type {
   CallOptions,
   ChatCompletion,
@@ -29,7 +39,6 @@ export interface AnthropicProviderOptions {
   headers?: Record<string, string>;
 }
 
-const LIST_TIMEOUT_MS = 5_000;
 const MAX_MODEL_PAGES = 10;
 
 /**
@@ -40,6 +49,7 @@ export class AnthropicProvider implements LlmProvider {
   readonly kind = 'anthropic' as const;
   readonly name: string;
   readonly #baseUrl: string;
+  readonly #messagesUrl: URL;
   readonly #headers: Record<string, string>;
 
   constructor({
@@ -51,18 +61,19 @@ export class AnthropicProvider implements LlmProvider {
   }: AnthropicProviderOptions) {
     this.name = name;
     this.#baseUrl = baseUrl.replace(/\/+$/, '').replace(/\/v1$/, '');
+    this.#messagesUrl = new URL(joinUrl(this.#baseUrl, 'v1/messages'));
     this.#headers = { ...headers, 'x-api-key': apiKey, 'anthropic-version': version };
   }
 
   async complete(body: ChatCompletionRequest, options: CallOptions): Promise<ChatCompletion> {
     const payload = toAnthropicRequest({ ...body, stream: false }, this.name);
-    const response = await this.#post(payload, options, options.timeouts.firstTokenMs, 'application/json');
-    let text: string;
-    try {
-      text = await response.body.text();
-    } catch (err) {
-      throw mapTransportError(this.name, err, options);
-    }
+    const text = await this.#post(
+      postForText,
+      payload,
+      options,
+      options.timeouts.firstTokenMs,
+      'application/json',
+    );
     let message: AnthropicMessage | { type: 'error'; error?: { type?: string; message?: string } };
     try {
       message = JSON.parse(text);
@@ -81,25 +92,14 @@ export class AnthropicProvider implements LlmProvider {
     const payload = toAnthropicRequest({ ...body, stream: true }, this.name);
     // Anthropic answers a stream's headers at once, but allow for a slow first token before them anyway.
     const response = await this.#post(
+      postJson,
       payload,
       options,
       options.timeouts.connectMs + options.timeouts.firstTokenMs,
       'text/event-stream',
     );
-    const provider = this.name;
-    const translator = new AnthropicStreamTranslator(provider, { model: body.model });
-    async function* events(): AsyncGenerator<StreamEvent> {
-      for await (const message of readSse(provider, response.body, { ...options, startedAt })) {
-        const event = parseJsonEvent<AnthropicStreamEvent>(provider, message.data);
-        if (!event || typeof event !== 'object')
-          throw protocolError(provider, 'a stream event that is not an object');
-        if (typeof event.type !== 'string' && message.event) (event as { type: string }).type = message.event;
-        for (const chunk of translator.push(event)) yield { chunk };
-        if (translator.done) return;
-      }
-      throw protocolError(provider, 'the stream ended without message_stop');
-    }
-    return events();
+    const translator = new AnthropicStreamTranslator(this.name, { model: body.model });
+    return relayAnthropicStream(this.name, response, translator, { ...options, startedAt });
   }
 
   async listModels(options: { signal: AbortSignal }): Promise<string[]> {
@@ -119,12 +119,7 @@ export class AnthropicProvider implements LlmProvider {
       let text: string;
       let retryAfter: string | string[] | undefined;
       try {
-        const response = await request(url, {
-          headers: this.#headers,
-          signal: options.signal,
-          headersTimeout: LIST_TIMEOUT_MS,
-          bodyTimeout: LIST_TIMEOUT_MS,
-        });
+        const response = await upstreamList(url, this.#headers, options.signal);
         status = response.statusCode;
         retryAfter = response.headers['retry-after'];
         text = await response.body.text();
@@ -152,14 +147,21 @@ export class AnthropicProvider implements LlmProvider {
     return ids;
   }
 
-  async #post(payload: unknown, options: CallOptions, headersTimeoutMs: number, accept: string) {
+  async #post<T>(
+    send: (options: PostOptions) => Promise<T>,
+    payload: unknown,
+    options: CallOptions,
+    headersTimeoutMs: number,
+    accept: string,
+  ): Promise<T> {
     try {
-      return await postJson({
+      return await send({
         provider: this.name,
-        url: joinUrl(this.#baseUrl, 'v1/messages'),
+        url: this.#messagesUrl,
         headers: { ...this.#headers, accept },
         body: JSON.stringify(payload),
         signal: options.signal,
+        abort: options.abort,
         timeouts: options.timeouts,
         headersTimeoutMs,
       });
@@ -273,3 +275,21 @@ const STATUS_TYPES: Record<number, string> = {
   504: 'timeout_error',
   529: 'overloaded_error',
 };
+
+// Module-level, like every stream generator (see relayOpenAiStream).
+async function* relayAnthropicStream(
+  provider: string,
+  response: UpstreamResponse,
+  translator: AnthropicStreamTranslator,
+  options: CallOptions & { startedAt: number },
+): AsyncGenerator<StreamEvent> {
+  for await (const message of readSse(provider, response.body, options)) {
+    const event = parseJsonEvent<AnthropicStreamEvent>(provider, message.data);
+    if (!event || typeof event !== 'object')
+      throw protocolError(provider, 'a stream event that is not an object');
+    if (typeof event.type !== 'string' && message.event) (event as { type: string }).type = message.event;
+    for (const chunk of translator.push(event)) yield { chunk };
+    if (translator.done) return;
+  }
+  throw protocolError(provider, 'the stream ended without message_stop');
+}

@@ -84,27 +84,8 @@ export class RoutingGateway implements ChatGateway {
     );
     const firstChunkAt = performance.now();
     const ttftMs = firstChunkAt - startedAt;
-    const health = this.health;
-    health.timeToFirstToken(route.deployment, firstChunkAt - sentAt, firstChunkAt);
-    async function* events(): AsyncGenerator<StreamEvent> {
-      const { iterator, first } = value;
-      try {
-        if (first.done) return;
-        yield first.value;
-        while (true) {
-          const next = await iterator.next();
-          if (next.done) {
-            health.latency(route.deployment, performance.now() - sentAt);
-            return;
-          }
-          yield next.value;
-        }
-      } finally {
-        release();
-        await iterator.return?.().catch(() => {});
-      }
-    }
-    return { route, ttftMs, events: events() };
+    this.health.timeToFirstToken(route.deployment, firstChunkAt - sentAt, firstChunkAt);
+    return { route, ttftMs, events: relayAttempt(value, release, this.health, route.deployment, sentAt) };
   }
 
   async listModels(): Promise<{ id: string; owned_by: string }[]> {
@@ -159,14 +140,18 @@ export class RoutingGateway implements ChatGateway {
       if (!deployment) break;
       attempts++;
       // Released once the call is over (a stream: when it ends), so no timer outlives its request.
-      const { signal, clear: release } = deadlineSignal(request.signal, Math.max(1, deadline - Date.now()));
+      const {
+        signal,
+        abort,
+        clear: release,
+      } = deadlineSignal(request.signal, Math.max(1, deadline - Date.now()));
       const sentAt = performance.now();
       try {
         const value = await deployment.breaker.execute(() =>
           run(
             deployment,
             { ...request.body, model: deployment.model },
-            { signal, timeouts, requestId: request.requestId },
+            { signal, abort, timeouts, requestId: request.requestId },
           ),
         );
         const route: RouteInfo = {
@@ -228,5 +213,33 @@ export class RoutingGateway implements ChatGateway {
     const { initialMs, maxMs } = this.policy.backoff;
     const ceiling = Math.min(maxMs, initialMs * 2 ** (attempt - 1));
     return Math.round(ceiling * (0.5 + Math.random() / 2));
+  }
+}
+
+// The attempt's chunks, the already-read first one included; its deadline is released when the stream ends.
+// Module-level, like every stream generator (see relayOpenAiStream).
+async function* relayAttempt(
+  attempt: { iterator: AsyncIterator<StreamEvent>; first: IteratorResult<StreamEvent> },
+  release: () => void,
+  health: DeploymentHealth,
+  deployment: string,
+  sentAt: number,
+): AsyncGenerator<StreamEvent> {
+  const { iterator } = attempt;
+  try {
+    const first = attempt.first;
+    if (first.done) return;
+    yield first.value;
+    while (true) {
+      const next = await iterator.next();
+      if (next.done) {
+        health.latency(deployment, performance.now() - sentAt);
+        return;
+      }
+      yield next.value;
+    }
+  } finally {
+    release();
+    await iterator.return?.().catch(() => {});
   }
 }

@@ -121,6 +121,8 @@ export class ModelRouter {
 
 /** Priority groups in order; inside a group a weighted random order, so load spreads by weight. */
 export function orderDeployments(deployments: Deployment[], random = Math.random): Deployment[] {
+  // The common route, one deployment, on every request: nothing to order.
+  if (deployments.length < 2) return deployments;
   const groups = new Map<number, Deployment[]>();
   for (const d of deployments) groups.set(d.priority, [...(groups.get(d.priority) ?? []), d]);
   return [...groups.keys()]
