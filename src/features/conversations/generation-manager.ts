@@ -5,7 +5,7 @@ import { nowIso } from '../../core/ids.js';
 import type { Logger } from '../../core/logger.js';
 import { ProviderError } from '../../providers/errors.js';
 import type { ChatGateway, RouteInfo } from '../../providers/router/types.js';
-import { countPromptTokens, countTextTokens } from '../../providers/tokens.js';
+import { estimateUsage } from '../../providers/tokens.js';
 import type { StreamEvent, Usage } from '../../providers/types.js';
 import type { UsageRecorder } from '../usage/store.js';
 import {
@@ -34,6 +34,9 @@ export interface GenerationManagerOptions {
   /** How long a finished generation's events stay in memory for reconnections. */
   retentionMs?: number;
 }
+
+/** An abandoned generation's rows are not in the database: never committed, or not yet. */
+class NotCommitted extends Error {}
 
 class Cancelled extends Error {
   constructor(readonly reason: 'cancelled' | 'shutdown') {
@@ -282,18 +285,21 @@ export class GenerationManager {
 
     // Usage rows are written in batches, one batch after another. While the database is down that queue
     // backs up with timeouts, and the reply (and the next message) must not wait for it: the wait is bounded.
-    const recorded = this.options.usage.record({
-      requestId: spec.id,
-      userId: spec.userId,
-      apiKeyId: spec.apiKeyId,
-      model: spec.body.model,
-      route,
-      usage: finalUsage,
-      latencyMs: performance.now() - startedAt,
-      ttftMs,
-      status: status === 'complete' ? 'ok' : live.cancelled ? 'cancelled' : status,
-      cached,
-    });
+    const recorded = this.options.usage.record(
+      {
+        requestId: spec.id,
+        userId: spec.userId,
+        apiKeyId: spec.apiKeyId,
+        model: spec.body.model,
+        route,
+        usage: finalUsage,
+        latencyMs: performance.now() - startedAt,
+        ttftMs,
+        status: status === 'complete' ? 'ok' : live.cancelled ? 'cancelled' : status,
+        cached,
+      },
+      'soon',
+    );
     await Promise.race([recorded, sleep(USAGE_WAIT_MS, undefined, { ref: false })]);
 
     const publicMessage = toPublicMessage(message);
@@ -313,12 +319,18 @@ export class GenerationManager {
    * A generation that will never run because its rows failed to commit, or maybe did not: a COMMIT cut off
    * on its way (the database paused or restarting) may still be applied. Once the database answers, a reply
    * so left 'streaming' is ended as an error; otherwise the conversation would refuse its next message
-   * until the orphan sweep, minutes later.
+   * until the orphan sweep, minutes later. Rows not there are looked for again for as long: a COMMIT sent on a
+   * connection whose server process is stopped is applied when it resumes, however late that is.
    */
   abandon(generationId: string): void {
     this.#retrySoon(
-      () => this.#endAbandoned(generationId),
-      (err) => this.options.logger.error({ err, generationId }, 'gave up ending the abandoned generation'),
+      async () => {
+        if (!(await this.#endAbandoned(generationId))) throw new NotCommitted();
+      },
+      (err) => {
+        if (err instanceof NotCommitted) return;
+        this.options.logger.error({ err, generationId }, 'gave up ending the abandoned generation');
+      },
     );
   }
 
@@ -338,16 +350,17 @@ export class GenerationManager {
     this.#timers.add(timer);
   }
 
-  async #endAbandoned(generationId: string) {
+  /** Ends the generation's rows as abandoned; false when they are not (yet) committed. */
+  #endAbandoned(generationId: string): Promise<boolean> {
     const now = nowIso();
-    await this.options.store.db.transaction().execute(async (trx) => {
+    return this.options.store.db.transaction().execute(async (trx) => {
       const generation = await trx
         .selectFrom('generations')
-        .select('message_id')
+        .select(['message_id', 'status'])
         .where('id', '=', generationId)
-        .where('status', '=', 'running')
         .executeTakeFirst();
-      if (!generation) return; // the rows were never committed
+      if (!generation) return false;
+      if (generation.status !== 'running') return true;
       await trx
         .updateTable('messages')
         .set({ status: 'error', error: ABANDONED, updated_at: now })
@@ -359,6 +372,7 @@ export class GenerationManager {
         .set({ status: 'error', error: 'abandoned', updated_at: now, finished_at: now })
         .where('id', '=', generationId)
         .execute();
+      return true;
     });
   }
 
@@ -479,14 +493,4 @@ function describeFailure(failure: unknown, signal: AbortSignal): { code: string;
   // Refusals of our own (rate limits, budgets, limits that cannot be checked while Redis is away) say why.
   if (failure instanceof AppError) return { code: failure.code, message: failure.message };
   return { code: 'internal_error', message: 'the reply failed because of an internal error' };
-}
-
-function estimateUsage(messages: GenerationSpec['body']['messages'], completion: string): Usage {
-  const prompt = countPromptTokens(messages);
-  const completionTokens = countTextTokens(completion);
-  return {
-    prompt_tokens: prompt,
-    completion_tokens: completionTokens,
-    total_tokens: prompt + completionTokens,
-  };
 }

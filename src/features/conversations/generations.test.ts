@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
 import { bearer, createUser, startTestApp, type TestApp, type TestUser } from '../../../test/helpers/app.js';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../../../test/helpers/databases.js';
+import type { UsageRecorder } from '../usage/store.js';
+import { GenerationManager } from './generation-manager.js';
+import { ConversationStore } from './store.js';
 import { sweepOrphanedGenerations } from './sweep.js';
 import { FakeGateway, Gate, upstreamFailure } from './testing/fake-gateway.js';
 import { parseSse, SseConnection } from './testing/sse-client.js';
@@ -87,6 +91,51 @@ for (const dialect of DIALECTS) {
         headers: { ...bearer(user.accessToken), ...headers },
         body,
       });
+
+    /** A reply's rows as a send commits them: the message streaming, its generation running. */
+    const insertRunning = async (
+      conversationId: string,
+      parentId: string,
+      name: string,
+      content: string,
+      atMs: number,
+    ) => {
+      const at = new Date(atMs).toISOString();
+      const db = h.database.db;
+      await db
+        .insertInto('messages')
+        .values({
+          id: `msg_${name}_${dialect}`,
+          conversation_id: conversationId,
+          parent_id: parentId,
+          role: 'assistant',
+          content,
+          status: 'streaming',
+          model: 'fake-model',
+          error: null,
+          prompt_tokens: null,
+          completion_tokens: null,
+          created_at: at,
+          updated_at: at,
+        })
+        .execute();
+      await db
+        .withTables<{ generations: Record<string, unknown> }>()
+        .insertInto('generations')
+        .values({
+          id: `gen_${name}_${dialect}`,
+          user_id: a.id,
+          conversation_id: conversationId,
+          message_id: `msg_${name}_${dialect}`,
+          user_message_id: parentId,
+          kind: 'regenerate',
+          model: 'fake-model',
+          status: 'running',
+          created_at: at,
+          updated_at: at,
+        })
+        .execute();
+    };
 
     before(async () => {
       testDb = await createTestDatabase(dialect);
@@ -247,7 +296,13 @@ for (const dialect of DIALECTS) {
         return row.status === 'complete' ? row : undefined;
       });
       assert.equal(done.content, 'abcde');
-      assert.equal((await usageOf(start.data.generation_id)).length, 1);
+      // The usage row is written (in a batch) after the message row, so it can land a moment later.
+      const usage = await waitUntil(async () => {
+        const rows = await usageOf(start.data.generation_id);
+        return rows.length > 0 ? rows : undefined;
+      });
+      assert.equal(usage.length, 1);
+      assert.equal(usage[0]!.status, 'ok');
     });
 
     it('replays exactly the missed events after Last-Event-ID, then the live rest', async () => {
@@ -555,41 +610,8 @@ for (const dialect of DIALECTS) {
     it('sweeps orphaned streaming rows to partial at start-up, keeping their text', async () => {
       const id = await newConversation();
       const done = await say(id, 'before the crash');
-      const now = new Date(Date.now() - 60_000).toISOString();
       const db = h.database.db;
-      await db
-        .insertInto('messages')
-        .values({
-          id: `msg_orphan_${dialect}`,
-          conversation_id: id,
-          parent_id: done.user_message.id,
-          role: 'assistant',
-          content: 'half a repl',
-          status: 'streaming',
-          model: 'fake-model',
-          error: null,
-          prompt_tokens: null,
-          completion_tokens: null,
-          created_at: now,
-          updated_at: now,
-        })
-        .execute();
-      await db
-        .withTables<{ generations: Record<string, unknown> }>()
-        .insertInto('generations')
-        .values({
-          id: `gen_orphan_${dialect}`,
-          user_id: a.id,
-          conversation_id: id,
-          message_id: `msg_orphan_${dialect}`,
-          user_message_id: done.user_message.id,
-          kind: 'regenerate',
-          model: 'fake-model',
-          status: 'running',
-          created_at: now,
-          updated_at: now,
-        })
-        .execute();
+      await insertRunning(id, done.user_message.id, 'orphan', 'half a repl', Date.now() - 60_000);
       assert.equal(await sweepOrphanedGenerations(db, { staleAfterMs: 120_000 }), 0, 'not stale yet');
       assert.equal(await sweepOrphanedGenerations(db), 1);
       const row = await message(`msg_orphan_${dialect}`);
@@ -615,6 +637,28 @@ for (const dialect of DIALECTS) {
         },
       );
       assert.equal(resumed.json().message.content, 'half a replHello there!');
+    });
+
+    it('ends a reply as an error when the rows of a failed send are committed late (a COMMIT applied on resume)', async () => {
+      const id = await newConversation();
+      const done = await say(id, 'before the database stalled');
+      const manager = new GenerationManager({
+        store: new ConversationStore(h.database.db),
+        gateway,
+        usage: {} as UsageRecorder,
+        logger: pino({ level: 'silent' }),
+      });
+      manager.abandon(`gen_late_${dialect}`);
+      await sleep(800); // its first looks find nothing
+      await insertRunning(id, done.user_message.id, 'late', '', Date.now());
+      const row = await waitUntil(async () => {
+        const row = await message(`msg_late_${dialect}`);
+        return row.status !== 'streaming' && row;
+      });
+      assert.equal(row.status, 'error');
+      assert.match(row.error ?? '', /send it again/);
+      assert.equal((await call(a, 'GET', `/api/generations/gen_late_${dialect}`)).json().status, 'error');
+      await manager.close(0);
     });
 
     it('refuses to send under a reply that is still streaming', async () => {
