@@ -173,17 +173,18 @@ describe('Redis paused under traffic', {
     // Commands time out within a second: nothing waits for Redis anywhere near the deadline.
     const slowest = Math.max(...[...outcomesA, ...outcomesB].map((o) => o.ms), ...cached.map((c) => c.ms));
     assert.ok(slowest < DEADLINE_MS / 2, `a request took ${slowest} ms while Redis was paused`);
-    // Once the stall is detected (about two seconds in), replica A no longer waits for Redis at all.
+    // Once the stall is detected (about two seconds in), replica A no longer waits for Redis: without the
+    // watchdog every request would wait out the 1 s command timeout, so most would take over a second. The
+    // bound is on p90, not the slowest: a CI machine three times slower than this one once served one
+    // request in 1.3 s (p50 243 ms), a pause of its own, not Redis's.
     const lateInPause = outcomesA.filter((o) => during(o) && o.startedAt > pausedAt + 3_000).map((o) => o.ms);
+    const late = (p: number) => percentile(lateInPause, p);
     console.log(
       `# redis paused, replica A once the stall was detected: ${lateInPause.length} requests, ` +
-        `p50/p99 ${percentile(lateInPause, 50)}/${percentile(lateInPause, 99)} ms`,
+        `p50/p90/p99 ${late(50)}/${late(90)}/${late(99)} ms`,
     );
     assert.ok(lateInPause.length > 0);
-    assert.ok(
-      percentile(lateInPause, 99) < 1_000,
-      `A, late in the pause: p99 ${percentile(lateInPause, 99)} ms`,
-    );
+    assert.ok(late(90) < 1_000, `A, late in the pause: p90 ${late(90)} ms`);
     // Readiness reported redis on both replicas, and answered fast, while Redis was paused.
     assert.ok(readyDuringPause.some((r) => r.a.failing.includes('redis') && r.b.failing.includes('redis')));
     assert.ok(
