@@ -52,6 +52,7 @@ const { values: flags } = parseArgs({
     'arm-warm-up-seconds': { type: 'string' },
     'no-portkey': { type: 'boolean', default: false },
     baseline: { type: 'string' },
+    'baseline-node-flags': { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
     out: { type: 'string' },
   },
@@ -62,9 +63,10 @@ const scenarios = new Set(flags.scenarios.split(',').map((s) => Number(s.trim())
 const rounds = Number(flags.rounds ?? (tiny ? 1 : 3));
 const duration = Number(flags.duration ?? (tiny ? 1 : 5));
 const soakSeconds = Number(flags['soak-seconds'] ?? (tiny ? 3 : 300));
-// V8 keeps the garbage of start-up (module loading, migrations) until its memory reducer runs, about 10–30 s
-// after allocation stops: idle RSS is read again once that has happened.
-const idleSettleSeconds = tiny ? 2 : 45;
+// V8 keeps the garbage of start-up (module loading, migrations) and its grown young generation until its
+// memory reducer runs: ~24 s after start on a quiet machine, ~49 s when other processes took the CPU during
+// start-up (seen here). Idle RSS is watched for this long and read at its end.
+const idleSettleSeconds = tiny ? 2 : 90;
 // Under load RSS climbs for about 100 s (V8's heap growing to its working size, JIT, pools), then levels off:
 // the soak's growth is measured after this warm-up, on the same load.
 const warmUpSeconds = Number(flags['warm-up-seconds'] ?? (tiny ? 1 : 120));
@@ -111,6 +113,8 @@ interface Db {
   name: string;
   /** The build's entry point: this checkout's dist/main.js, or the baseline's. */
   main: string;
+  /** Node.js flags its server runs with (the baseline's may differ: --baseline-node-flags). */
+  nodeFlags: string[];
   url: string;
   apiKey: string;
 }
@@ -137,7 +141,12 @@ function baseEnv(databaseUrl: string): NodeJS.ProcessEnv {
   };
 }
 
-async function prepareDb(kind: 'sqlite' | 'postgres', main = 'dist/main.js', suffix = ''): Promise<Db> {
+async function prepareDb(
+  kind: 'sqlite' | 'postgres',
+  main = 'dist/main.js',
+  suffix = '',
+  nodeFlags: string[] = [],
+): Promise<Db> {
   const name = `${kind}${suffix}`;
   let url: string;
   if (kind === 'sqlite') url = `sqlite:${path.join(tmp, `bench${suffix}.db`)}`;
@@ -178,7 +187,7 @@ async function prepareDb(kind: 'sqlite' | 'postgres', main = 'dist/main.js', suf
     env,
   );
   const { key } = JSON.parse(out.trim().split('\n').pop() as string) as { key: string };
-  return { name, main, url, apiKey: key };
+  return { name, main, nodeFlags, url, apiKey: key };
 }
 
 interface Server extends Proc {
@@ -205,7 +214,7 @@ async function startColloquy(
       RESPONSE_CACHE_TTL_SECONDS: '0',
       ...extraEnv,
     },
-    profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [],
+    [...db.nodeFlags, ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])],
   );
   const origin = `http://127.0.0.1:${port}`;
   await waitHttp(`${origin}/health/ready`, 30_000, proc);
@@ -884,10 +893,17 @@ async function scenario7(db: Db, up: Upstream, idle: number) {
   const server = await startColloquy(db, up);
   await sleep(2_000);
   const idleFresh = rssMiB(server.pid);
-  await sleep((idleSettleSeconds - 2) * 1000);
-  const idleSettled = rssMiB(server.pid);
+  const idleSamples: { t: number; rss: number }[] = [];
+  for (let t = 2; t < idleSettleSeconds; ) {
+    const step = Math.min(5, idleSettleSeconds - t);
+    await sleep(step * 1000);
+    t += step;
+    idleSamples.push({ t, rss: rssMiB(server.pid) });
+  }
+  const idleSettled = idleSamples.at(-1)?.rss ?? idleFresh;
   log(
-    `idle RSS colloquy-sqlite: ${idleFresh.toFixed(1)} MiB 2 s after ready, ${idleSettled.toFixed(1)} MiB after ${idleSettleSeconds} s`,
+    `idle RSS colloquy-sqlite: ${idleFresh.toFixed(1)} MiB 2 s after ready, ${idleSettled.toFixed(1)} MiB after ${idleSettleSeconds} s ` +
+      `(every 5 s: ${idleSamples.map((s) => s.rss.toFixed(0)).join(' ')})`,
   );
   const samples: { t: number; rss: number }[] = [];
   const t0 = performance.now();
@@ -924,6 +940,7 @@ async function scenario7(db: Db, up: Upstream, idle: number) {
     idleRssMiB: [idle, idleFresh],
     idleSettledRssMiB: idleSettled,
     idleSettleSeconds,
+    idleSamples,
     steadyRssMiB: steady,
     growthMiBPerMin: growth,
     errors: { plain: plain?.errors, streamed: streamed?.errors },
@@ -980,7 +997,14 @@ async function main() {
   if (process.env.TEST_DATABASE_URL) dbs.push(await prepareDb('postgres'));
   else note('TEST_DATABASE_URL unset: PostgreSQL arms did not run');
   if (flags.baseline)
-    dbs.push(await prepareDb('sqlite', path.resolve(flags.baseline, 'dist/main.js'), '-baseline'));
+    dbs.push(
+      await prepareDb(
+        'sqlite',
+        path.resolve(flags.baseline, 'dist/main.js'),
+        '-baseline',
+        flags['baseline-node-flags']?.split(' ').filter(Boolean),
+      ),
+    );
   const sqlite = dbs[0] as Db;
 
   const fast = await upstream('fast');
@@ -1045,7 +1069,13 @@ async function main() {
     finishedAt: new Date().toISOString(),
     commit: commitOf(ROOT),
     ...(flags.baseline
-      ? { baseline: { dir: path.resolve(flags.baseline), commit: commitOf(flags.baseline) } }
+      ? {
+          baseline: {
+            dir: path.resolve(flags.baseline),
+            commit: commitOf(flags.baseline),
+            nodeFlags: flags['baseline-node-flags'] ?? '',
+          },
+        }
       : {}),
     node: process.version,
     cpu: os.cpus()[0]?.model ?? 'unknown',
