@@ -1,4 +1,5 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import { CallController } from '../core/call-signal.js';
 import { connectionError, ProviderError, protocolError, timeoutError, upstreamHttpError } from './errors.js';
 import type { Timeouts } from './types.js';
 import {
@@ -174,7 +175,7 @@ export function deadlineSignal(
   ms: number,
   reason: () => unknown = () => new DOMException('The operation was aborted due to timeout', 'TimeoutError'),
 ): { signal: AbortSignal; abort: (reason: unknown) => void; stopTimer: () => void; clear: () => void } {
-  const controller = new AbortController();
+  const controller = new CallController();
   const timer = setTimeout(() => controller.abort(reason()), ms);
   timer.unref();
   const stopTimer = () => clearTimeout(timer);

@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import type { CacheKey } from '../../cache/cache.js';
 import type { CacheScope, ResponseCache } from '../../cache/response-cache.js';
+import { CallController } from '../../core/call-signal.js';
 import type { Metrics } from '../../metrics/registry.js';
 import { bearerSecurity, principalOf } from '../../plugins/auth.js';
 import { toErrorResponse } from '../../plugins/error-handler.js';
@@ -301,12 +302,12 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
  * than the request's own signal.
  */
 function abortOnClose(app: FastifyInstance) {
-  const open = new Set<AbortController>();
+  const open = new Set<CallController>();
   app.shutdownSignal.addEventListener('abort', () => {
     for (const controller of open) controller.abort();
   });
   return (reply: FastifyReply): AbortSignal => {
-    const controller = new AbortController();
+    const controller = new CallController();
     if (app.shutdownSignal.aborted) controller.abort();
     open.add(controller);
     // 'close' before the response finished means the client disconnected (not a keep-alive socket
