@@ -38,6 +38,8 @@ export interface UpstreamResponse {
     text(): Promise<string>;
     json(): Promise<unknown>;
     destroy(err?: Error): void;
+    /** Reads and drops the rest (up to `limit` bytes, else destroys): keeps a keep-alive connection usable. */
+    dump(options?: { limit?: number }): Promise<unknown>;
   };
 }
 
@@ -265,6 +267,7 @@ export async function* readSse(
   const iterator = body[Symbol.asyncIterator]();
   let received = false;
   let waiting = false;
+  let failed = false;
   let failure: ProviderError | undefined;
   // The deadline being waited for: what it is called and its configured limit (for the error), the wait.
   let what = '';
@@ -309,11 +312,16 @@ export async function* readSse(
     parser.feed(decoder.decode());
     while (queue.length) yield queue.shift()!;
   } catch (err) {
+    failed = true;
     throw failure ?? mapTransportError(provider, err, options);
   } finally {
     waiting = false;
     clearTimeout(timer);
-    body.destroy();
+    // A consumer that stopped at the stream's own end ([DONE], message_stop) leaves only its last bytes (the
+    // chunked terminator) unread: they are read, not destroyed. undici builds a RequestAbortedError, stack
+    // trace and all (~80 µs), for every body destroyed before its end. An aborted or failed call ends at once.
+    if (failed || options.signal.aborted) body.destroy();
+    else body.dump({ limit: 64 * 1024 }).catch(() => {});
   }
 }
 
