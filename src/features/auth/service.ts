@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import { AppError } from '../../core/errors.js';
 import { isUniqueViolation } from '../../db/database.js';
 import { isWellFormedApiKey, looksLikeApiKey } from '../api-keys/key-format.js';
@@ -18,7 +18,9 @@ export interface TokenPair {
   user: PublicUser;
 }
 
-const digest = (value: string) => createHash('sha256').update(value).digest();
+// Every authenticated request hashes its credential once: the one-shot hash() skips the Hash object that
+// createHash() builds (~1 % of a request's CPU in a profile).
+const digest = (value: string) => hash('sha256', value, 'buffer');
 
 export class AuthService {
   readonly #masterKeyDigest: Buffer | undefined;

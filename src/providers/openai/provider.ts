@@ -49,12 +49,11 @@ export class OpenAiProvider implements LlmProvider {
   }
 
   async complete(body: ChatCompletionRequest, options: CallOptions): Promise<ChatCompletion> {
-    const { stream_options: _ignored, ...rest } = body;
     const text = await postForText({
       provider: this.name,
       url: this.#completionsUrl,
       headers: this.#headers,
-      body: JSON.stringify({ ...rest, stream: false }),
+      body: JSON.stringify(withoutStreaming(body)),
       signal: options.signal,
       abort: options.abort,
       timeouts: options.timeouts,
@@ -112,6 +111,19 @@ export class OpenAiProvider implements LlmProvider {
     const body = (await response.body.json()) as { data?: { id?: unknown }[] };
     return (body.data ?? []).map((m) => m.id).filter((id): id is string => typeof id === 'string');
   }
+}
+
+/**
+ * A non-streaming call's body: the client's fields, `stream: false`, no `stream_options`. Copied key by key:
+ * object rest and spread on the parsed request cost 2-3x this (~1.5 % of a request's CPU in a profile).
+ */
+function withoutStreaming(body: ChatCompletionRequest): Record<string, unknown> {
+  const copy: Record<string, unknown> = {};
+  for (const key in body) {
+    if (key !== 'stream_options') copy[key] = body[key as keyof ChatCompletionRequest];
+  }
+  copy.stream = false;
+  return copy;
 }
 
 // The upstream's SSE messages as chunks, up to `[DONE]`. Stream generators are module-level: a generator function
