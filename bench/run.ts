@@ -333,6 +333,7 @@ type Row = {
 };
 const rows: Row[] = [];
 const results: Record<string, unknown> = {};
+const STARTED = new Date().toISOString();
 
 function record(
   scenario: number,
@@ -583,7 +584,7 @@ async function scenario3(db: Db[]) {
   log('scenario 3: streaming TTFT and inter-chunk gap overhead');
   const up = await upstream('stream');
   const servers: Server[] = [];
-  for (const d of db) servers.push(await startColloquy(d, up));
+  for (const d of db) servers.push(await startColloquy(d, up, {}, flags['cpu-prof'] && d.name === 'sqlite'));
   const arms = await armsFor(up, servers);
   const expected = benchReply(REPLY_WORDS);
   const body = chatBody({ stream: true });
@@ -595,6 +596,7 @@ async function scenario3(db: Db[]) {
       ttft99: number[];
       gap50: number[];
       gap99: number[];
+      cpuUs: number[];
       outOfOrder: number;
       failed: number;
       count: number;
@@ -608,6 +610,8 @@ async function scenario3(db: Db[]) {
       let failed = 0;
       let firstError: string | undefined;
       const total = Math.max(1, Math.round(STREAM_RATE * duration));
+      const gatewayPid = arm.pid === up.pid ? undefined : arm.pid;
+      const cpuBefore = gatewayPid ? cpuSeconds(gatewayPid) : 0;
       const start = performance.now();
       const all: Promise<void>[] = [];
       for (let i = 0; i < total; i++) {
@@ -625,6 +629,7 @@ async function scenario3(db: Db[]) {
         );
       }
       await Promise.all(all);
+      const cpuUs = gatewayPid ? ((cpuSeconds(gatewayPid) - cpuBefore) * 1e6) / total : 0;
       await pool.destroy();
       const ttft = samples.map((s) => s.ttft).sort((a, b) => a - b);
       const gaps = samples.flatMap((s) => s.gaps).sort((a, b) => a - b);
@@ -633,6 +638,7 @@ async function scenario3(db: Db[]) {
         ttft99: [],
         gap50: [],
         gap99: [],
+        cpuUs: [],
         outOfOrder: 0,
         failed: 0,
         count: 0,
@@ -641,6 +647,7 @@ async function scenario3(db: Db[]) {
       p.ttft99.push(percentile(ttft, 99));
       p.gap50.push(percentile(gaps, 50));
       p.gap99.push(percentile(gaps, 99));
+      if (gatewayPid) p.cpuUs.push(cpuUs);
       p.outOfOrder += samples.filter((s) => !s.inOrder).length;
       p.failed += failed;
       p.count += total;
@@ -661,6 +668,7 @@ async function scenario3(db: Db[]) {
       [(100 * (p.count - p.outOfOrder - p.failed)) / p.count],
       { text: '100', ok: (v) => v === 100 },
     );
+    if (p.cpuUs.length) record(3, 'gateway CPU per stream', name, 'µs', p.cpuUs);
     if (p.failed)
       note(`scenario 3: ${name} failed ${p.failed} of ${p.count} streams; first error: ${p.firstError}`);
     if (name === 'direct' || !d || p.failed === p.count) continue;
@@ -714,6 +722,7 @@ async function scenario3(db: Db[]) {
     arms: per,
   };
   for (const s of servers) await s.stop();
+  for (const s of servers) reportProfile(s, '3');
 }
 
 async function scenario4(db: Db) {
@@ -987,8 +996,38 @@ function commitOf(dir: string): string {
   }
 }
 
+/** Summarises and keeps a `--cpu-prof` server's profile (after it stopped), as results.profiles[scenarios]. */
+function reportProfile(server: Server, scenarios: string) {
+  if (!server.profileDir) return;
+  const file = readdirSync(server.profileDir).map((f) => path.join(server.profileDir as string, f))[0];
+  if (!file) return;
+  const top = summariseProfile(file, 25);
+  const packages = summariseByPackage(file);
+  console.log(`\ntop self time, % of busy time (${server.target.name}, scenarios ${scenarios}):`);
+  for (const t of top)
+    console.log(
+      `  ${t.selfPct.toFixed(1).padStart(5)}%  ${t.selfMs.toFixed(0).padStart(7)} ms  ${t.fn}  ${t.where}`,
+    );
+  console.log('by package, % of busy time:');
+  for (const g of packages.slice(0, 15))
+    console.log(`  ${g.selfPct.toFixed(1).padStart(5)}%  ${g.selfMs.toFixed(0).padStart(7)} ms  ${g.group}`);
+  const keep = path.join(ROOT, 'bench/results');
+  mkdirSync(keep, { recursive: true });
+  const dest = path.join(
+    keep,
+    `${server.target.name}-${STARTED.replace(/[:.]/g, '-')}-s${scenarios}.cpuprofile`,
+  );
+  execFileSync('cp', [file, dest]);
+  results.profiles ??= {};
+  (results.profiles as Record<string, unknown>)[scenarios] = {
+    file: path.relative(ROOT, dest),
+    top,
+    packages,
+  };
+}
+
 async function main() {
-  const started = new Date();
+  const started = new Date(STARTED);
   const load0 = loadAverage();
   log(
     `bench: scenarios ${[...scenarios].join(',')}, rounds ${rounds}, duration ${duration}s, soak ${soakSeconds}s${tiny ? ' (tiny)' : ''}; load average ${load0.join(' ')}`,
@@ -1009,7 +1048,6 @@ async function main() {
 
   const fast = await upstream('fast');
   let idle = Number.NaN;
-  let profileFiles: string[] = [];
   if (scenarios.has(1) || scenarios.has(2) || scenarios.has(7)) {
     const servers: Server[] = [];
     for (const d of dbs)
@@ -1026,30 +1064,7 @@ async function main() {
     });
     results.metricsEndpoint = { status: m.status, bytes: (await m.text()).length };
     for (const s of servers) await s.stop();
-    for (const s of servers) {
-      if (!s.profileDir) continue;
-      profileFiles = readdirSync(s.profileDir).map((f) => path.join(s.profileDir as string, f));
-      if (profileFiles[0]) {
-        const top = summariseProfile(profileFiles[0], 25);
-        const packages = summariseByPackage(profileFiles[0]);
-        results.profile = { top, packages };
-        console.log('\ntop self time, % of busy time (colloquy-sqlite, scenarios 1–2):');
-        for (const t of top)
-          console.log(
-            `  ${t.selfPct.toFixed(1).padStart(5)}%  ${t.selfMs.toFixed(0).padStart(7)} ms  ${t.fn}  ${t.where}`,
-          );
-        console.log('by package, % of busy time:');
-        for (const g of packages.slice(0, 15))
-          console.log(
-            `  ${g.selfPct.toFixed(1).padStart(5)}%  ${g.selfMs.toFixed(0).padStart(7)} ms  ${g.group}`,
-          );
-        const keep = path.join(ROOT, 'bench/results');
-        mkdirSync(keep, { recursive: true });
-        const dest = path.join(keep, `colloquy-${started.toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
-        execFileSync('cp', [profileFiles[0], dest]);
-        results.profileFile = path.relative(ROOT, dest);
-      }
-    }
+    for (const s of servers) reportProfile(s, '1-2');
   }
   if (scenarios.has(3)) await scenario3(dbs);
   if (scenarios.has(4)) await scenario4(sqlite);

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { CallController } from '../../core/call-signal.js';
 import type { ConversationApi } from './context-deps.js';
 import type { StartedGeneration } from './service.js';
 import { openEventStream } from './sse.js';
@@ -32,20 +33,28 @@ export async function deliverGeneration(
     return reply;
   }
 
-  const controller = new AbortController();
-  // The response closes early only when the client went away: stop waiting (the generation carries on).
-  reply.raw.once('close', () => controller.abort());
-  const signal = AbortSignal.any([controller.signal, api.closing]);
+  // Stop waiting (the generation carries on) when the client goes away (the response closes early) or the
+  // server shuts down. A CallSignal, not AbortSignal.any: Node's signals are promoted to the old generation.
+  const controller = new CallController();
+  const stopWaiting = () => controller.abort();
+  reply.raw.once('close', stopWaiting);
+  if (api.closing.aborted) stopWaiting();
+  else api.closing.addEventListener('abort', stopWaiting, { once: true });
+  const signal = controller.signal;
   const live = api.manager.get(ref.generation_id);
   let usage: unknown = null;
-  if (live) {
-    const outcome = await Promise.race([live.finished, abortPromise(signal)]);
-    // Nothing was generated and the provider said why: answer with its error (the user message is stored).
-    if (outcome?.providerErrorBeforeStart) throw outcome.providerErrorBeforeStart;
-    usage = outcome?.usage ?? null;
-  } else {
-    const final = await api.feed.final(ref.generation_id, signal);
-    usage = final?.data.usage ?? null;
+  try {
+    if (live) {
+      const outcome = await Promise.race([live.finished, abortPromise(signal)]);
+      // Nothing was generated and the provider said why: answer with its error (the user message is stored).
+      if (outcome?.providerErrorBeforeStart) throw outcome.providerErrorBeforeStart;
+      usage = outcome?.usage ?? null;
+    } else {
+      const final = await api.feed.final(ref.generation_id, signal);
+      usage = final?.data.usage ?? null;
+    }
+  } finally {
+    api.closing.removeEventListener('abort', stopWaiting);
   }
   const ids = [ref.user_message_id, ref.message_id].filter((id): id is string => id !== null);
   const rows = new Map((await api.store.messagesByIds(ids)).map((row) => [row.id, row]));

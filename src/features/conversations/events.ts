@@ -1,3 +1,4 @@
+import { CallController } from '../../core/call-signal.js';
 import type { ProviderError } from '../../providers/errors.js';
 import type { ChatCompletionRequest, Usage } from '../../providers/types.js';
 import type { MessageRow } from './store.js';
@@ -55,7 +56,7 @@ export interface GenerationSpec {
 /** One generation running (or recently finished) in this process: its event log and who listens. */
 export class LiveGeneration {
   readonly events: GenerationEvent[] = [];
-  readonly controller = new AbortController();
+  readonly controller = new CallController();
   text: string;
   cancelled = false;
   outcome: GenerationOutcome | undefined;

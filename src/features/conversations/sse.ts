@@ -1,5 +1,6 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyReply } from 'fastify';
+import { CallController } from '../../core/call-signal.js';
 import type { GenerationEvent } from './events.js';
 
 export const formatSse = (event: GenerationEvent) =>
@@ -33,7 +34,7 @@ export function openEventStream(
     'x-accel-buffering': 'no',
     ...headers,
   });
-  const controller = new AbortController();
+  const controller = new CallController();
   const abort = () => controller.abort();
   res.once('close', abort);
   stop?.addEventListener('abort', abort, { once: true });
