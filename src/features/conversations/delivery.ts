@@ -34,7 +34,8 @@ export async function deliverGeneration(
   }
 
   // Stop waiting (the generation carries on) when the client goes away (the response closes early) or the
-  // server shuts down. A CallSignal, not AbortSignal.any: Node's signals are promoted to the old generation.
+  // server shuts down. Not AbortSignal.any: with the server's lifelong `closing` signal as a source, Node 20
+  // keeps every signal it made until shutdown (~300 B retained per turn, measured).
   const controller = new CallController();
   const stopWaiting = () => controller.abort();
   reply.raw.once('close', stopWaiting);

@@ -64,15 +64,37 @@ export class LiveGeneration {
   #resolve!: (outcome: GenerationOutcome) => void;
   readonly #listeners = new Set<() => void>();
 
-  constructor(readonly spec: GenerationSpec) {
+  #spec: GenerationSpec;
+
+  constructor(spec: GenerationSpec) {
+    this.#spec = spec;
     this.text = spec.prefix;
     this.finished = new Promise((resolve) => {
       this.#resolve = resolve;
     });
   }
 
+  get spec(): GenerationSpec {
+    return this.#spec;
+  }
+
   get id() {
-    return this.spec.id;
+    return this.#spec.id;
+  }
+
+  /**
+   * Once finished, only the event log is kept (for reconnections): the prompt (the whole trimmed conversation,
+   * often the largest part) and the text so far are let go.
+   */
+  retire() {
+    const { body } = this.#spec;
+    this.#spec = {
+      ...this.#spec,
+      body: { model: body.model, messages: [] },
+      userMessage: null,
+      titleSource: null,
+    };
+    this.text = '';
   }
 
   get ended(): boolean {

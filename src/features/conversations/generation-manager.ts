@@ -33,6 +33,8 @@ export interface GenerationManagerOptions {
   heartbeatMs?: number;
   /** How long a finished generation's events stay in memory for reconnections. */
   retentionMs?: number;
+  /** At most this many finished generations stay in memory (the oldest go first): a bound at any turn rate. */
+  maxRetained?: number;
 }
 
 /** An abandoned generation's rows are not in the database: never committed, or not yet. */
@@ -63,6 +65,11 @@ export class GenerationManager {
   readonly #flushMs: number;
   readonly #heartbeatMs: number;
   readonly #retentionMs: number;
+  readonly #maxRetained: number;
+  /** Finished generations still in memory, oldest first, with when each is let go. */
+  readonly #retained = new Map<LiveGeneration, number>();
+  readonly #sweeper: NodeJS.Timeout;
+  /** Pending retries of database writes (#retrySoon), cleared by close(). */
   readonly #timers = new Set<NodeJS.Timeout>();
   #closing = false;
 
@@ -71,6 +78,10 @@ export class GenerationManager {
     this.#heartbeatMs = options.heartbeatMs ?? 10_000;
     // Reconnections come within seconds; after this the database (or Redis) answers for a finished one.
     this.#retentionMs = options.retentionMs ?? 60_000;
+    this.#maxRetained = options.maxRetained ?? 10_000;
+    // One sweep for all instead of a timer per finished generation.
+    this.#sweeper = setInterval(() => this.#letGo(), Math.min(this.#retentionMs, 5_000));
+    this.#sweeper.unref();
     options.redisLog?.onCancelRequest((id) => this.cancel(id));
   }
 
@@ -108,14 +119,21 @@ export class GenerationManager {
       )
       .finally(() => {
         this.#running.delete(live);
-        const timer = setTimeout(() => {
-          this.#timers.delete(timer);
-          if (this.#live.get(spec.id) === live) this.#live.delete(spec.id);
-        }, this.#retentionMs);
-        timer.unref();
-        this.#timers.add(timer);
+        live.retire();
+        this.#retained.set(live, Date.now() + this.#retentionMs);
+        this.#letGo();
       });
     return live;
+  }
+
+  /** Drops finished generations past their retention, and the oldest beyond maxRetained. */
+  #letGo() {
+    const now = Date.now();
+    for (const [live, until] of this.#retained) {
+      if (until > now && this.#retained.size <= this.#maxRetained) break;
+      this.#retained.delete(live);
+      if (this.#live.get(live.id) === live) this.#live.delete(live.id);
+    }
   }
 
   /** Stops a running generation here; false when this process does not run it (or it already ended). */
@@ -159,6 +177,7 @@ export class GenerationManager {
       for (const live of this.#running) this.cancel(live.id, 'shutdown');
       await Promise.allSettled([...this.#running].map((g) => g.finished));
     }
+    clearInterval(this.#sweeper);
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
     this.options.redisLog?.close();

@@ -661,6 +661,48 @@ for (const dialect of DIALECTS) {
       await manager.close(0);
     });
 
+    it('keeps finished generations for reconnection without their prompt, and at most maxRetained of them', async () => {
+      const id = await newConversation();
+      const done = await say(id, 'before the burst');
+      const manager = new GenerationManager({
+        store: new ConversationStore(h.database.db),
+        gateway,
+        usage: { record: async () => {} } as unknown as UsageRecorder,
+        logger: pino({ level: 'silent' }),
+        maxRetained: 2,
+      });
+      for (const name of ['kept1', 'kept2', 'kept3']) {
+        await insertRunning(id, done.user_message.id, name, '', Date.now());
+        gateway.script({ chunks: ['a', 'b'] });
+        const live = manager.start({
+          id: `gen_${name}_${dialect}`,
+          kind: 'reply',
+          userId: a.id,
+          apiKeyId: null,
+          conversationId: id,
+          userMessage: null,
+          message: await message(`msg_${name}_${dialect}`),
+          prefix: '',
+          priorCompletionTokens: 0,
+          body: { model: 'fake-model', messages: [{ role: 'user', content: 'a long prompt '.repeat(1000) }] },
+          titleSource: null,
+        });
+        await live.finished;
+        await sleep(1); // it is retired just after it resolves `finished`
+      }
+      // The oldest is let go (the database answers for it); the latest two keep their whole event log.
+      assert.equal(manager.get(`gen_kept1_${dialect}`), undefined);
+      const kept = manager.get(`gen_kept3_${dialect}`);
+      assert.deepEqual(
+        kept?.events.map((e) => e.type),
+        ['start', 'delta', 'delta', 'done'],
+      );
+      assert.equal(kept?.spec.body.messages.length, 0, 'the prompt is still held after the generation ended');
+      assert.equal(kept?.text, '');
+      assert.ok(manager.get(`gen_kept2_${dialect}`));
+      await manager.close(0);
+    });
+
     it('refuses to send under a reply that is still streaming', async () => {
       const id = await newConversation();
       const gate = new Gate();

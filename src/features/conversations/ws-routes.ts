@@ -3,6 +3,7 @@ import websocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import Type, { type Static } from 'typebox';
 import Value from 'typebox/value';
+import { CallController } from '../../core/call-signal.js';
 import { AppError } from '../../core/errors.js';
 import { toErrorResponse } from '../../plugins/error-handler.js';
 import type { ProviderError } from '../../providers/errors.js';
@@ -77,9 +78,14 @@ export async function websocketRoutes(fastify: FastifyInstance, api: Conversatio
       const socket = rawSocket as unknown as Socket;
       const caller = callerOf(request);
       const conversationId = request.params.id;
-      const closed = new AbortController();
-      const stop = AbortSignal.any([closed.signal, api.closing]);
-      const onShutdown = () => socket.close(1001, 'server shutting down');
+      // Relays stop when the socket closes or the server shuts down. Not AbortSignal.any: with the server's
+      // lifelong `closing` signal as a source, Node keeps every signal it made until shutdown.
+      const closed = new CallController();
+      const stop = closed.signal;
+      const onShutdown = () => {
+        closed.abort();
+        socket.close(1001, 'server shutting down');
+      };
       api.closing.addEventListener('abort', onShutdown, { once: true });
       socket.on('close', () => {
         closed.abort();
