@@ -802,6 +802,57 @@ async function scenario4(db: Db) {
   await server.stop();
 }
 
+interface TurnTally {
+  turns: number;
+  errors: number;
+  firstError?: string;
+}
+
+/**
+ * One client of the conversation API until `end`: a conversation, 10 `stream:false` turns, then the next (a
+ * fresh conversation every 10 turns keeps the context, and so the work per turn, bounded). `intervalMs` paces
+ * the turns; 0 sends them back to back.
+ */
+async function conversationClient(
+  pool: Pool,
+  headers: Record<string, string>,
+  end: number,
+  intervalMs: number,
+  tally: TurnTally,
+) {
+  let due = performance.now();
+  while (performance.now() < end) {
+    const created = await pool.request({
+      path: '/api/conversations',
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ title: 'bench', model: 'gpt-4o-mini' }),
+    });
+    const conv = (await created.body.json()) as { id: string };
+    if (created.statusCode !== 201)
+      throw new Error(`create conversation: HTTP ${created.statusCode} ${JSON.stringify(conv)}`);
+    for (let i = 0; i < 10 && performance.now() < end; i++) {
+      if (intervalMs) {
+        due += intervalMs;
+        const wait = due - performance.now();
+        if (wait > 0) await sleep(wait);
+      }
+      const res = await pool.request({
+        path: `/api/conversations/${conv.id}/messages`,
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ content: `turn ${i}: say something`, stream: false }),
+      });
+      const text = await res.body.text();
+      if (res.statusCode >= 200 && res.statusCode < 300) tally.turns++;
+      else {
+        tally.errors++;
+        tally.firstError ??= `HTTP ${res.statusCode} ${text.slice(0, 200)}`;
+      }
+    }
+  }
+}
+
 async function scenario5(dbs: Db[], up: Upstream) {
   log('scenario 5: conversation API turns per second (stream:false)');
   const per: Record<string, number[]> = {};
@@ -812,44 +863,15 @@ async function scenario5(dbs: Db[], up: Upstream) {
     for (const s of rotate(servers, r)) {
       const pool = new Pool(s.origin, { connections: workers, pipelining: 1 });
       const headers = { 'content-type': 'application/json', ...s.target.headers };
-      let turns = 0;
-      let errors = 0;
-      let firstError: string | undefined;
+      const tally: TurnTally = { turns: 0, errors: 0 };
       const end = performance.now() + duration * 1000;
-      const worker = async () => {
-        while (performance.now() < end) {
-          const created = await pool.request({
-            path: '/api/conversations',
-            method: 'POST',
-            headers,
-            body: JSON.stringify({ title: 'bench', model: 'gpt-4o-mini' }),
-          });
-          const conv = (await created.body.json()) as { id: string };
-          if (created.statusCode !== 201)
-            throw new Error(`create conversation: HTTP ${created.statusCode} ${JSON.stringify(conv)}`);
-          // A fresh conversation every 10 turns keeps the context (and so the work per turn) bounded.
-          for (let i = 0; i < 10 && performance.now() < end; i++) {
-            const res = await pool.request({
-              path: `/api/conversations/${conv.id}/messages`,
-              method: 'POST',
-              headers,
-              body: JSON.stringify({ content: `turn ${i}: say something`, stream: false }),
-            });
-            const text = await res.body.text();
-            if (res.statusCode >= 200 && res.statusCode < 300) turns++;
-            else {
-              errors++;
-              firstError ??= `HTTP ${res.statusCode} ${text.slice(0, 200)}`;
-            }
-          }
-        }
-      };
+      const worker = () => conversationClient(pool, headers, end, 0, tally);
       const t0 = performance.now();
       await Promise.all(Array.from({ length: workers }, worker));
-      const tps = turns / ((performance.now() - t0) / 1000);
+      const tps = tally.turns / ((performance.now() - t0) / 1000);
       slot(per, s.target.name, () => []).push(tps);
       log(
-        `  round ${r + 1} ${s.target.name}: ${tps.toFixed(0)} turns/s, errors ${errors}${firstError ? ` (${firstError})` : ''}`,
+        `  round ${r + 1} ${s.target.name}: ${tps.toFixed(0)} turns/s, errors ${tally.errors}${tally.firstError ? ` (${tally.firstError})` : ''}`,
       );
       await pool.destroy();
     }
@@ -897,7 +919,7 @@ async function scenario6(db: Db, up: Upstream) {
 
 async function scenario7(db: Db, up: Upstream, idle: number) {
   log(
-    `scenario 7: RSS soak for ${soakSeconds} s after ${warmUpSeconds} s of warm-up (open loop, non-streaming and streaming)`,
+    `scenario 7: RSS soak for ${soakSeconds} s after ${warmUpSeconds} s of warm-up (open loop, non-streaming and streaming; conversation turns)`,
   );
   const server = await startColloquy(db, up);
   await sleep(2_000);
@@ -922,11 +944,23 @@ async function scenario7(db: Db, up: Upstream, idle: number) {
   );
   const rate = tiny ? 20 : 200;
   const total = warmUpSeconds + soakSeconds;
+  // The conversation API too (rate / 10 turns a second from 4 clients): it keeps generations in memory for a
+  // while, and a leak there shows only under its own traffic.
+  const turnPool = new Pool(server.origin, { connections: 4, pipelining: 1 });
+  const turnHeaders = { 'content-type': 'application/json', ...server.target.headers };
+  const turns: TurnTally = { turns: 0, errors: 0 };
+  const end = performance.now() + total * 1000;
   const load = [
     openLoop(server.target, chatBody(), rate, total),
     openLoop(server.target, chatBody({ stream: true }), rate / 10, total),
+    Promise.all(
+      Array.from({ length: 4 }, () => conversationClient(turnPool, turnHeaders, end, 40_000 / rate, turns)),
+    ).then(() => undefined),
   ];
   const [plain, streamed] = await Promise.all(load);
+  await turnPool.destroy();
+  if (turns.errors)
+    note(`scenario 7: ${turns.errors} conversation turns failed; first error: ${turns.firstError}`);
   clearInterval(timer);
   samples.push({ t: (performance.now() - t0) / 1000, rss: rssMiB(server.pid) });
   const warm = samples.filter((s) => s.t >= warmUpSeconds);
@@ -945,14 +979,15 @@ async function scenario7(db: Db, up: Upstream, idle: number) {
   results['7'] = {
     soakSeconds,
     warmUpSeconds,
-    rate: { plain: rate, streaming: rate / 10 },
+    rate: { plain: rate, streaming: rate / 10, conversationTurns: rate / 10 },
     idleRssMiB: [idle, idleFresh],
     idleSettledRssMiB: idleSettled,
     idleSettleSeconds,
     idleSamples,
     steadyRssMiB: steady,
     growthMiBPerMin: growth,
-    errors: { plain: plain?.errors, streamed: streamed?.errors },
+    conversationTurns: turns.turns,
+    errors: { plain: plain?.errors, streamed: streamed?.errors, conversationTurns: turns.errors },
     samples,
   };
   await server.stop();
