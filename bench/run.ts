@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -1052,7 +1052,7 @@ function reportProfile(server: Server, scenarios: string) {
     keep,
     `${server.target.name}-${STARTED.replace(/[:.]/g, '-')}-s${scenarios}.cpuprofile`,
   );
-  execFileSync('cp', [file, dest]);
+  copyFileSync(file, dest);
   results.profiles ??= {};
   (results.profiles as Record<string, unknown>)[scenarios] = {
     file: path.relative(ROOT, dest),

@@ -93,6 +93,15 @@ for (const dialect of DIALECTS) {
       });
 
     /** A reply's rows as a send commits them: the message streaming, its generation running. */
+    /** A second manager on the suite's database, next to the app's own. */
+    const standaloneManager = (options: { maxRetained?: number } = {}) =>
+      new GenerationManager({
+        store: new ConversationStore(h.database.db),
+        gateway,
+        usage: { record: async () => {} } as unknown as UsageRecorder,
+        logger: pino({ level: 'silent' }),
+        ...options,
+      });
     const insertRunning = async (
       conversationId: string,
       parentId: string,
@@ -642,12 +651,7 @@ for (const dialect of DIALECTS) {
     it('ends a reply as an error when the rows of a failed send are committed late (a COMMIT applied on resume)', async () => {
       const id = await newConversation();
       const done = await say(id, 'before the database stalled');
-      const manager = new GenerationManager({
-        store: new ConversationStore(h.database.db),
-        gateway,
-        usage: {} as UsageRecorder,
-        logger: pino({ level: 'silent' }),
-      });
+      const manager = standaloneManager();
       manager.abandon(`gen_late_${dialect}`);
       await sleep(800); // its first looks find nothing
       await insertRunning(id, done.user_message.id, 'late', '', Date.now());
@@ -664,13 +668,7 @@ for (const dialect of DIALECTS) {
     it('keeps finished generations for reconnection without their prompt, and at most maxRetained of them', async () => {
       const id = await newConversation();
       const done = await say(id, 'before the burst');
-      const manager = new GenerationManager({
-        store: new ConversationStore(h.database.db),
-        gateway,
-        usage: { record: async () => {} } as unknown as UsageRecorder,
-        logger: pino({ level: 'silent' }),
-        maxRetained: 2,
-      });
+      const manager = standaloneManager({ maxRetained: 2 });
       for (const name of ['kept1', 'kept2', 'kept3']) {
         await insertRunning(id, done.user_message.id, name, '', Date.now());
         gateway.script({ chunks: ['a', 'b'] });
