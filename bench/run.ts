@@ -853,11 +853,63 @@ async function conversationClient(
   }
 }
 
+/**
+ * A fresh server's first conversation turn loads the tokenizer (for context trimming). Measures that turn and
+ * the longest wait of other requests meanwhile (`/health/live`, back to back): a load on the event loop
+ * would hold every one of them.
+ */
+async function firstTurnStall(server: Server) {
+  const headers = { 'content-type': 'application/json', ...server.target.headers };
+  const pool = new Pool(server.origin, { connections: 2, pipelining: 1 });
+  const created = await pool.request({
+    path: '/api/conversations',
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ title: 'bench', model: 'gpt-4o-mini' }),
+  });
+  const conv = (await created.body.json()) as { id: string };
+  let turning = true;
+  let longestWaitMs = 0;
+  const pinger = (async () => {
+    while (turning) {
+      const t = performance.now();
+      await (await pool.request({ path: '/health/live', method: 'GET' })).body.text();
+      longestWaitMs = Math.max(longestWaitMs, performance.now() - t);
+    }
+  })();
+  await sleep(200);
+  longestWaitMs = 0;
+  const t0 = performance.now();
+  const res = await pool.request({
+    path: `/api/conversations/${conv.id}/messages`,
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ content: 'the first turn', stream: false }),
+  });
+  await res.body.text();
+  const turnMs = performance.now() - t0;
+  turning = false;
+  await pinger;
+  await pool.destroy();
+  if (res.statusCode !== 201) note(`scenario 5: the first turn answered HTTP ${res.statusCode}`);
+  log(
+    `  ${server.target.name}: first turn ${turnMs.toFixed(0)} ms, other requests waited up to ${longestWaitMs.toFixed(0)} ms`,
+  );
+  return { turnMs, longestWaitMs };
+}
+
 async function scenario5(dbs: Db[], up: Upstream) {
   log('scenario 5: conversation API turns per second (stream:false)');
   const per: Record<string, number[]> = {};
   const servers: Server[] = [];
   for (const d of dbs) servers.push(await startColloquy(d, up));
+  const firstTurn: Record<string, { turnMs: number; longestWaitMs: number }> = {};
+  for (const s of servers) {
+    const first = await firstTurnStall(s);
+    firstTurn[s.target.name] = first;
+    record(5, 'first turn (loads the tokenizer)', s.target.name, 'ms', [first.turnMs]);
+    record(5, 'longest wait of others during it', s.target.name, 'ms', [first.longestWaitMs]);
+  }
   const workers = tiny ? 4 : 32;
   for (let r = 0; r < rounds; r++) {
     for (const s of rotate(servers, r)) {
@@ -877,7 +929,7 @@ async function scenario5(dbs: Db[], up: Upstream) {
     }
   }
   for (const [name, v] of Object.entries(per)) record(5, 'conversation turns/s', name, 'turns/s', v);
-  results['5'] = { workers, durationS: duration, turnsPerSecond: per };
+  results['5'] = { workers, durationS: duration, turnsPerSecond: per, firstTurn };
   for (const s of servers) await s.stop();
 }
 

@@ -1,4 +1,5 @@
-import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type { Piscina } from 'piscina';
 import type { ChatMessage, Usage } from './types.js';
 
 /** Text of a message for counting: string content, text parts, and tool-call arguments. */
@@ -13,37 +14,65 @@ export function messageText(message: Pick<ChatMessage, 'content' | 'tool_calls'>
   return tools ? `${content}\n${tools}` : content;
 }
 
-/**
- * Counts tokens with the o200k tokenizer (what current OpenAI models use): exact for them, a close
- * estimate for others. Used when an upstream reports no usage, and for context-window trimming.
- */
-export const countTextTokens = (text: string): number => (text ? tokenizer().countTokens(text) : 0);
-
-// Loaded on first use: the encoder tables add ~56 MiB of RSS, which an instance whose upstreams report
-// usage (and that trims no context) never needs.
-let loaded: typeof import('gpt-tokenizer') | undefined;
-function tokenizer() {
-  loaded ??= createRequire(import.meta.url)('gpt-tokenizer') as typeof import('gpt-tokenizer');
-  return loaded;
+// Counting runs in one worker thread, started on first use. Loading the o200k tables is ~380 ms of
+// synchronous work, which on the event loop stalled every request in flight, and ~56 MiB, which an
+// instance whose upstreams report usage (and that trims no context) never needs. An idle worker ends
+// after 10 minutes and gives that memory back.
+const WORKER_FILE = fileURLToPath(import.meta.url).replace(/tokens\.(ts|js)$/, 'token-worker.$1');
+let pool: Promise<Piscina> | undefined;
+function counter(): Promise<Piscina> {
+  pool ??= import('piscina').then(({ Piscina }) => {
+    const created = new Piscina({
+      filename: WORKER_FILE,
+      minThreads: 0,
+      maxThreads: 1,
+      idleTimeout: 600_000,
+    });
+    // A worker that dies fails the tasks it held (each falls back below); the pool starts a new one.
+    created.on('error', () => {});
+    return created;
+  });
+  return pool;
 }
 
-/** Prompt tokens as OpenAI counts chat messages: content plus ~4 tokens of framing per message, plus 3. */
-export function countPromptTokens(messages: Pick<ChatMessage, 'content' | 'tool_calls'>[]): number {
-  let total = 3;
-  for (const message of messages) total += 4 + countTextTokens(messageText(message));
-  return total;
+/** ~4 characters a token: only when the worker cannot count, so a request never loses its accounting. */
+const approximate = (text: string) => Math.ceil(text.length / 4);
+
+/**
+ * Tokens of each text with the o200k tokenizer (what current OpenAI models use): exact for them, a close
+ * estimate for others. Used when an upstream reports no usage, for token limits, and for context trimming.
+ */
+export async function countTexts(texts: string[]): Promise<number[]> {
+  if (!texts.some(Boolean)) return texts.map(() => 0);
+  try {
+    return (await (await counter()).run(texts)) as number[];
+  } catch {
+    return texts.map(approximate);
+  }
+}
+
+export const countTextTokens = async (text: string): Promise<number> => (await countTexts([text]))[0]!;
+
+/** Tokens one message costs in a chat prompt: its text plus ~4 tokens of framing (as OpenAI counts). */
+export async function countMessageTokens(messages: Pick<ChatMessage, 'content' | 'tool_calls'>[]) {
+  return (await countTexts(messages.map(messageText))).map((tokens) => 4 + tokens);
+}
+
+/** Prompt tokens as OpenAI counts chat messages: each message's cost, plus 3. */
+export async function countPromptTokens(messages: Pick<ChatMessage, 'content' | 'tool_calls'>[]) {
+  return (await countMessageTokens(messages)).reduce((sum, cost) => sum + cost, 3);
 }
 
 /** Usage counted here, for answers whose upstream reported none (a cut stream, a server without usage). */
-export function estimateUsage(
+export async function estimateUsage(
   messages: Pick<ChatMessage, 'content' | 'tool_calls'>[],
   completion: string,
-): Usage {
-  const prompt = countPromptTokens(messages);
-  const completionTokens = countTextTokens(completion);
+): Promise<Usage> {
+  const [completionTokens, ...costs] = await countTexts([completion, ...messages.map(messageText)]);
+  const prompt = costs.reduce((sum, tokens) => sum + 4 + tokens, 3);
   return {
     prompt_tokens: prompt,
-    completion_tokens: completionTokens,
-    total_tokens: prompt + completionTokens,
+    completion_tokens: completionTokens!,
+    total_tokens: prompt + completionTokens!,
   };
 }

@@ -38,32 +38,32 @@ describe('fitToContext', () => {
     { role: 'user', content: words(300, 'u3') },
   ];
 
-  it('keeps everything that fits', () => {
-    const out = fitToContext({ system: 'sys', history, window: 8192, reserve: 1024 });
+  it('keeps everything that fits', async () => {
+    const out = await fitToContext({ system: 'sys', history, window: 8192, reserve: 1024 });
     assert.equal(out.dropped, 0);
     assert.equal(out.messages.length, 6);
-    assert.equal(out.promptTokens, countPromptTokens(out.messages));
+    assert.equal(out.promptTokens, await countPromptTokens(out.messages));
   });
 
-  it('drops the oldest first, keeps the system prompt, and starts on a user turn', () => {
-    const out = fitToContext({ system: 'You are a test.', history, window: 1200, reserve: 200 });
+  it('drops the oldest first, keeps the system prompt, and starts on a user turn', async () => {
+    const out = await fitToContext({ system: 'You are a test.', history, window: 1200, reserve: 200 });
     assert.deepEqual(out.messages[0], { role: 'system', content: 'You are a test.' });
     const tags = out.messages.slice(1).map((m) => String(m.content).split(' ')[0]);
     assert.deepEqual(tags, ['u2', 'a2', 'u3']);
     assert.equal(out.dropped, 2);
-    assert.ok(countPromptTokens(out.messages) <= 1000);
-    assert.equal(out.promptTokens, countPromptTokens(out.messages));
+    assert.ok((await countPromptTokens(out.messages)) <= 1000);
+    assert.equal(out.promptTokens, await countPromptTokens(out.messages));
   });
 
-  it('skips an assistant turn left at the front after trimming', () => {
-    const out = fitToContext({ system: null, history, window: 1000, reserve: 0 });
+  it('skips an assistant turn left at the front after trimming', async () => {
+    const out = await fitToContext({ system: null, history, window: 1000, reserve: 0 });
     const tags = out.messages.map((m) => String(m.content).split(' ')[0]);
     assert.equal(out.messages[0]!.role, 'user');
     assert.deepEqual(tags, ['u2', 'a2', 'u3']);
   });
 
-  it('always keeps the newest message, even when it alone is too long', () => {
-    const out = fitToContext({ system: 'sys', history, window: 100, reserve: 50 });
+  it('always keeps the newest message, even when it alone is too long', async () => {
+    const out = await fitToContext({ system: 'sys', history, window: 100, reserve: 50 });
     assert.equal(out.messages.length, 2);
     assert.equal(String(out.messages[1]!.content).split(' ')[0], 'u3');
   });

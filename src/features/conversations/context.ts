@@ -1,4 +1,4 @@
-import { countTextTokens, messageText } from '../../providers/tokens.js';
+import { countMessageTokens } from '../../providers/tokens.js';
 import type { ChatMessage } from '../../providers/types.js';
 
 /** Context windows of well-known models (tokens), matched by the longest prefix of the model name. */
@@ -40,9 +40,6 @@ export function replyReserve(window: number, maxTokens: number | null | undefine
   return maxTokens ?? Math.min(DEFAULT_REPLY_RESERVE, Math.floor(window / 4));
 }
 
-/** Tokens one message costs in a chat prompt: its text plus ~4 tokens of framing (as OpenAI counts). */
-const messageCost = (message: ChatMessage) => 4 + countTextTokens(messageText(message));
-
 export interface TrimmedPrompt {
   messages: ChatMessage[];
   /** How many history messages were left out, oldest first. */
@@ -55,16 +52,16 @@ export interface TrimmedPrompt {
  * first, and the newest message always stays (an upstream error beats silently sending nothing). The
  * kept history starts with a user turn, as several providers require.
  */
-export function fitToContext(input: {
+export async function fitToContext(input: {
   system: string | null;
   history: ChatMessage[];
   window: number;
   reserve: number;
-}): TrimmedPrompt {
+}): Promise<TrimmedPrompt> {
   const system: ChatMessage[] = input.system ? [{ role: 'system', content: input.system }] : [];
   const budget = Math.max(0, input.window - input.reserve);
-  const costs = input.history.map(messageCost);
-  let total = 3 + system.reduce((sum, m) => sum + messageCost(m), 0) + costs.reduce((a, b) => a + b, 0);
+  const costs = await countMessageTokens([...system, ...input.history]);
+  let total = costs.splice(0, system.length).reduce((a, b) => a + b, 3) + costs.reduce((a, b) => a + b, 0);
   let start = 0;
   const last = input.history.length - 1;
   while (total > budget && start < last) total -= costs[start++]!;

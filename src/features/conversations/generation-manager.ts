@@ -272,7 +272,7 @@ export class GenerationManager {
       logger.error({ err: failure, generationId: spec.id }, 'generation stopped by an unexpected error');
     }
     // Upstreams are asked for usage; when one reports none, the tokens are counted here.
-    const finalUsage = usage ?? (started ? estimateUsage(spec.body.messages, newText) : undefined);
+    const finalUsage = usage ?? (started ? await estimateUsage(spec.body.messages, newText) : undefined);
     const message: MessageRow = {
       ...spec.message,
       content: text,

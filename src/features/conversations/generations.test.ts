@@ -613,7 +613,7 @@ for (const dialect of DIALECTS) {
       assert.ok(!contents.includes('1'), 'the oldest message is dropped');
       assert.equal(sent.messages[1]!.role, 'user', 'the kept history starts with a user turn');
       const { countPromptTokens } = await import('../../providers/tokens.js');
-      assert.ok(countPromptTokens(sent.messages) <= 8192 - 1000);
+      assert.ok((await countPromptTokens(sent.messages)) <= 8192 - 1000);
     });
 
     it('sweeps orphaned streaming rows to partial at start-up, keeping their text', async () => {

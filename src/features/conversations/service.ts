@@ -178,7 +178,7 @@ export class ConversationService {
       const history = await this.deps.store.branch(conversation.id, userMessage.id);
       return {
         kind: 'regenerate',
-        body: this.#body(model, assistant, toChat(history)),
+        body: await this.#body(model, assistant, toChat(history)),
         prefix: '',
         priorCompletionTokens: 0,
         titleSource: conversation.title === null ? firstUserText(history) : null,
@@ -216,7 +216,7 @@ export class ConversationService {
       const soFar: ChatMessage[] = target.content ? [{ role: 'assistant', content: target.content }] : [];
       return {
         kind: 'continue',
-        body: this.#body(model, assistant, [...toChat(history), ...soFar]),
+        body: await this.#body(model, assistant, [...toChat(history), ...soFar]),
         prefix: target.content,
         priorCompletionTokens: target.completion_tokens ?? 0,
         titleSource: conversation.title === null ? firstUserText(history) : null,
@@ -346,7 +346,7 @@ export class ConversationService {
     const history = await store.branch(conversation.id, parentId);
     return {
       kind: 'reply',
-      body: this.#body(model, assistant, [...toChat(history), { role: 'user', content }]),
+      body: await this.#body(model, assistant, [...toChat(history), { role: 'user', content }]),
       cacheOptIn: assistant ? parseParams(assistant).cache_responses === true : false,
       prefix: '',
       priorCompletionTokens: 0,
@@ -430,10 +430,14 @@ export class ConversationService {
   }
 
   /** The model request: the assistant's system prompt and params, the history trimmed to the context window. */
-  #body(model: string, assistant: AssistantRow | undefined, history: ChatMessage[]): ChatCompletionRequest {
+  async #body(
+    model: string,
+    assistant: AssistantRow | undefined,
+    history: ChatMessage[],
+  ): Promise<ChatCompletionRequest> {
     const { cache_responses: _notForTheModel, ...params } = assistant ? parseParams(assistant) : {};
     const window = contextWindowFor(model, this.deps.contextWindow);
-    const { messages } = fitToContext({
+    const { messages } = await fitToContext({
       system: assistant?.system_prompt || null,
       history,
       window,

@@ -84,10 +84,10 @@ export class LimitedGateway implements ChatGateway {
       const { completion } = result;
       await admission.settle(
         completion.usage ??
-          estimateUsage(
+          (await estimateUsage(
             request.body.messages,
             completion.choices.map((c) => c.message.content ?? '').join(''),
-          ),
+          )),
         result.route.upstreamModel,
       );
       return { ...result, headers: { ...result.headers, ...admission.headers } };
@@ -130,26 +130,28 @@ export class LimitedGateway implements ChatGateway {
     const body = request.body;
     // Counting the prompt's tokens costs a tokenizer pass (and loading its tables): done only when a token
     // limit or a budget is actually there to check, hence the getters.
-    let worst: { usd: number; tokens: number } | undefined;
+    let worst: Promise<{ usd: number; tokens: number }> | undefined;
     const worstCase = () =>
-      (worst ??= worstCaseCost(prices, {
-        model: body.model,
-        promptTokens: countPromptTokens(body.messages),
-        maxOutputTokens: body.max_completion_tokens ?? body.max_tokens,
-      }));
+      (worst ??= countPromptTokens(body.messages).then((promptTokens) =>
+        worstCaseCost(prices, {
+          model: body.model,
+          promptTokens,
+          maxOutputTokens: body.max_completion_tokens ?? body.max_tokens,
+        }),
+      ));
     const { headers } = await rateLimits.check(caller.principal, caller.ip, {
       get estimatedTokens() {
-        return worstCase().tokens;
+        return worstCase().then((w) => w.tokens);
       },
     });
     const reservation = await budgets.reserve({
       principal: caller.principal,
       requestId: request.requestId,
       get worstCaseUsd() {
-        return worstCase().usd;
+        return worstCase().then((w) => w.usd);
       },
       get worstCaseTokens() {
-        return worstCase().tokens;
+        return worstCase().then((w) => w.tokens);
       },
     });
     let done = false;
@@ -190,6 +192,6 @@ async function* settleWhenDone(
       yield event;
     }
   } finally {
-    await settle(usage ?? estimateUsage(messages, text.toString()));
+    await settle(usage ?? (await estimateUsage(messages, text.toString())));
   }
 }

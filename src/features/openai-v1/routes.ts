@@ -92,10 +92,10 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
         });
         const usage =
           result.completion.usage ??
-          estimateUsage(
+          (await estimateUsage(
             body.messages,
             result.completion.choices.map((c) => c.message.content ?? '').join(''),
-          );
+          ));
         void record(request, body, { route: result.route, usage, latencyMs: result.latencyMs, status: 'ok' });
         if (cache) {
           reply.header('x-cache', 'miss');
@@ -211,7 +211,7 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
     }
     void record(request, body, {
       route: result.route,
-      usage: usage ?? estimateUsage(body.messages, text.toString()),
+      usage: usage ?? (await estimateUsage(body.messages, text.toString())),
       latencyMs: performance.now() - startedAt,
       ttftMs: result.ttftMs,
       status,

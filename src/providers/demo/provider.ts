@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ProviderError } from '../errors.js';
-import { countPromptTokens, countTextTokens, messageText } from '../tokens.js';
+import { countPromptTokens, countTexts, countTextTokens, messageText } from '../tokens.js';
 import type {
   CallOptions,
   ChatCompletion,
@@ -37,7 +37,7 @@ export class DemoProvider implements LlmProvider {
   ) {}
 
   async complete(body: ChatCompletionRequest, options: CallOptions): Promise<ChatCompletion> {
-    const reply = this.compose(body);
+    const reply = await this.compose(body);
     if (this.wordDelayMs)
       await sleep(Math.min(200, this.wordDelayMs * 4), undefined, { signal: options.signal }).catch(
         cancelled,
@@ -61,7 +61,7 @@ export class DemoProvider implements LlmProvider {
   }
 
   async stream(body: ChatCompletionRequest, options: CallOptions): Promise<AsyncIterable<StreamEvent>> {
-    const reply = this.compose(body);
+    const reply = await this.compose(body);
     const delay = this.wordDelayMs;
     const base = {
       id: `chatcmpl-${options.requestId}`,
@@ -94,7 +94,7 @@ export class DemoProvider implements LlmProvider {
     return [DEMO_MODEL];
   }
 
-  private compose(body: ChatCompletionRequest) {
+  private async compose(body: ChatCompletionRequest) {
     const lastUser = [...body.messages].reverse().find((m) => m.role === 'user');
     const said = lastUser ? messageText(lastUser).replace(/\s+/g, ' ').trim() : '';
     const digest = createHash('sha256').update(JSON.stringify(body.messages)).digest();
@@ -114,18 +114,17 @@ export class DemoProvider implements LlmProvider {
       if (at >= 0) text = text.slice(0, at);
     }
     const limit = body.max_completion_tokens ?? body.max_tokens;
-    if (limit && countTextTokens(text) > limit) {
-      const words = text.match(/\S+\s*/g) ?? [];
-      let kept = '';
-      for (const word of words) {
-        if (countTextTokens(kept + word) > limit) break;
-        kept += word;
-      }
-      text = kept.trimEnd();
+    if (limit && (await countTextTokens(text)) > limit) {
+      // One count per word-prefix, in one call to the counting worker; the longest that fits is kept.
+      const prefixes: string[] = [];
+      for (const word of text.match(/\S+\s*/g) ?? []) prefixes.push((prefixes.at(-1) ?? '') + word);
+      const counts = await countTexts(prefixes);
+      const over = counts.findIndex((count) => count > limit);
+      text = (prefixes[(over < 0 ? prefixes.length : over) - 1] ?? '').trimEnd();
       finish = 'length';
     }
-    const prompt = countPromptTokens(body.messages);
-    const completion = countTextTokens(text);
+    const prompt = await countPromptTokens(body.messages);
+    const completion = await countTextTokens(text);
     return {
       text,
       finish,

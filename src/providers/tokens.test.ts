@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { countPromptTokens, countTexts, countTextTokens, estimateUsage } from './tokens.js';
+
+describe('token counting', () => {
+  it('loads the tokenizer in a worker thread: the event loop keeps turning and its heap stays small', async () => {
+    const heapBefore = process.memoryUsage().heapUsed;
+    let turns = 0;
+    let counting = true;
+    const spin = () => {
+      turns++;
+      if (counting) setImmediate(spin);
+    };
+    setImmediate(spin);
+    assert.equal(await countTextTokens('hello world'), 2);
+    counting = false;
+    // Loading the o200k tables here took ~380 ms in one synchronous block and ~50 MiB of this heap.
+    assert.ok(turns > 20, `the event loop turned ${turns} times while the tables loaded`);
+    const grownMiB = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20;
+    assert.ok(grownMiB < 20, `the main heap grew ${grownMiB.toFixed(1)} MiB`);
+  });
+
+  it('counts many texts in one call, empty ones as zero', async () => {
+    assert.deepEqual(await countTexts(['', 'The quick brown fox', 'hello world']), [0, 4, 2]);
+    assert.deepEqual(await countTexts(['', '']), [0, 0]);
+  });
+
+  it('counts a chat prompt as OpenAI does: 4 tokens of framing per message, plus 3', async () => {
+    const messages = [
+      { role: 'system' as const, content: 'hello world' },
+      { role: 'user' as const, content: [{ type: 'text' as const, text: 'The quick brown fox' }] },
+    ];
+    assert.equal(await countPromptTokens(messages), 3 + (4 + 2) + (4 + 4));
+    assert.deepEqual(await estimateUsage(messages, 'hello world'), {
+      prompt_tokens: 17,
+      completion_tokens: 2,
+      total_tokens: 19,
+    });
+  });
+});
