@@ -1,5 +1,6 @@
 import client, { type Registry } from 'prom-client';
 import { droppedLogLines } from '../core/logger.js';
+import { tokenCounts } from '../providers/tokens.js';
 import { VERSION } from '../version.js';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
@@ -64,6 +65,16 @@ export function createMetrics(options: { track: 'stable' | 'canary' }) {
       collect() {
         this.reset();
         this.inc(droppedLogLines());
+      },
+    }),
+    tokenCounts: new client.Counter({
+      name: 'colloquy_token_counts_total',
+      help: 'Texts whose tokens Colloquy counted (usage without upstream figures, token limits, context trimming), by source: cached, counted by the tokenizer, or approximated because the tokenizer worker failed',
+      labelNames: ['source'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [source, count] of Object.entries(tokenCounts())) this.inc({ source }, count);
       },
     }),
     upstreamErrors: new client.Counter({

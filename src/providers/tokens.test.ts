@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { countPromptTokens, countTexts, countTextTokens, estimateUsage } from './tokens.js';
+import { createMetrics } from '../metrics/registry.js';
+import { countPromptTokens, countTexts, countTextTokens, estimateUsage, tokenCounts } from './tokens.js';
 
 describe('token counting', () => {
   it('loads the tokenizer in a worker thread: the event loop keeps turning and its heap stays small', async () => {
@@ -36,5 +37,23 @@ describe('token counting', () => {
       completion_tokens: 2,
       total_tokens: 19,
     });
+  });
+
+  it('counts each text once: a history sent again comes from the cache, and /metrics shows both', async () => {
+    const history = Array.from({ length: 50 }, (_, i) => `message ${i} of a long conversation`);
+    const before = { ...tokenCounts() };
+    const first = await countTexts(history);
+    const again = await countTexts([...history, 'the new message']);
+    assert.deepEqual(again.slice(0, 50), first);
+    assert.equal(tokenCounts().counted - before.counted, 51, 'only the new text went to the tokenizer');
+    assert.equal(tokenCounts().cached - before.cached, 50);
+    const scraped = await createMetrics({ track: 'stable' }).registry.metrics();
+    assert.match(
+      scraped,
+      new RegExp(
+        `colloquy_token_counts_total\\{source="cached",track="stable"\\} ${tokenCounts().cached}\\n`,
+      ),
+    );
+    assert.match(scraped, /colloquy_token_counts_total\{source="approximated",track="stable"\} 0\n/);
   });
 });

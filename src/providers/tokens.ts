@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { LRUCache } from 'lru-cache';
 import type { Piscina } from 'piscina';
 import type { ChatMessage, Usage } from './types.js';
 
@@ -35,6 +37,14 @@ function counter(): Promise<Piscina> {
   return pool;
 }
 
+// Counts of texts seen lately, by digest: each turn of a conversation sends its whole history again, and
+// recounting it made a turn cost O(history) tokenizer time (~100 ms for 50,000 tokens) in the one worker.
+const known = new LRUCache<string, number>({ max: 20_000 });
+
+const counts = { cached: 0, counted: 0, approximated: 0 };
+/** Texts counted so far: from the cache, by the tokenizer, or approximated (the worker failed). */
+export const tokenCounts = (): Readonly<typeof counts> => counts;
+
 /** ~4 characters a token: only when the worker cannot count, so a request never loses its accounting. */
 const approximate = (text: string) => Math.ceil(text.length / 4);
 
@@ -43,12 +53,26 @@ const approximate = (text: string) => Math.ceil(text.length / 4);
  * estimate for others. Used when an upstream reports no usage, for token limits, and for context trimming.
  */
 export async function countTexts(texts: string[]): Promise<number[]> {
-  if (!texts.some(Boolean)) return texts.map(() => 0);
+  const keys = texts.map((text) => (text ? createHash('sha1').update(text).digest('base64') : ''));
+  const found = keys.map((key) => (key ? known.get(key) : 0));
+  const missing = texts.filter((_, i) => found[i] === undefined);
+  counts.cached += keys.filter(Boolean).length - missing.length;
+  if (missing.length === 0) return found as number[];
+  let counted: number[];
   try {
-    return (await (await counter()).run(texts)) as number[];
+    counted = (await (await counter()).run(missing)) as number[];
+    counts.counted += missing.length;
   } catch {
-    return texts.map(approximate);
+    counts.approximated += missing.length;
+    return texts.map((text, i) => found[i] ?? approximate(text));
   }
+  let next = 0;
+  return found.map((count, i) => {
+    if (count !== undefined) return count;
+    const tokens = counted[next++]!;
+    known.set(keys[i]!, tokens);
+    return tokens;
+  });
 }
 
 export const countTextTokens = async (text: string): Promise<number> => (await countTexts([text]))[0]!;
