@@ -26,6 +26,18 @@ describe('token counting', () => {
     assert.deepEqual(await countTexts(['', '']), [0, 0]);
   });
 
+  it('answers calls made together (sent to the worker as one task) each with its own counts', async () => {
+    const texts = ['one', 'two words', 'three short words', 'and a fourth, longer text than the others'];
+    const calls = texts.map((text) => [`${text} (together)`, `${text}, together again`]);
+    const together = await Promise.all(calls.map((call) => countTexts(call)));
+    // The reference: the tokenizer itself, here on the test's own thread.
+    const { countTokens } = await import('gpt-tokenizer');
+    assert.deepEqual(
+      together,
+      calls.map((call) => call.map((text) => countTokens(text))),
+    );
+  });
+
   it('counts a chat prompt as OpenAI does: 4 tokens of framing per message, plus 3', async () => {
     const messages = [
       { role: 'system' as const, content: 'hello world' },
