@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createMetrics } from '../metrics/registry.js';
-import { countPromptTokens, countTexts, countTextTokens, estimateUsage, tokenCounts } from './tokens.js';
+import {
+  countPromptTokens,
+  countTexts,
+  countTextTokens,
+  estimatePromptTokens,
+  estimateUsage,
+  tokenCounts,
+} from './tokens.js';
 
 describe('token counting', () => {
   it('loads the tokenizer in a worker thread: the event loop keeps turning and its heap stays small', async () => {
@@ -49,6 +56,19 @@ describe('token counting', () => {
       completion_tokens: 2,
       total_tokens: 19,
     });
+  });
+
+  it('estimates a prompt for admission within 20 % of the count, in English, code and Chinese', async () => {
+    const prompts = [
+      'You are a helpful assistant. What is the capital of France, and why is it famous for its museums?',
+      'export function add(a: number, b: number): number {\n  return a + b; // the sum\n}\n'.repeat(20),
+      '道可道，非常道。名可名，非常名。無名天地之始；有名萬物之母。故常無欲，以觀其妙；常有欲，以觀其徼。',
+    ];
+    for (const content of prompts) {
+      const messages = [{ role: 'user' as const, content }];
+      const [estimated, counted] = [estimatePromptTokens(messages), await countPromptTokens(messages)];
+      assert.ok(Math.abs(estimated - counted) <= counted * 0.2, `${estimated} estimated, ${counted} counted`);
+    }
   });
 
   it('counts each text once: a history sent again comes from the cache, and /metrics shows both', async () => {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { LRUCache } from 'lru-cache';
 import type { Piscina } from 'piscina';
+import { estimateTokenCount } from 'tokenx';
 import type { ChatMessage, Usage } from './types.js';
 
 /** Text of a message for counting: string content, text parts, and tool-call arguments. */
@@ -110,6 +111,16 @@ export async function countMessageTokens(messages: Pick<ChatMessage, 'content' |
 /** Prompt tokens as OpenAI counts chat messages: each message's cost, plus 3. */
 export async function countPromptTokens(messages: Pick<ChatMessage, 'content' | 'tool_calls'>[]) {
   return (await countMessageTokens(messages)).reduce((sum, cost) => sum + cost, 3);
+}
+
+/**
+ * A fast estimate of a prompt's tokens, for admission checks (token limits, budget reservations): no
+ * tokenizer, ~5 µs, within ~10 % of o200k on prose and code (the same framing as countPromptTokens).
+ */
+export function estimatePromptTokens(messages: Pick<ChatMessage, 'content' | 'tool_calls'>[]): number {
+  let total = 3;
+  for (const message of messages) total += 4 + estimateTokenCount(messageText(message));
+  return total;
 }
 
 /** Usage counted here, for answers whose upstream reported none (a cut stream, a server without usage). */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { BudgetStore } from '../../src/features/limits/budget-store.js';
+import { tokenCounts } from '../../src/providers/tokens.js';
 import { bearer, TEST_MASTER_KEY } from '../helpers/app.js';
 import { type ChatStack, sseData, startChatStack } from '../helpers/chat-stack.js';
 import { DIALECTS } from '../helpers/databases.js';
@@ -210,6 +211,37 @@ describe('rate limits on /v1', () => {
   it('does not limit the master key', async () => {
     for (let i = 0; i < 5; i++)
       assert.equal((await post(stack, chatRequest(), {}, TEST_MASTER_KEY)).status, 200);
+  });
+});
+
+describe('a tokens-per-minute limit on /v1', () => {
+  let stack: ChatStack;
+  before(async () => {
+    stack = await startChatStack({
+      env: { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_TOKENS_PER_MINUTE: '1000' },
+    });
+  });
+  after(() => stack.close());
+
+  it('refuses a prompt too large for it before any provider call, estimating it without the tokenizer', async () => {
+    const counted = tokenCounts().counted;
+    const small = await post(stack, chatRequest({ max_tokens: 100 }));
+    assert.equal(small.status, 200);
+    const remaining = Number(small.headers.get('x-ratelimit-remaining-tokens'));
+    assert.ok(
+      remaining > 800 && remaining < 900,
+      `remaining ${remaining}: ~100 output + a few prompt tokens`,
+    );
+    const calls = upstreamCalls(stack);
+    const essay = 'The committee reviewed every proposal in detail before the vote. '.repeat(120);
+    const large = await post(
+      stack,
+      chatRequest({ max_tokens: 10, messages: [{ role: 'user', content: essay }] }),
+    );
+    assert.equal(large.status, 429);
+    assert.match(((await large.json()) as Json).error.message, /too large/);
+    assert.equal(upstreamCalls(stack), calls);
+    assert.equal(tokenCounts().counted, counted, 'admission sent nothing to the tokenizer');
   });
 });
 

@@ -525,18 +525,17 @@ export class BudgetService {
   async reserve(request: {
     principal: Principal;
     requestId: string;
-    worstCaseUsd: number | Promise<number>;
-    worstCaseTokens: number | Promise<number>;
+    worstCaseUsd: number;
+    worstCaseTokens: number;
   }): Promise<BudgetReservation> {
     const { principal } = request;
     const budgets = principal.via === 'master_key' ? [] : await this.store.forPrincipal(principal);
     // Nothing to reserve against: no id to draw either. The worst case is read only past this point (the
     // caller may compute it lazily).
     if (budgets.length === 0) return { id: '', requestId: request.requestId, budgets };
-    const [usd, tokens] = await Promise.all([request.worstCaseUsd, request.worstCaseTokens]);
     const reservation: BudgetReservation = { id: newId('bres'), requestId: request.requestId, budgets };
     const now = this.#now();
-    const entries = this.#entries(budgets, now, usd, tokens);
+    const entries = this.#entries(budgets, now, request.worstCaseUsd, request.worstCaseTokens);
     const backend = await this.#reserveAnywhere(entries, reservation.id, now);
     this.#states.set(reservation, { entries, backend, done: false });
     return reservation;

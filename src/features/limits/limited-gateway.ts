@@ -6,7 +6,7 @@ import type {
   StreamResult,
 } from '../../providers/router/types.js';
 import { TextBuffer } from '../../providers/text-buffer.js';
-import { countPromptTokens, estimateUsage } from '../../providers/tokens.js';
+import { estimatePromptTokens, estimateUsage } from '../../providers/tokens.js';
 import type { ChatCompletionRequest, StreamEvent, Usage } from '../../providers/types.js';
 import type { Principal } from '../auth/principal.js';
 import type { PriceTable } from '../usage/prices.js';
@@ -128,30 +128,29 @@ export class LimitedGateway implements ChatGateway {
     if (!caller) return undefined;
     const { rateLimits, budgets, prices } = this.limits;
     const body = request.body;
-    // Counting the prompt's tokens costs a tokenizer pass (and loading its tables): done only when a token
-    // limit or a budget is actually there to check, hence the getters.
-    let worst: Promise<{ usd: number; tokens: number }> | undefined;
+    // The prompt's size is estimated, not counted, as OpenAI's own limits do: a few µs, where the tokenizer
+    // would cost a trip to its worker on every request. Usage settles to the actual figures afterwards. Read
+    // only when a token limit or a budget is there to check, hence the getters.
+    let worst: { usd: number; tokens: number } | undefined;
     const worstCase = () =>
-      (worst ??= countPromptTokens(body.messages).then((promptTokens) =>
-        worstCaseCost(prices, {
-          model: body.model,
-          promptTokens,
-          maxOutputTokens: body.max_completion_tokens ?? body.max_tokens,
-        }),
-      ));
+      (worst ??= worstCaseCost(prices, {
+        model: body.model,
+        promptTokens: estimatePromptTokens(body.messages),
+        maxOutputTokens: body.max_completion_tokens ?? body.max_tokens,
+      }));
     const { headers } = await rateLimits.check(caller.principal, caller.ip, {
       get estimatedTokens() {
-        return worstCase().then((w) => w.tokens);
+        return worstCase().tokens;
       },
     });
     const reservation = await budgets.reserve({
       principal: caller.principal,
       requestId: request.requestId,
       get worstCaseUsd() {
-        return worstCase().then((w) => w.usd);
+        return worstCase().usd;
       },
       get worstCaseTokens() {
-        return worstCase().then((w) => w.tokens);
+        return worstCase().tokens;
       },
     });
     let done = false;

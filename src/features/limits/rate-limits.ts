@@ -218,7 +218,7 @@ export class RateLimitService {
   async check(
     principal: Principal,
     ip: string | undefined,
-    options: { estimatedTokens?: number | Promise<number> } = {},
+    options: { estimatedTokens?: number } = {},
   ): Promise<RateLimitResult> {
     if (this.#exempt(principal)) return { headers: {} };
     const subjects = await this.#subjects(principal, ip);
@@ -233,7 +233,7 @@ export class RateLimitService {
     }
     const tokenSubjects = subjects.filter((s) => Number.isFinite(s.limits.tokens_per_minute));
     // Read only when a token limit applies: the caller may estimate lazily (a tokenizer pass).
-    const estimated = tokenSubjects.length ? Math.max(0, Math.ceil((await options.estimatedTokens) ?? 0)) : 0;
+    const estimated = tokenSubjects.length ? Math.max(0, Math.ceil(options.estimatedTokens ?? 0)) : 0;
 
     const [consumed, peeked] = await Promise.all([
       Promise.allSettled(requests.map((r) => r.limiter.consume(r.key, 1))),
