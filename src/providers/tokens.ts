@@ -76,7 +76,7 @@ const approximate = (text: string) => Math.ceil(text.length / 4);
 
 /**
  * Tokens of each text with the o200k tokenizer (what current OpenAI models use): exact for them, a close
- * estimate for others. Used when an upstream reports no usage, for token limits, and for context trimming.
+ * estimate for others. Used when an upstream reports no usage, and for context trimming.
  */
 export async function countTexts(texts: string[]): Promise<number[]> {
   const keys = texts.map((text) => (text ? createHash('sha1').update(text).digest('base64') : ''));
