@@ -69,7 +69,7 @@ export function createMetrics(options: { track: 'stable' | 'canary' }) {
     }),
     tokenCounts: new client.Counter({
       name: 'colloquy_token_counts_total',
-      help: 'Texts whose tokens Colloquy counted (usage without upstream figures, token limits, context trimming), by source: cached, counted by the tokenizer, or approximated because the tokenizer worker failed',
+      help: 'Texts whose tokens Colloquy counted (usage without upstream figures, context trimming), by source: cached, counted by the tokenizer, or approximated because the tokenizer worker failed',
       labelNames: ['source'] as const,
       registers: [registry],
       collect() {

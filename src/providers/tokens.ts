@@ -71,9 +71,6 @@ const counts = { cached: 0, counted: 0, approximated: 0 };
 /** Texts counted so far: from the cache, by the tokenizer, or approximated (the worker failed). */
 export const tokenCounts = (): Readonly<typeof counts> => counts;
 
-/** ~4 characters a token: only when the worker cannot count, so a request never loses its accounting. */
-const approximate = (text: string) => Math.ceil(text.length / 4);
-
 /**
  * Tokens of each text with the o200k tokenizer (what current OpenAI models use): exact for them, a close
  * estimate for others. Used when an upstream reports no usage, and for context trimming.
@@ -89,8 +86,9 @@ export async function countTexts(texts: string[]): Promise<number[]> {
     counted = await countInWorker(missing);
     counts.counted += missing.length;
   } catch {
+    // The worker could not count (it failed to start, or died): estimated, so no request loses its accounting.
     counts.approximated += missing.length;
-    return texts.map((text, i) => found[i] ?? approximate(text));
+    return texts.map((text, i) => found[i] ?? estimateTokenCount(text));
   }
   let next = 0;
   return found.map((count, i) => {
