@@ -329,8 +329,11 @@ export class ConversationService {
     requestedModel: string | undefined,
   ): Promise<Plan> {
     const { store } = this.deps;
+    const history = await store.branch(conversation.id, parentId);
     if (parentId) {
-      const parent = await this.message(conversation.id, parentId);
+      // The branch ends with the parent, so it is read once: a parent of another conversation has no branch.
+      const parent = history.at(-1);
+      if (!parent) throw notFound('message');
       if (parent.status === 'streaming') {
         throw new AppError(
           'generation_in_progress',
@@ -343,7 +346,6 @@ export class ConversationService {
     }
     const assistant = await this.#assistantOf(conversation);
     const model = await this.resolveModel(requestedModel, conversation, assistant);
-    const history = await store.branch(conversation.id, parentId);
     return {
       kind: 'reply',
       body: await this.#body(model, assistant, [...toChat(history), { role: 'user', content }]),

@@ -202,8 +202,18 @@ export class ConversationStore {
   /** Root → leaf messages of a branch, in order. */
   async branch(conversationId: string, leafId: string | null, db: Executor = this.db): Promise<MessageRow[]> {
     if (!leafId) return [];
-    const tree = await this.tree(conversationId, db);
-    return this.messagesByIds(tree.pathTo(leafId), db);
+    // One query that walks parent links from the leaf (a primary-key lookup per message of the branch), where
+    // reading the whole tree's shape and then the branch's rows took two, and grew with every other branch.
+    const { rows } = await sql<MessageRow>`
+      with recursive branch (id, parent_id, depth) as (
+        select id, parent_id, 0 from messages where id = ${leafId} and conversation_id = ${conversationId}
+        union all
+        select m.id, m.parent_id, b.depth + 1 from messages m join branch b on m.id = b.parent_id
+        where m.conversation_id = ${conversationId}
+      )
+      select messages.* from messages join branch on messages.id = branch.id order by branch.depth desc
+    `.execute(db);
+    return rows;
   }
 
   async insertMessage(
