@@ -202,18 +202,8 @@ export class ConversationStore {
   /** Root → leaf messages of a branch, in order. */
   async branch(conversationId: string, leafId: string | null, db: Executor = this.db): Promise<MessageRow[]> {
     if (!leafId) return [];
-    // One query that walks parent links from the leaf (a primary-key lookup per message of the branch), where
-    // reading the whole tree's shape and then the branch's rows took two, and grew with every other branch.
-    const { rows } = await sql<MessageRow>`
-      with recursive branch (id, parent_id, depth) as (
-        select id, parent_id, 0 from messages where id = ${leafId} and conversation_id = ${conversationId}
-        union all
-        select m.id, m.parent_id, b.depth + 1 from messages m join branch b on m.id = b.parent_id
-        where m.conversation_id = ${conversationId}
-      )
-      select messages.* from messages join branch on messages.id = branch.id order by branch.depth desc
-    `.execute(db);
-    return rows;
+    const { rows } = await branchQuery(conversationId, leafId).execute(db);
+    return rows.map(({ depth: _depth, ...row }) => row);
   }
 
   async insertMessage(
@@ -226,3 +216,17 @@ export class ConversationStore {
     return row;
   }
 }
+
+/**
+ * Root → leaf rows of a branch in one query that walks parent links from the leaf: a primary-key lookup
+ * per message of the branch (the plan on SQLite without statistics and on PostgreSQL), where reading the
+ * whole tree's shape and then the branch's rows took two queries and grew with every other branch.
+ */
+export const branchQuery = (conversationId: string, leafId: string) => sql<MessageRow & { depth?: number }>`
+  with recursive branch as (
+    select messages.*, 0 as depth from messages where id = ${leafId} and conversation_id = ${conversationId}
+    union all
+    select m.*, b.depth + 1 from branch b join messages m on m.id = b.parent_id
+  )
+  select * from branch order by depth desc
+`;
