@@ -808,6 +808,19 @@ interface TurnTally {
   firstError?: string;
 }
 
+async function createConversation(pool: Pool, headers: Record<string, string>) {
+  const created = await pool.request({
+    path: '/api/conversations',
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ title: 'bench', model: 'gpt-4o-mini' }),
+  });
+  const conv = (await created.body.json()) as { id: string };
+  if (created.statusCode !== 201)
+    throw new Error(`create conversation: HTTP ${created.statusCode} ${JSON.stringify(conv)}`);
+  return conv;
+}
+
 /**
  * One client of the conversation API until `end`: a conversation, 10 `stream:false` turns, then the next (a
  * fresh conversation every 10 turns keeps the context, and so the work per turn, bounded). `intervalMs` paces
@@ -822,15 +835,7 @@ async function conversationClient(
 ) {
   let due = performance.now();
   while (performance.now() < end) {
-    const created = await pool.request({
-      path: '/api/conversations',
-      method: 'POST',
-      headers,
-      body: JSON.stringify({ title: 'bench', model: 'gpt-4o-mini' }),
-    });
-    const conv = (await created.body.json()) as { id: string };
-    if (created.statusCode !== 201)
-      throw new Error(`create conversation: HTTP ${created.statusCode} ${JSON.stringify(conv)}`);
+    const conv = await createConversation(pool, headers);
     for (let i = 0; i < 10 && performance.now() < end; i++) {
       if (intervalMs) {
         due += intervalMs;
@@ -861,13 +866,7 @@ async function conversationClient(
 async function firstTurnStall(server: Server) {
   const headers = { 'content-type': 'application/json', ...server.target.headers };
   const pool = new Pool(server.origin, { connections: 2, pipelining: 1 });
-  const created = await pool.request({
-    path: '/api/conversations',
-    method: 'POST',
-    headers,
-    body: JSON.stringify({ title: 'bench', model: 'gpt-4o-mini' }),
-  });
-  const conv = (await created.body.json()) as { id: string };
+  const conv = await createConversation(pool, headers);
   let turning = true;
   let longestWaitMs = 0;
   const pinger = (async () => {

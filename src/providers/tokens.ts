@@ -106,9 +106,11 @@ export async function countMessageTokens(messages: Pick<ChatMessage, 'content' |
   return (await countTexts(messages.map(messageText))).map((tokens) => 4 + tokens);
 }
 
-/** Prompt tokens as OpenAI counts chat messages: each message's cost, plus 3. */
+/** A chat prompt's tokens as OpenAI counts them, from its messages' text tokens: 4 of framing each, plus 3. */
+const promptTotal = (textTokens: number[]) => textTokens.reduce((sum, tokens) => sum + 4 + tokens, 3);
+
 export async function countPromptTokens(messages: Pick<ChatMessage, 'content' | 'tool_calls'>[]) {
-  return (await countMessageTokens(messages)).reduce((sum, cost) => sum + cost, 3);
+  return promptTotal(await countTexts(messages.map(messageText)));
 }
 
 /**
@@ -116,9 +118,7 @@ export async function countPromptTokens(messages: Pick<ChatMessage, 'content' | 
  * tokenizer, ~5 µs, within ~10 % of o200k on prose and code (the same framing as countPromptTokens).
  */
 export function estimatePromptTokens(messages: Pick<ChatMessage, 'content' | 'tool_calls'>[]): number {
-  let total = 3;
-  for (const message of messages) total += 4 + estimateTokenCount(messageText(message));
-  return total;
+  return promptTotal(messages.map((message) => estimateTokenCount(messageText(message))));
 }
 
 /** Usage counted here, for answers whose upstream reported none (a cut stream, a server without usage). */
@@ -126,8 +126,8 @@ export async function estimateUsage(
   messages: Pick<ChatMessage, 'content' | 'tool_calls'>[],
   completion: string,
 ): Promise<Usage> {
-  const [completionTokens, ...costs] = await countTexts([completion, ...messages.map(messageText)]);
-  const prompt = costs.reduce((sum, tokens) => sum + 4 + tokens, 3);
+  const [completionTokens, ...textTokens] = await countTexts([completion, ...messages.map(messageText)]);
+  const prompt = promptTotal(textTokens);
   return {
     prompt_tokens: prompt,
     completion_tokens: completionTokens!,

@@ -92,7 +92,6 @@ for (const dialect of DIALECTS) {
         body,
       });
 
-    /** A reply's rows as a send commits them: the message streaming, its generation running. */
     /** A second manager on the suite's database, next to the app's own. */
     const standaloneManager = (options: { maxRetained?: number } = {}) =>
       new GenerationManager({
@@ -102,6 +101,7 @@ for (const dialect of DIALECTS) {
         logger: pino({ level: 'silent' }),
         ...options,
       });
+    /** A reply's rows as a send commits them: the message streaming, its generation running. */
     const insertRunning = async (
       conversationId: string,
       parentId: string,

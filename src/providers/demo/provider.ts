@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ProviderError } from '../errors.js';
-import { countPromptTokens, countTexts, countTextTokens, messageText } from '../tokens.js';
+import { countTexts, countTextTokens, estimateUsage, messageText } from '../tokens.js';
 import type {
   CallOptions,
   ChatCompletion,
@@ -123,13 +123,7 @@ export class DemoProvider implements LlmProvider {
       text = (prefixes[(over < 0 ? prefixes.length : over) - 1] ?? '').trimEnd();
       finish = 'length';
     }
-    const prompt = await countPromptTokens(body.messages);
-    const completion = await countTextTokens(text);
-    return {
-      text,
-      finish,
-      usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion },
-    };
+    return { text, finish, usage: await estimateUsage(body.messages, text) };
   }
 }
 
