@@ -171,8 +171,16 @@ describe('Redis paused under traffic', {
     for (const c of cached.filter((c) => c.replica === 'b'))
       assert.ok([200, 503].includes(c.status), `B: ${c.status}`);
     // Commands time out within a second: nothing waits for Redis anywhere near the deadline.
-    const slowest = Math.max(...[...outcomesA, ...outcomesB].map((o) => o.ms), ...cached.map((c) => c.ms));
-    assert.ok(slowest < DEADLINE_MS / 2, `a request took ${slowest} ms while Redis was paused`);
+    const timed = [
+      ...outcomesA.map((o) => ({ ...o, replica: 'a' })),
+      ...outcomesB.map((o) => ({ ...o, replica: 'b' })),
+      ...cached.map((c) => ({ ...c, kind: 'cacheable' })),
+    ];
+    const slowest = timed.reduce((s, o) => (o.ms > s.ms ? o : s));
+    assert.ok(
+      slowest.ms < DEADLINE_MS / 2,
+      `a ${slowest.kind} request on replica ${slowest.replica}, sent ${slowest.startedAt - pausedAt} ms after the pause began, took ${slowest.ms} ms`,
+    );
     // Once the stall is detected (about two seconds in), replica A no longer waits for Redis: without the
     // watchdog every request would wait out the 1 s command timeout, so most would take over a second. The
     // bound is on p90, not the slowest: a CI machine three times slower than this one once served one

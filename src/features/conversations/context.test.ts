@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { countPromptTokens } from '../../providers/tokens.js';
+import { countPromptTokens, tokenCounts } from '../../providers/tokens.js';
 import type { ChatMessage } from '../../providers/types.js';
 import { MessageTree } from './branches.js';
 import { contextWindowFor, DEFAULT_CONTEXT_WINDOW, fitToContext, replyReserve } from './context.js';
@@ -38,11 +38,26 @@ describe('fitToContext', () => {
     { role: 'user', content: words(300, 'u3') },
   ];
 
-  it('keeps everything that fits', async () => {
-    const out = await fitToContext({ system: 'sys', history, window: 8192, reserve: 1024 });
+  it('keeps everything that fits, and counts no tokens when its bytes already fit', async () => {
+    const before = { ...tokenCounts() };
+    const out = await fitToContext({ system: 'sys', history, window: 128_000, reserve: 1024 });
     assert.equal(out.dropped, 0);
     assert.equal(out.messages.length, 6);
-    assert.equal(out.promptTokens, await countPromptTokens(out.messages));
+    assert.deepEqual(tokenCounts(), before, 'the tokenizer was not asked');
+  });
+
+  it('keeps everything whose tokens fit though its bytes do not', async () => {
+    const before = { ...tokenCounts() };
+    const out = await fitToContext({ system: 'sys', history, window: 8192, reserve: 1024 });
+    const after = tokenCounts();
+    assert.equal(
+      after.counted + after.cached,
+      before.counted + before.cached + 6,
+      'each message was counted',
+    );
+    assert.equal(out.dropped, 0);
+    assert.equal(out.messages.length, 6);
+    assert.ok((await countPromptTokens(out.messages)) <= 8192 - 1024);
   });
 
   it('drops the oldest first, keeps the system prompt, and starts on a user turn', async () => {
@@ -52,7 +67,6 @@ describe('fitToContext', () => {
     assert.deepEqual(tags, ['u2', 'a2', 'u3']);
     assert.equal(out.dropped, 2);
     assert.ok((await countPromptTokens(out.messages)) <= 1000);
-    assert.equal(out.promptTokens, await countPromptTokens(out.messages));
   });
 
   it('skips an assistant turn left at the front after trimming', async () => {

@@ -1,4 +1,4 @@
-import { countMessageTokens } from '../../providers/tokens.js';
+import { countMessageTokens, messageText } from '../../providers/tokens.js';
 import type { ChatMessage } from '../../providers/types.js';
 
 /** Context windows of well-known models (tokens), matched by the longest prefix of the model name. */
@@ -44,7 +44,6 @@ export interface TrimmedPrompt {
   messages: ChatMessage[];
   /** How many history messages were left out, oldest first. */
   dropped: number;
-  promptTokens: number;
 }
 
 /**
@@ -59,12 +58,17 @@ export async function fitToContext(input: {
   reserve: number;
 }): Promise<TrimmedPrompt> {
   const system: ChatMessage[] = input.system ? [{ role: 'system', content: input.system }] : [];
+  const prompt = [...system, ...input.history];
   const budget = Math.max(0, input.window - input.reserve);
-  const costs = await countMessageTokens([...system, ...input.history]);
+  // A token is at least one byte of UTF-8, so a prompt whose bytes fit needs no tokenizer: most turns, and
+  // an instance whose upstreams report usage then never loads it (~0.5 s and ~60 MiB at first use).
+  const bytes = prompt.reduce((sum, message) => sum + 4 + Buffer.byteLength(messageText(message)), 3);
+  if (bytes <= budget) return { messages: prompt, dropped: 0 };
+  const costs = await countMessageTokens(prompt);
   let total = costs.splice(0, system.length).reduce((a, b) => a + b, 3) + costs.reduce((a, b) => a + b, 0);
   let start = 0;
   const last = input.history.length - 1;
   while (total > budget && start < last) total -= costs[start++]!;
   while (start < last && input.history[start]!.role !== 'user') total -= costs[start++]!;
-  return { messages: [...system, ...input.history.slice(start)], dropped: start, promptTokens: total };
+  return { messages: [...system, ...input.history.slice(start)], dropped: start };
 }
