@@ -33,6 +33,7 @@ import { UsageRecorder } from './features/usage/store.js';
 import { userRoutes } from './features/users/routes.js';
 import { UserStore } from './features/users/store.js';
 import { UserSchema } from './http/schemas.js';
+import { buildSerializer } from './http/serializer.js';
 import { createMetrics, type Metrics } from './metrics/registry.js';
 import { authPlugin } from './plugins/auth.js';
 import { consolePlugin } from './plugins/console.js';
@@ -88,6 +89,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // SSE streams are long-lived; shutdown ends them itself (see server.ts), idle sockets close at once.
     forceCloseConnections: 'idle',
     ajv: { customOptions: { allErrors: false } },
+    schemaController: { compilersFactory: { buildSerializer } },
   });
   const metrics = deps.metrics ?? createMetrics({ track: config.metrics.track });
   // Aborted when the shutdown drain period is over: streams still open end (saved as partial) so the
