@@ -52,6 +52,31 @@ export function slope(xs: number[], ys: number[]): number {
   return den ? num / den : Number.NaN;
 }
 
+/**
+ * RSS growth of a soak from its floors, MiB per minute: least squares over the troughs, each the lowest reading
+ * within 15 s either side and at least `dropMiB` under a reading of the 15 s before it (an old-generation
+ * collection gave memory back). V8's heap makes RSS a sawtooth (here ~40 MiB over ~100 s), and a slope over
+ * the whole window mostly measures where in a tooth the window ends; a leak raises the floors. Undefined
+ * with fewer than two troughs 60 s apart.
+ */
+export function floorGrowth(samples: { t: number; rss: number }[], dropMiB = 10): number | undefined {
+  const near = (t: number, from: number, to: number) =>
+    samples.filter((s) => s.t >= t + from && s.t <= t + to);
+  const floors = samples.filter((s, i) => {
+    const around = near(s.t, -15, 15);
+    const lowest = around.findIndex((x) => x.rss === Math.min(...around.map((y) => y.rss)));
+    const before = near(s.t, -15, 0);
+    return around[lowest] === s && i > 0 && Math.max(...before.map((x) => x.rss)) - s.rss >= dropMiB;
+  });
+  const first = floors[0];
+  const last = floors.at(-1);
+  if (!first || !last || last.t - first.t < 60) return undefined;
+  return slope(
+    floors.map((s) => s.t / 60),
+    floors.map((s) => s.rss),
+  );
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Processes
 
