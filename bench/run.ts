@@ -70,7 +70,7 @@ const soakSeconds = Number(flags['soak-seconds'] ?? (tiny ? 3 : 300));
 const idleSettleSeconds = tiny ? 2 : 90;
 // Under load RSS climbs for about 100 s (V8's heap growing to its working size, JIT, pools), then levels off:
 // the soak's growth is measured after this warm-up, on the same load.
-const warmUpSeconds = Number(flags['warm-up-seconds'] ?? (tiny ? 1 : 120));
+const warmUpSeconds = Number(flags['warm-up-seconds'] ?? (tiny ? 1 : 600));
 // A freshly started server is measured cold otherwise: Colloquy's throughput climbs ~30 % over its first
 // ~15 s under load (JIT, V8 heap sizing), so every arm gets this much unmeasured load before round 1.
 const armWarmUpSeconds = Number(flags['arm-warm-up-seconds'] ?? (tiny ? 1 : 15));
