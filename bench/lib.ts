@@ -62,11 +62,9 @@ export function slope(xs: number[], ys: number[]): number {
 export function floorGrowth(samples: { t: number; rss: number }[], dropMiB = 10): number | undefined {
   const near = (t: number, from: number, to: number) =>
     samples.filter((s) => s.t >= t + from && s.t <= t + to);
-  const floors = samples.filter((s, i) => {
-    const around = near(s.t, -15, 15);
-    const lowest = around.findIndex((x) => x.rss === Math.min(...around.map((y) => y.rss)));
-    const before = near(s.t, -15, 0);
-    return around[lowest] === s && i > 0 && Math.max(...before.map((x) => x.rss)) - s.rss >= dropMiB;
+  const floors = samples.filter((s) => {
+    const lowest = near(s.t, -15, 15).reduce((low, x) => (x.rss < low.rss ? x : low));
+    return lowest === s && Math.max(...near(s.t, -15, 0).map((x) => x.rss)) - s.rss >= dropMiB;
   });
   const first = floors[0];
   const last = floors.at(-1);

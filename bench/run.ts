@@ -908,13 +908,12 @@ async function scenario5(dbs: Db[], up: Upstream) {
     ['first turn', 'the first turn'],
     ['first turn over 127 KB (loads the tokenizer)', 'word '.repeat(26_000)],
   ] as const;
-  const firstTurn: Record<string, Record<string, { turnMs: number; longestWaitMs: number }>> = {};
+  const firstTurn: Record<string, Record<string, Awaited<ReturnType<typeof turnStall>>>> = {};
   for (const s of servers) {
+    firstTurn[s.target.name] = {};
     for (const [label, content] of firstTurns) {
       const { turnMs, longestWaitMs } = await turnStall(s, content);
-      slot(firstTurn, s.target.name, (): Record<string, { turnMs: number; longestWaitMs: number }> => ({}))[
-        label
-      ] = { turnMs, longestWaitMs };
+      firstTurn[s.target.name]![label] = { turnMs, longestWaitMs };
       record(5, label, s.target.name, 'ms', [turnMs]);
       record(5, `longest wait of others during the ${label.split(' (')[0]}`, s.target.name, 'ms', [
         longestWaitMs,

@@ -107,7 +107,7 @@ export async function countMessageTokens(messages: Pick<ChatMessage, 'content' |
 }
 
 /** A chat prompt's tokens as OpenAI counts them, from its messages' text tokens: 4 of framing each, plus 3. */
-const promptTotal = (textTokens: number[]) => textTokens.reduce((sum, tokens) => sum + 4 + tokens, 3);
+export const promptTotal = (textTokens: number[]) => textTokens.reduce((sum, tokens) => sum + 4 + tokens, 3);
 
 export async function countPromptTokens(messages: Pick<ChatMessage, 'content' | 'tool_calls'>[]) {
   return promptTotal(await countTexts(messages.map(messageText)));

@@ -1,4 +1,4 @@
-import { countMessageTokens, messageText } from '../../providers/tokens.js';
+import { countMessageTokens, messageText, promptTotal } from '../../providers/tokens.js';
 import type { ChatMessage } from '../../providers/types.js';
 
 /** Context windows of well-known models (tokens), matched by the longest prefix of the model name. */
@@ -62,8 +62,8 @@ export async function fitToContext(input: {
   const budget = Math.max(0, input.window - input.reserve);
   // A token is at least one byte of UTF-8, so a prompt whose bytes fit needs no tokenizer: most turns, and
   // an instance whose upstreams report usage then never loads it (~0.5 s and ~60 MiB at first use).
-  const bytes = prompt.reduce((sum, message) => sum + 4 + Buffer.byteLength(messageText(message)), 3);
-  if (bytes <= budget) return { messages: prompt, dropped: 0 };
+  if (promptTotal(prompt.map((message) => Buffer.byteLength(messageText(message)))) <= budget)
+    return { messages: prompt, dropped: 0 };
   const costs = await countMessageTokens(prompt);
   let total = costs.splice(0, system.length).reduce((a, b) => a + b, 3) + costs.reduce((a, b) => a + b, 0);
   let start = 0;

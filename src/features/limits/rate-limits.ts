@@ -232,7 +232,7 @@ export class RateLimitService {
         requests.push({ limiter: this.#perHour, key, subject, name: 'requests_per_hour' });
     }
     const tokenSubjects = subjects.filter((s) => Number.isFinite(s.limits.tokens_per_minute));
-    // Read only when a token limit applies: the caller may estimate lazily (a tokenizer pass).
+    // Read only when a token limit applies: the caller may estimate lazily.
     const estimated = tokenSubjects.length ? Math.max(0, Math.ceil(options.estimatedTokens ?? 0)) : 0;
 
     const [consumed, peeked] = await Promise.all([
