@@ -68,8 +68,8 @@ const soakSeconds = Number(flags['soak-seconds'] ?? (tiny ? 3 : 300));
 // memory reducer runs: ~24 s after start on a quiet machine, ~49 s when other processes took the CPU during
 // start-up (seen here). Idle RSS is watched for this long and read at its end.
 const idleSettleSeconds = tiny ? 2 : 90;
-// Under load RSS climbs for about 100 s (V8's heap growing to its working size, JIT, pools), then levels off:
-// the soak's growth is measured after this warm-up, on the same load.
+// Under load RSS is a sawtooth for ~8 minutes while V8 sizes its old generation up, then levels off (see
+// bench/README.md): the soak's growth is measured after this warm-up, on the same load.
 const warmUpSeconds = Number(flags['warm-up-seconds'] ?? (tiny ? 1 : 600));
 // A freshly started server is measured cold otherwise: Colloquy's throughput climbs ~30 % over its first
 // ~15 s under load (JIT, V8 heap sizing), so every arm gets this much unmeasured load before round 1.

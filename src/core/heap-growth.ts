@@ -7,7 +7,7 @@ import { getHeapStatistics, setFlagsFromString } from 'node:v8';
  *
  * A request's survivors fill the old generation; at 100 % a small heap (tens of MiB: request traffic) is
  * collected every ~20 s instead of every 3–4 s, which is what keeps p99 low at 1,000 requests/s. A large live
- * heap (thousands of open streams hold ~30 KiB each) does not need that room: at 100 % it would keep as much
+ * heap (thousands of open streams hold ~28 KiB each) does not need that room: at 100 % it would keep as much
  * again in garbage, ~130 MiB more RSS at 10,000 streams (bench scenario 4).
  */
 export function growingPercentFor(
@@ -24,7 +24,7 @@ export interface HeapGrowthPolicy {
   maxPercent: number;
 }
 
-export const DEFAULT_POLICY: HeapGrowthPolicy = {
+const DEFAULT_POLICY: HeapGrowthPolicy = {
   headroomBytes: 64 * 2 ** 20,
   minPercent: 25,
   maxPercent: 100,
