@@ -1,16 +1,17 @@
 /**
- * The ceiling arm: the thinnest Node.js HTTP proxy there is, in a process of its own. `http.createServer`
- * reads the POST body, sends it to the upstream through an undici Agent configured exactly like Colloquy's
- * (src/providers/http.ts) and pipes the answer back, streams included. No auth, database, logging,
- * validation or metrics: whatever a Node.js gateway does, it cannot be cheaper than this on the same
- * machine. Prints one JSON line `{"url","pid"}` once listening, then serves until SIGTERM.
+ * The ceiling arm: the thinnest proxy on Colloquy's own HTTP stack, in a process of its own. Node's
+ * `http.createServer` reads the POST body and sends it to the upstream through an undici Agent configured
+ * exactly like Colloquy's (src/providers/http.ts), on undici's dispatch handler as Colloquy's client is (no
+ * Readable streams, no `pipeline`); the answer is written back as its chunks arrive, streams included. No
+ * auth, database, logging, validation or metrics: whatever a gateway built on node:http and undici does, it
+ * cannot be cheaper than this on the same machine. Prints one JSON line `{"url","pid"}` once listening, then
+ * serves until SIGTERM.
  *
  *   node --import tsx bench/node-proxy.ts --upstream http://127.0.0.1:1234 --api-key sk-… [--port 0]
  */
 import http from 'node:http';
-import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
-import { Agent, request } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
 
 const { values } = parseArgs({
   options: {
@@ -20,33 +21,59 @@ const { values } = parseArgs({
   },
 });
 if (!values.upstream) throw new Error('--upstream <origin> is required');
-const upstream = values.upstream.replace(/\/+$/, '');
+const origin = values.upstream.replace(/\/+$/, '');
 const authorization = `Bearer ${values['api-key']}`;
 
 // The same keep-alive pool settings as Colloquy's provider client.
 const agent = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, pipelining: 1 });
 
-async function forward(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  const upstreamRes = await request(`${upstream}${req.url}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization },
-    body: Buffer.concat(chunks),
-    dispatcher: agent,
+function forward(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer): void {
+  let abort: ((reason: Error) => void) | undefined;
+  res.once('close', () => {
+    if (!res.writableFinished) abort?.(new Error('client gone'));
   });
-  const contentType = upstreamRes.headers['content-type'];
-  res.writeHead(upstreamRes.statusCode, contentType ? { 'content-type': contentType } : {});
-  await pipeline(upstreamRes.body, res);
+  agent.dispatch(
+    {
+      origin,
+      path: req.url ?? '/',
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization },
+      body,
+    },
+    {
+      onConnect(abortCall: (reason: Error) => void) {
+        abort = abortCall;
+      },
+      onHeaders(status: number, rawHeaders: Buffer[], resume: () => void) {
+        if (status < 200) return true;
+        // The upstream's content type and length (a length spares the client chunked framing).
+        const kept: Record<string, string> = {};
+        for (let i = 0; i < rawHeaders.length; i += 2) {
+          const name = rawHeaders[i]!.toString('latin1').toLowerCase();
+          if (name === 'content-type' || name === 'content-length')
+            kept[name] = rawHeaders[i + 1]!.toString('latin1');
+        }
+        res.writeHead(status, kept);
+        res.on('drain', resume);
+        return true;
+      },
+      // false pauses the upstream until the client has taken what it was sent.
+      onData: (chunk: Buffer) => res.write(chunk),
+      onComplete: () => void res.end(),
+      onError(err: Error) {
+        // Mid-stream, the client can only be told by a cut connection.
+        if (res.headersSent) return void res.destroy(err);
+        res.writeHead(502, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { message: err.message, code: 'upstream_error' } }));
+      },
+    } as unknown as Dispatcher.DispatchHandler,
+  );
 }
 
 const server = http.createServer((req, res) => {
-  forward(req, res).catch((err: Error) => {
-    // Mid-stream, the client can only be told by a cut connection.
-    if (res.headersSent) return void res.destroy(err);
-    res.writeHead(502, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ error: { message: err.message, code: 'upstream_error' } }));
-  });
+  const chunks: Buffer[] = [];
+  req.on('data', (chunk: Buffer) => chunks.push(chunk));
+  req.on('end', () => forward(req, res, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
 });
 server.listen(Number(values.port), '127.0.0.1', () => {
   const { port } = server.address() as { port: number };
