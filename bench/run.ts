@@ -1,8 +1,8 @@
 /**
  * Colloquy benchmark harness (`npm run bench`; see bench/README.md). Arms run in one invocation, interleaved
  * over rounds: direct (client → fake upstream), node-proxy (the thinnest proxy on node:http and undici: the
- * ceiling of any gateway on Colloquy's stack), colloquy (production configuration, SQLite and — with TEST_DATABASE_URL — PostgreSQL),
- * portkey (@portkey-ai/gateway). Figures are medians over rounds with min–max.
+ * ceiling of any gateway on Colloquy's stack), colloquy (production configuration, SQLite and — with
+ * TEST_DATABASE_URL — PostgreSQL), portkey (@portkey-ai/gateway). Figures are medians over rounds with min–max.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

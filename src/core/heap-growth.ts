@@ -1,6 +1,18 @@
 import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 
+export interface HeapGrowthPolicy {
+  headroomBytes: number;
+  minPercent: number;
+  maxPercent: number;
+}
+
+const DEFAULT_POLICY: HeapGrowthPolicy = {
+  headroomBytes: 64 * 2 ** 20,
+  minPercent: 25,
+  maxPercent: 100,
+};
+
 /**
  * How far V8 lets the old generation grow past its live size before the next mark-compact, as a percentage
  * of the live size: room for `headroomBytes` of growth, between `minPercent` and `maxPercent`, in steps of 5.
@@ -17,18 +29,6 @@ export function growingPercentFor(
   const percent = liveBytes > 0 ? (100 * headroomBytes) / liveBytes : maxPercent;
   return Math.min(maxPercent, Math.max(minPercent, Math.round(percent / 5) * 5));
 }
-
-export interface HeapGrowthPolicy {
-  headroomBytes: number;
-  minPercent: number;
-  maxPercent: number;
-}
-
-const DEFAULT_POLICY: HeapGrowthPolicy = {
-  headroomBytes: 64 * 2 ** 20,
-  minPercent: 25,
-  maxPercent: 100,
-};
 
 /**
  * Sets V8's heap growing percentage from the live heap after every mark-compact (V8 reads the flag each time
