@@ -170,7 +170,7 @@ async function prepareDb(
   }
   const env = baseEnv(url);
   await run([main, 'migrate', 'up'], env);
-  await run(
+  const created = await run(
     [
       main,
       'users',
@@ -183,6 +183,7 @@ async function prepareDb(
     ],
     env,
   );
+  if (!created.includes('"bench@example.com"')) throw new Error(`users create printed no user: ${created}`);
   const out = await run(
     [main, 'keys', 'create', '--user', 'bench@example.com', '--name', 'bench', '--json'],
     env,

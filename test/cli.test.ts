@@ -127,6 +127,27 @@ function lifecycle(dialect: 'sqlite' | 'postgres') {
     assert.match(r.stderr, /password must be at least/);
   });
 
+  // The root command's own flags (-V, -h) must not be read inside a subcommand's arguments: a random password
+  // that happened to begin with "-V" printed the version and exited 0 without creating the user.
+  it('a password that begins like a flag of the root command is still the password', async () => {
+    for (const [i, password] of ['-VeryLongRandomPassw0rd', '-hLongRandomPassw0rdX'].entries()) {
+      const r = await run([
+        'users',
+        'create',
+        '--email',
+        `dash${i}@example.com`,
+        '--password',
+        password,
+        '--json',
+      ]);
+      assert.equal(r.code, 0, show(r));
+      assert.equal((JSON.parse(r.stdout) as { email: string }).email, `dash${i}@example.com`);
+    }
+    const listed = await run(['users', 'list', '--json']);
+    const emails = (JSON.parse(listed.stdout) as { email: string }[]).map((u) => u.email);
+    assert.ok(emails.includes('dash0@example.com') && emails.includes('dash1@example.com'), listed.stdout);
+  });
+
   it('keys create --json prints a ck- key once', async () => {
     const r = await run(['keys', 'create', '--user', email, '--name', 'ci', '--json']);
     assert.equal(r.code, 0, show(r));

@@ -22,7 +22,10 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
   const program = new Command('colloquy')
     .description('Colloquy: a self-hosted, production-grade AI chat backend')
     .version(VERSION)
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // The root's own flags only before the subcommand: otherwise a value such as `--password -Vx…` reads as
+    // -V, and the command prints the version and exits 0 without doing its work.
+    .enablePositionalOptions();
 
   program
     .command('serve')
