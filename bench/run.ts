@@ -169,6 +169,7 @@ async function prepareDb(
     });
   }
   const env = baseEnv(url);
+  const email = 'bench@example.com';
   await run([main, 'migrate', 'up'], env);
   const created = await run(
     [
@@ -176,18 +177,15 @@ async function prepareDb(
       'users',
       'create',
       '--email',
-      'bench@example.com',
+      email,
       '--password',
       randomBytes(18).toString('base64url'),
       '--json',
     ],
     env,
   );
-  if (!created.includes('"bench@example.com"')) throw new Error(`users create printed no user: ${created}`);
-  const out = await run(
-    [main, 'keys', 'create', '--user', 'bench@example.com', '--name', 'bench', '--json'],
-    env,
-  );
+  if (!created.includes(`"${email}"`)) throw new Error(`users create printed no user: ${created}`);
+  const out = await run([main, 'keys', 'create', '--user', email, '--name', 'bench', '--json'], env);
   const { key } = JSON.parse(out.trim().split('\n').pop() as string) as { key: string };
   return { name, main, nodeFlags, url, apiKey: key };
 }
