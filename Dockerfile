@@ -6,11 +6,14 @@
 #   docker run --rm --env-file .env colloquy:1.0.0 migrate up               # any CLI command
 #
 # Stages: `deps` (all dependencies, native modules compiled) → `build` (tsc → dist/) and, in parallel,
-# `prod-deps` (`npm ci --omit=dev`) → `runtime` (node:20-bookworm-slim + prod node_modules + dist, non-root,
+# `prod-deps` (`npm ci --omit=dev`) → `runtime` (node:24-bookworm-slim + prod node_modules + dist, non-root,
 # tini as PID 1). The runtime stage is built FROM the same base as the stages that compiled the native
 # modules (better-sqlite3, argon2), so their .node binaries match its glibc and Node ABI.
+#
+# Node.js 24 (LTS, supported until 2028-04-30; CI runs the test suite on it). 22 is supported as well
+# (`--build-arg NODE_VERSION=22`, until 2027-04-30). 20 reached its end of life in April 2026: not for images.
 
-ARG NODE_VERSION=20
+ARG NODE_VERSION=24
 ARG DEBIAN_RELEASE=bookworm
 
 FROM node:${NODE_VERSION}-${DEBIAN_RELEASE}-slim AS base

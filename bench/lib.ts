@@ -128,17 +128,49 @@ export interface Proc {
 }
 
 /**
+ * Every process the bench spawns runs with V8's `--trace-gc-nvp`: each collection prints one line to stdout
+ * whose `allocated=` is the bytes allocated on the V8 heap since the previous collection. Their sum over an
+ * arm's round, divided by its requests, is the bytes a request allocates (to within one young generation,
+ * ~16 MiB, over the round: ~1–2 KB a request over 10,000 requests). Four lines a second cost nothing measurable.
+ */
+const TRACE_GC = '--trace-gc-nvp';
+const allocatedByPid = new Map<number, number>();
+
+function countAllocations(child: ChildProcess): void {
+  const pid = child.pid as number;
+  allocatedByPid.set(pid, 0);
+  let partial = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    const text = partial + d.toString('latin1');
+    const lines = text.split('\n');
+    partial = (lines.pop() ?? '').slice(-8_000);
+    for (const line of lines) {
+      const at = line.indexOf(' allocated=');
+      if (at < 0 || !line.includes(' gc=')) continue;
+      const bytes = Number.parseInt(line.slice(at + 11), 10);
+      if (Number.isFinite(bytes)) allocatedByPid.set(pid, (allocatedByPid.get(pid) ?? 0) + bytes);
+    }
+  });
+}
+
+/** Bytes the process has allocated on its V8 heap so far, up to its last garbage collection. */
+export function allocatedBytes(pid: number | undefined): number {
+  return pid === undefined ? 0 : (allocatedByPid.get(pid) ?? 0);
+}
+
+/**
  * Spawns `node args…` with a raised open-file limit (10,000 streams need ~20,000 descriptors in a proxy).
  * `exec` keeps the pid, so /proc/<pid> is the server itself.
  */
 export function spawnNode(args: string[], env: NodeJS.ProcessEnv, nodeFlags: string[] = []): Proc {
+  const flagsWithGc = nodeFlags.includes(TRACE_GC) ? nodeFlags : [TRACE_GC, ...nodeFlags];
   const child = spawn(
     '/bin/sh',
     [
       '-c',
       'ulimit -n 65536 2>/dev/null || ulimit -n 20000 2>/dev/null; exec "$0" "$@"',
       process.execPath,
-      ...nodeFlags,
+      ...flagsWithGc,
       ...args,
     ],
     { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
@@ -149,6 +181,7 @@ export function spawnNode(args: string[], env: NodeJS.ProcessEnv, nodeFlags: str
   });
   // Read as a log collector would: a stdout nobody reads stalls a server's logging (and holds its memory).
   child.stdout?.resume();
+  countAllocations(child);
   return {
     child,
     pid: child.pid as number,
@@ -215,10 +248,12 @@ async function readyLine(proc: Proc, what: string): Promise<unknown> {
     const timer = setTimeout(() => reject(new Error(`${what} did not start: ${proc.stderr()}`)), 30_000);
     proc.child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
-      const nl = out.indexOf('\n');
+      // The first JSON line (lines of --trace-gc-nvp may come before it).
+      const start = out.startsWith('{') ? 0 : out.indexOf('\n{') + 1;
+      const nl = start > 0 || out.startsWith('{') ? out.indexOf('\n', start) : -1;
       if (nl >= 0) {
         clearTimeout(timer);
-        resolve(out.slice(0, nl));
+        resolve(out.slice(start, nl));
       }
     });
     proc.child.once('exit', (code) => reject(new Error(`${what} exited ${code}: ${proc.stderr()}`)));
@@ -271,6 +306,33 @@ export interface Target {
   path: string;
   headers: Record<string, string>;
   pid?: number;
+  /** The request body, when it is not chatBody() (the Messages API arm). */
+  body?: string;
+}
+
+/** chatBody()'s request in Anthropic's Messages format (issue 20's Messages arm: the translation's cost). */
+export function messagesBody(extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    model: 'gpt-4o-mini',
+    max_tokens: 256,
+    messages: [{ role: 'user', content: 'Say hello to the benchmark.' }],
+    ...extra,
+  });
+}
+
+/** chatBody()'s request through the Responses API, unstored (the translation's cost, not a database write). */
+export function responsesBody(extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    model: 'gpt-4o-mini',
+    input: 'Say hello to the benchmark.',
+    store: false,
+    ...extra,
+  });
+}
+
+/** One short input to OpenAI's embeddings endpoint (the fake upstream answers it). */
+export function embeddingsBody(extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({ model: 'text-embedding-3-small', input: 'Say hello to the benchmark.', ...extra });
 }
 
 export function chatBody(extra: Record<string, unknown> = {}): string {

@@ -16,18 +16,22 @@ import autocannon from 'autocannon';
 import pg from 'pg';
 import { Pool } from 'undici';
 import {
+  allocatedBytes,
   benchReply,
   chatBody,
   cpuSeconds,
+  embeddingsBody,
   floorGrowth,
   freePort,
   loadAverage,
+  messagesBody,
   type NodeProxy,
   openLoop,
   type Proc,
   percentile,
   ROOT,
   readStream,
+  responsesBody,
   rssMiB,
   run,
   type Spread,
@@ -56,6 +60,8 @@ const { values: flags } = parseArgs({
     'baseline-node-flags': { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
     out: { type: 'string' },
+    arms: { type: 'string' },
+    connections: { type: 'string' },
   },
 });
 
@@ -77,7 +83,8 @@ const armWarmUpSeconds = Number(flags['arm-warm-up-seconds'] ?? (tiny ? 1 : 15))
 const RATES = tiny ? [50] : [200, 1000];
 const STREAM_RATE = tiny ? 10 : 50;
 const STREAM_STEPS = tiny ? [10] : [100, 1000, 5000, 10000];
-const CONNECTIONS = tiny ? 8 : 64;
+// --connections N: fewer requests in flight for A/B runs on a loaded machine (fewer survivors per scavenge).
+const CONNECTIONS = Number(flags.connections ?? (tiny ? 8 : 64));
 const UPSTREAM_KEY = `sk-bench-${randomBytes(12).toString('hex')}`;
 const REPLY_WORDS = 20;
 
@@ -302,6 +309,11 @@ function portkeyTarget(up: Upstream): Target | undefined {
   };
 }
 
+/** --arms REGEX keeps the arms whose name matches (direct and node-proxy always run: the ratios need them). */
+const armFilter = flags.arms ? new RegExp(flags.arms) : undefined;
+const keepArm = (t: Target) =>
+  !armFilter || t.name === 'direct' || t.name === 'node-proxy' || armFilter.test(t.name);
+
 /** Arms in a rotated order per round, so no arm always runs first (warm) or last. */
 function rotate<T>(items: T[], round: number): T[] {
   const k = round % Math.max(1, items.length);
@@ -370,14 +382,59 @@ function ratio(a: number[], b: number[]): number[] {
 // ---------------------------------------------------------------------------------------------------------
 // Scenarios
 
-async function armsFor(up: Upstream, servers: Server[]): Promise<Target[]> {
+async function armsFor(up: Upstream, servers: Server[], withProtocols = false): Promise<Target[]> {
   await startPortkey();
   const arms: Target[] = [directTarget(up), await nodeProxyTarget(up), ...servers.map((s) => s.target)];
+  // Every client protocol Colloquy serves (scenario 1): the same request through the Messages and Responses
+  // APIs, translated onto the same upstream, and an embeddings call (with its own direct and node-proxy arms).
+  if (withProtocols) {
+    arms.push(...servers.map(messagesTarget), ...servers.map(responsesTarget), ...servers.map(longTarget));
+    arms.push(embeddingsTarget(directTarget(up)), embeddingsTarget(await nodeProxyTarget(up)));
+    arms.push(...servers.map((s) => embeddingsTarget(s.target)));
+  }
   const pk = portkeyTarget(up);
   if (pk) arms.push(pk);
-  for (const a of arms) await smoke(a);
-  return arms;
+  const kept = arms.filter(keepArm);
+  for (const a of kept) await smoke(a, a.body);
+  return kept;
 }
+
+const messagesTarget = (s: Server): Target => ({
+  ...s.target,
+  name: `${s.target.name}-messages`,
+  path: '/v1/messages',
+  body: messagesBody(),
+});
+
+/**
+ * A conversation-sized chat request (20 turns, ~10 KB): what serializing or forwarding the request body costs
+ * shows here, not with the one-line body of the other arms (request pass-through, issue 26).
+ */
+const longTarget = (s: Server): Target => ({
+  ...s.target,
+  name: `${s.target.name}-long`,
+  body: chatBody({
+    messages: Array.from({ length: 20 }, (_, i) => ({
+      role: i % 2 ? 'assistant' : 'user',
+      content: `Turn ${i}: ${'a few words of an ordinary conversation, '.repeat(12)}`,
+    })),
+  }),
+});
+
+/** The Responses API (`store: false`: the translation's cost, not the stored response's write). */
+const responsesTarget = (s: Server): Target => ({
+  ...s.target,
+  name: `${s.target.name}-responses`,
+  path: '/v1/responses',
+  body: responsesBody(),
+});
+
+const embeddingsTarget = (t: Target): Target => ({
+  ...t,
+  name: `${t.name}-embeddings`,
+  path: '/v1/embeddings',
+  body: embeddingsBody(),
+});
 
 /** Processes already warmed with a body, so a scenario run alone warms its arms and one after another does not again. */
 const warmed = new Set<string>();
@@ -385,14 +442,14 @@ const warmed = new Set<string>();
 /** Unmeasured load on each arm (see armWarmUpSeconds). */
 async function warmUp(arms: Target[], body: string) {
   for (const arm of arms) {
-    const key = `${arm.pid}:${body}`;
+    const key = `${arm.pid}:${arm.body ?? body}`;
     if (warmed.has(key)) continue;
     warmed.add(key);
     await autocannon({
       url: `${arm.origin}${arm.path}`,
       method: 'POST',
       headers: { 'content-type': 'application/json', ...arm.headers },
-      body,
+      body: arm.body ?? body,
       connections: CONNECTIONS,
       duration: armWarmUpSeconds,
     });
@@ -406,6 +463,7 @@ type CpuPart = (typeof CPU_PARTS)[number];
 function cpuSnapshot(gatewayPid: number | undefined, upstreamPid: number) {
   const own = process.cpuUsage();
   return {
+    allocated: gatewayPid ? allocatedBytes(gatewayPid) : 0,
     gateway: gatewayPid ? cpuSeconds(gatewayPid) : 0,
     upstream: cpuSeconds(upstreamPid),
     client: (own.user + own.system) / 1e6,
@@ -417,40 +475,78 @@ function cpuPerRequest(
   a: ReturnType<typeof cpuSnapshot>,
   b: ReturnType<typeof cpuSnapshot>,
   requests: number,
-): Record<CpuPart, number> {
+): Record<CpuPart, number> & { allocatedBytes: number } {
   const us = (s: number) => (s * 1e6) / Math.max(1, requests);
   const gateway = us(b.gateway - a.gateway);
   const upstream = us(b.upstream - a.upstream);
   const client = us(b.client - a.client);
-  return { gateway, upstream, client, total: gateway + upstream + client };
+  const allocatedBytes = (b.allocated - a.allocated) / Math.max(1, requests);
+  return { gateway, upstream, client, total: gateway + upstream + client, allocatedBytes };
 }
 
 const zipSum = (a: number[], b: number[]) => a.map((v, i) => v + (b[i] ?? 0));
 
+/**
+ * The same server called with the master key (COLLOQUY_ADMIN_KEY) instead of a user's API key: automation and
+ * load tests use it, so it must not be a slower path (issue 18 part 3). Same process, same rounds.
+ */
+function masterKeyTarget(server: Server): Target {
+  return {
+    ...server.target,
+    name: `${server.target.name}-master-key`,
+    headers: { authorization: `Bearer ${ADMIN_KEY}` },
+  };
+}
+
 async function scenario1(up: Upstream, servers: Server[]) {
   log('scenario 1: non-streaming RPS at saturation (autocannon)');
-  const arms = await armsFor(up, servers);
+  const masterKeyArms = servers.map(masterKeyTarget).filter(keepArm);
+  for (const arm of masterKeyArms) await smoke(arm);
+  const arms = [...(await armsFor(up, servers, true)), ...masterKeyArms];
   await warmUp(arms, chatBody());
+  // What each gateway burns with no request at all (timers, samplers, batch flushes), per wall-clock second:
+  // on a machine other work loads, a round serves few requests and this would be charged to each of them.
+  const idleCpu = new Map<number, number>();
+  {
+    const pids = [
+      ...new Set(arms.map((a) => a.pid).filter((p): p is number => p !== undefined && p !== up.pid)),
+    ];
+    const before = pids.map((p) => cpuSeconds(p));
+    const t0 = performance.now();
+    await sleep(3_000);
+    const wall = (performance.now() - t0) / 1000;
+    for (const [i, p] of pids.entries()) idleCpu.set(p, (cpuSeconds(p) - (before[i] as number)) / wall);
+    for (const a of arms)
+      if (a.pid && idleCpu.has(a.pid))
+        log(`  idle CPU ${a.name}: ${((idleCpu.get(a.pid) as number) * 1e3).toFixed(1)} ms/s`);
+  }
   const rps: Record<string, number[]> = {};
   const cpu: Record<string, Record<CpuPart, number[]>> = {};
+  const allocated: Record<string, number[]> = {};
   const detail: Record<string, unknown[]> = {};
   for (let r = 0; r < rounds; r++) {
     for (const arm of rotate(arms, r)) {
       const gatewayPid = arm.pid === up.pid ? undefined : arm.pid;
       const before = cpuSnapshot(gatewayPid, up.pid);
+      const startedAt = performance.now();
       const res = await autocannon({
         url: `${arm.origin}${arm.path}`,
         method: 'POST',
         headers: { 'content-type': 'application/json', ...arm.headers },
-        body: chatBody(),
+        body: arm.body ?? chatBody(),
         connections: CONNECTIONS,
         duration,
       });
       const ok = res['2xx'] / res.duration;
       slot(rps, arm.name, () => []).push(ok);
-      const perRequest = cpuPerRequest(before, cpuSnapshot(gatewayPid, up.pid), res.requests.total);
+      const after = cpuSnapshot(gatewayPid, up.pid);
+      const wall = (performance.now() - startedAt) / 1000;
+      // The gateway's own idle burn over the round is not the requests' (see idleCpu).
+      if (gatewayPid) after.gateway -= (idleCpu.get(gatewayPid) ?? 0) * wall;
+      const perRequest = cpuPerRequest(before, after, res.requests.total);
       const parts = slot(cpu, arm.name, () => ({ gateway: [], upstream: [], client: [], total: [] }));
       for (const part of CPU_PARTS) parts[part].push(perRequest[part]);
+      if (gatewayPid) slot(allocated, arm.name, () => []).push(perRequest.allocatedBytes);
       slot(detail, arm.name, () => []).push({
         rps2xx: ok,
         non2xx: res.non2xx,
@@ -473,23 +569,125 @@ async function scenario1(up: Upstream, servers: Server[]) {
       ok: (v) => v >= 0.35,
     });
     record(1, 'colloquy/node-proxy RPS', s.target.name, 'ratio', ratio(c, ceiling));
+    // Absent when --arms left the master-key arm out.
+    if (rps[masterKeyTarget(s).name])
+      record(
+        1,
+        'master-key/API-key RPS',
+        s.target.name,
+        'ratio',
+        ratio(rps[masterKeyTarget(s).name] ?? [], c),
+        {
+          text: '≥ 0.95',
+          ok: (v) => v >= 0.95,
+        },
+      );
     if (rps.portkey)
       record(1, 'colloquy/portkey RPS', s.target.name, 'ratio', ratio(c, rps.portkey), {
         text: '≥ 5',
         ok: (v) => v >= 5,
       });
   }
+  // Issue 20: the Messages translation adds at most 10 % to a request's CPU over chat completions.
+  for (const s of servers) {
+    const chat = cpu[s.target.name]?.gateway ?? [];
+    const messages = cpu[`${s.target.name}-messages`]?.gateway ?? [];
+    if (chat.length && messages.length)
+      record(
+        1,
+        'CPU/request: /v1/messages over /v1/chat/completions',
+        s.target.name,
+        'ratio',
+        ratio(messages, chat),
+        {
+          text: '≤ 1.10',
+          ok: (v) => v <= 1.1,
+        },
+      );
+  }
+  // Issue 26: what each client protocol costs over chat completions (translation), and Colloquy's own CPU.
+  const proxyCpu = cpu['node-proxy']?.gateway ?? [];
+  for (const s of servers) {
+    const chat = cpu[s.target.name]?.gateway ?? [];
+    const own = chat.map((v, i) => v - (proxyCpu[i] ?? Number.NaN));
+    record(1, "Colloquy's own CPU/request (gateway − node-proxy)", s.target.name, 'µs', own, {
+      text: '≤ 60',
+      ok: (v) => v <= 60,
+    });
+    const responses = cpu[`${s.target.name}-responses`]?.gateway ?? [];
+    if (chat.length && responses.length)
+      record(
+        1,
+        'CPU/request: /v1/responses over /v1/chat/completions',
+        s.target.name,
+        'ratio',
+        ratio(responses, chat),
+      );
+    const embeddings = cpu[`${s.target.name}-embeddings`]?.gateway ?? [];
+    const proxyEmbeddings = cpu['node-proxy-embeddings']?.gateway ?? [];
+    if (embeddings.length && proxyEmbeddings.length)
+      record(
+        1,
+        "Colloquy's own CPU/request, embeddings (gateway − node-proxy)",
+        s.target.name,
+        'µs',
+        embeddings.map((v, i) => v - (proxyEmbeddings[i] ?? Number.NaN)),
+      );
+  }
+  for (const [name, bytes] of Object.entries(allocated))
+    record(
+      1,
+      'bytes allocated/request: gateway process',
+      name,
+      'KiB',
+      bytes.map((b) => b / 1024),
+    );
   for (const [name, parts] of Object.entries(cpu)) {
-    if (name !== 'direct') record(1, 'CPU/request: gateway process', name, 'µs', parts.gateway);
+    if (name !== 'direct' && name !== 'direct-embeddings')
+      record(1, 'CPU/request: gateway process', name, 'µs', parts.gateway);
     record(1, 'CPU/request: upstream + load generator', name, 'µs', zipSum(parts.upstream, parts.client));
   }
   // With every core busy, RPS is inversely proportional to the CPU a request costs all processes together:
   // this ratio is the ceiling the CPU figures above allow, whatever the scheduler does.
   const directCpu = cpu.direct?.total ?? [];
   for (const [name, parts] of Object.entries(cpu))
-    if (name !== 'direct')
+    if (name !== 'direct' && !name.endsWith('-embeddings'))
       record(1, 'CPU-bound ceiling of arm/direct RPS', name, 'ratio', ratio(directCpu, parts.total));
-  results['1'] = { connections: CONNECTIONS, durationS: duration, rps, cpuMicrosPerRequest: cpu, detail };
+  // The same comparison by CPU per request: on a machine other work shares, RPS swings by 2× between rounds
+  // while the CPU a request costs the gateway stays within ~10 %.
+  for (const s of servers) {
+    const api = cpu[s.target.name]?.gateway ?? [];
+    const master = cpu[masterKeyTarget(s).name]?.gateway ?? [];
+    if (master.length)
+      record(1, 'master-key/API-key CPU per request', s.target.name, 'ratio', ratio(master, api), {
+        text: '≤ 1.05',
+        ok: (v) => v <= 1.05,
+      });
+    // The steadiest of the three when the machine is loaded (bytes do not depend on the scheduler): the
+    // audit hook's logger check once cost the master key ~17 KiB a call that no CPU figure could resolve.
+    const apiBytes = allocated[s.target.name] ?? [];
+    const masterBytes = allocated[masterKeyTarget(s).name] ?? [];
+    if (apiBytes.length && masterBytes.length)
+      record(
+        1,
+        'master-key/API-key bytes per request',
+        s.target.name,
+        'ratio',
+        ratio(masterBytes, apiBytes),
+        {
+          text: '≤ 1.05',
+          ok: (v) => v <= 1.05,
+        },
+      );
+  }
+  results['1'] = {
+    connections: CONNECTIONS,
+    durationS: duration,
+    rps,
+    cpuMicrosPerRequest: cpu,
+    allocatedBytesPerRequest: allocated,
+    detail,
+  };
 }
 
 async function scenario2(up: Upstream, servers: Server[]) {

@@ -1,5 +1,5 @@
 // Runs before `npm start` and `npm test`: installs dependencies and builds when they are missing or stale,
-// so a fresh clone needs nothing but Node 20 and these two commands. Node built-ins only (nothing is
+// so a fresh clone needs nothing but Node.js (24 or 22) and these two commands. Node built-ins only (nothing is
 // installed yet when it runs).
 import { execSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
@@ -7,22 +8,24 @@ import { buildApp } from './app.js';
 import { describeDatabaseTarget } from './config/database-url.js';
 import type { Config } from './config/load-config.js';
 import { adaptHeapGrowth } from './core/heap-growth.js';
-import { createLogger, type Logger } from './core/logger.js';
+import { createLogger, flushLogExport, type Logger } from './core/logger.js';
 import { type DatabaseHandle, openDatabase } from './db/database.js';
 import { migrateUp, migrationStatus } from './db/migrator.js';
 import { sweepOrphanedGenerations } from './features/conversations/sweep.js';
 import { startUsageJobs } from './features/limits/rollups.js';
+import { providerSecrets } from './providers/cloud-config.js';
 import { VERSION } from './version.js';
 
+/** Values the logger scrubs wherever they appear: Colloquy's own secrets and every provider credential. */
+export const logSecrets = (config: Config): (string | undefined)[] => [
+  config.secretKey,
+  config.adminKey,
+  config.database.dialect === 'sqlite' ? undefined : config.database.url,
+  ...providerSecrets(config.providers),
+];
+
 export const loggerFor = (config: Config): Logger =>
-  createLogger({
-    ...config.log,
-    secrets: [
-      config.secretKey,
-      config.adminKey,
-      config.database.dialect === 'postgres' ? config.database.url : undefined,
-    ],
-  });
+  createLogger({ ...config.log, secrets: logSecrets(config) });
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -44,6 +47,7 @@ export async function startServer(
   }
   const database = openDatabase(config.database);
   let redis: Redis | undefined;
+  let cacheRedis: Redis | undefined;
   try {
     await prepareSchema(config, database, logger);
     if (config.redisUrl) {
@@ -53,6 +57,11 @@ export async function startServer(
       if (!(await waitForRedis(redis)))
         logger.warn('starting without Redis; it is retried in the background');
     }
+    if (config.cacheRedisUrl) {
+      // The cache's Redis is waited for no more than the main one: until it answers, lookups miss.
+      const { createRedis } = await import('./core/redis.js');
+      cacheRedis = createRedis(config.cacheRedisUrl, logger);
+    }
     // Replies left 'streaming' by a crash become 'partial'. With Redis there may be other replicas whose
     // live generations touch their rows every few seconds, so only rows quiet for a minute are orphans.
     const swept = await sweepOrphanedGenerations(database.db, { staleAfterMs: redis ? 60_000 : 0 });
@@ -61,9 +70,10 @@ export async function startServer(
       db: database.db,
       logger,
       usageRetentionDays: config.limits.usageRetentionDays,
+      timeZone: config.timeZone,
     });
     let draining = false;
-    const app = await buildApp({ config, logger, database, redis, isDraining: () => draining });
+    const app = await buildApp({ config, logger, database, redis, cacheRedis, isDraining: () => draining });
     // A burst of thousands of clients connecting at once (SSE fan-in) must queue in the kernel, not be reset:
     // Node's default backlog is 511 (the kernel caps this at net.core.somaxconn).
     const url = await app.listen({ port: config.port, host: config.host, backlog: 8192 });
@@ -98,28 +108,33 @@ export async function startServer(
         // closing each connection, while load balancers take this instance out; then new requests get 503
         // and in-flight ones (streams included) get the drain period.
         draining = true;
+        // Idle keep-alive connections are ended from the start of the delay, while the listener is still open:
+        // a proxy's pool (nginx's upstream keepalive) then holds none of ours when close() begins, so no
+        // request can arrive on one between close() refusing new work (503) and close() ending idle
+        // connections — a POST refused there is one a proxy may not replay. Later, a keep-alive connection
+        // whose request was in flight (a stream) turns idle and would hold the process open for the whole
+        // keep-alive timeout (72 s by default): those are ended as they go idle too.
+        const idleSweep = setInterval(() => app.server.closeIdleConnections(), 100);
+        app.server.closeIdleConnections();
         if (config.http.shutdownDelayMs > 0) await sleep(config.http.shutdownDelayMs);
         const closed = app.close();
         const drainTimer = setTimeout(() => {
           logger.warn('drain period over: ending the streams still open');
           app.endOpenStreams();
         }, config.http.shutdownTimeoutMs);
-        // close() ends only the connections idle at that moment. A keep-alive connection whose request was
-        // in flight (a stream, or nginx's upstream pool) turns idle later and would hold the process open
-        // for the whole keep-alive timeout (72 s by default): end those as they go idle.
-        const idleSweep = setInterval(() => app.server.closeIdleConnections(), 100);
         await closed;
         clearInterval(idleSweep);
         clearTimeout(drainTimer);
         await stopUsageJobs();
-        await Promise.allSettled([database.close(), redis?.quit()]);
+        await Promise.allSettled([database.close(), redis?.quit(), cacheRedis?.quit()]);
         logger.info('colloquy stopped');
+        await flushLogExport();
       })();
       return closing;
     };
     return { app, url, close };
   } catch (err) {
-    await Promise.allSettled([database.close(), redis?.quit()]);
+    await Promise.allSettled([database.close(), redis?.quit(), cacheRedis?.quit()]);
     throw err;
   }
 }
@@ -136,12 +151,10 @@ function openFileLimit(): number | undefined {
 
 async function prepareSchema(config: Config, database: DatabaseHandle, logger: Logger) {
   const status = await migrationStatus(database.db);
-  if (status.unknown.length) {
-    logger.warn(
-      { unknown: status.unknown },
-      'the database has migrations this version does not know (a newer release ran)',
-    );
-  }
+  // An older release on a newer, expand-only schema (a rollback) serves, and says so; a schema it cannot run
+  // on (a newer contract migration, or its own migrations skipped) stops the start with the reason.
+  if (!status.compatible) throw new Error(`cannot start on this database: ${status.summary}`);
+  if (status.unknown.length) logger.warn({ unknown: status.unknown }, status.summary);
   if (status.pending.length === 0) return;
   if (config.autoMigrate) {
     const applied = await migrateUp(database.db);
@@ -168,7 +181,28 @@ export async function serveForever(config: Config): Promise<void> {
   // (thousands of open streams) gets 64 MiB of room instead of as much again.
   adaptHeapGrowth();
   const logger = loggerFor(config);
-  const server = await startServer(config, logger);
+  if (config.workers > 1 && cluster.isPrimary) {
+    const { clusterRefusal, superviseWorkers } = await import('./cluster/supervisor.js');
+    const refusal = clusterRefusal(config);
+    if (refusal) throw new Error(refusal);
+    // Migrations run once, here, before any worker starts (each worker then finds the schema current).
+    const database = openDatabase(config.database);
+    try {
+      await prepareSchema(config, database, logger);
+    } finally {
+      await database.close();
+    }
+    superviseWorkers(config, logger);
+    return;
+  }
+  const server = await startServer(config, logger).catch((err: Error) => {
+    // A worker's IPC channel would keep it alive after a failed start: exit, and let the supervisor decide.
+    if (cluster.isWorker) {
+      console.error(`colloquy: worker ${process.pid} could not start: ${err.message}`);
+      process.exit(1);
+    }
+    throw err;
+  });
   const stop = (signal: string) => {
     logger.info({ signal }, 'shutting down');
     server.close().then(
@@ -181,4 +215,12 @@ export async function serveForever(config: Config): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  if (cluster.isWorker) {
+    // Which worker answered: operators (and the tests) can tell the workers apart.
+    server.app.server.prependListener('request', (_request, response) =>
+      response.setHeader('x-colloquy-worker', String(process.pid)),
+    );
+    // The primary is gone (killed without draining us): nobody restarts or supervises this worker any more.
+    process.once('disconnect', () => stop('primary exited'));
+  }
 }

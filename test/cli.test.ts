@@ -5,6 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { sql } from 'kysely';
+import { parseDatabaseUrl } from '../src/config/database-url.js';
+import { openDatabase } from '../src/db/database.js';
 import { MIGRATIONS } from '../src/db/migrator.js';
 import { createTestDatabase, postgresAvailable, type TestDatabase } from './helpers/databases.js';
 
@@ -97,8 +100,47 @@ function lifecycle(dialect: 'sqlite' | 'postgres') {
       applied: ALL,
       pending: [],
       unknown: [],
+      compatible: true,
+      summary: 'up to date',
       required: LATEST,
     });
+  });
+
+  it('after a rollback to an older release: migrate up succeeds on a newer, compatible schema, status tells the truth, a contract one is refused', async () => {
+    const database = openDatabase({
+      ...parseDatabaseUrl(testDb.url),
+      poolSize: 1,
+      poolTimeoutMs: 5_000,
+      busyTimeoutMs: 5_000,
+    });
+    const insert = (name: string) =>
+      sql`insert into schema_migrations (name, timestamp) values (${name}, ${new Date().toISOString()})`.execute(
+        database.db,
+      );
+    try {
+      await insert('9999-from-the-future');
+      const up = await run(['migrate', 'up']);
+      assert.equal(up.code, 0, show(up));
+      assert.match(up.stdout, /nothing to apply: the database is at a newer, compatible schema/);
+      const status = await run(['migrate', 'status']);
+      assert.equal(status.code, 0, show(status));
+      assert.match(status.stdout, /newer\s+9999-from-the-future/);
+      assert.doesNotMatch(status.stdout, /up to date/);
+
+      await insert('9999-zz-drop-old-columns-contract');
+      const refused = await run(['migrate', 'up']);
+      assert.equal(refused.code, 1, show(refused));
+      assert.match(
+        refused.stderr,
+        /contract migration\(s\) of a newer release \(9999-zz-drop-old-columns-contract\)/,
+      );
+      const incompatible = await run(['migrate', 'status']);
+      assert.equal(incompatible.code, 1, show(incompatible));
+      assert.match(incompatible.stdout, /incompatible: /);
+    } finally {
+      await sql`delete from schema_migrations where name like '9999-%'`.execute(database.db);
+      await database.close();
+    }
   });
 
   it('users create reads the password from stdin', async () => {
@@ -125,6 +167,23 @@ function lifecycle(dialect: 'sqlite' | 'postgres') {
     const r = await run(['users', 'create', '--email', 'weak@example.com', '--password-stdin'], 'short\n');
     assert.notEqual(r.code, 0, show(r));
     assert.match(r.stderr, /password must be at least/);
+  });
+
+  it('an email the API would refuse is refused, and no user is created', async () => {
+    for (const bad of ['bad-email', 'a@b', 'two@@example.com', ' spaced@example.com']) {
+      const r = await run(['users', 'create', '--email', bad, '--password-stdin'], `${PASSWORD}\n`);
+      assert.notEqual(r.code, 0, show(r));
+      assert.match(r.stderr, /is not a valid email address/, show(r));
+    }
+    const list = await run(['users', 'list', '--json']);
+    const emails = (JSON.parse(list.stdout) as { email: string }[]).map((u) => u.email);
+    assert.ok(!emails.some((e) => e.includes('bad-email') || e === 'a@b'), emails.join(', '));
+  });
+
+  it('an empty --password-stdin says what was read', async () => {
+    const r = await run(['users', 'create', '--email', 'empty@example.com', '--password-stdin'], '');
+    assert.notEqual(r.code, 0, show(r));
+    assert.match(r.stderr, /--password-stdin read an empty password/);
   });
 
   // The root command's own flags (-V, -h) must not be read inside a subcommand's arguments: a random password
@@ -286,7 +345,7 @@ describe('cli configuration errors', () => {
   it('a short SECRET_KEY and a bad DATABASE_URL are both reported', async () => {
     const r = await cli(['migrate', 'status'], {
       cwd: dir,
-      env: { ...baseEnv(), DATABASE_URL: 'mysql://nope', SECRET_KEY: 'tiny-secret' },
+      env: { ...baseEnv(), DATABASE_URL: 'mongodb://nope', SECRET_KEY: 'tiny-secret' },
     });
     assert.equal(r.code, 2, show(r));
     assert.match(r.stderr, /^ {2}- SECRET_KEY: expected at least 32 characters \(got 11\)$/m);

@@ -240,11 +240,12 @@ describe('RedisCache while Redis is unreachable', () => {
   after(() => redis.disconnect());
 
   it('misses fast, drops writes without throwing, reports down, logs once', async () => {
+    // A miss at once: without waiting for a connection, which never comes here (a hang fails by the test's
+    // timeout; how fast is not asserted: a loaded machine is slow for reasons of its own).
     for (let i = 0; i < 5; i++) {
-      const started = performance.now();
       assert.equal(await cache.get('responses:k'), undefined);
       assert.equal(await cache.getBuffer('responses:k'), undefined);
-      assert.ok(performance.now() - started < 300, 'a miss within 300 ms');
+      assert.notEqual(redis.status, 'ready', 'answered without a connection');
     }
     assert.equal(await cache.set('responses:k', 'v', 60_000), false);
     assert.equal(await cache.delete('responses:k'), false);
@@ -313,23 +314,22 @@ describe('RedisCache on a real Redis', {
     const cache = new RedisCache({ redis, logger: logs.logger, prefix: newPrefix() });
     await cache.set('responses:paused', 'v', 60_000);
     const warningsBefore = logs.cacheLines('warn').length;
-    await admin.call('CLIENT', 'PAUSE', '2000', 'ALL');
-    const pausedAt = Date.now();
-
-    let started = performance.now();
+    await admin.call('CLIENT', 'PAUSE', '3000', 'ALL');
+    // Events, not milliseconds: a PING sent now is answered only when the pause ends; the misses, the dropped
+    // write and the health report all come back before it (none of them waited for Redis).
+    let pauseOver = false;
+    const probe = admin.ping().then(() => {
+      pauseOver = true;
+    });
     assert.equal(await cache.get('responses:paused'), undefined);
-    const first = performance.now() - started;
-    assert.ok(first < 300, `first miss after ${first.toFixed(0)} ms`);
-    started = performance.now();
+    assert.equal(pauseOver, false, 'the first miss came back while Redis was still paused');
     assert.equal(await cache.get('responses:paused'), undefined);
-    const second = performance.now() - started;
-    assert.ok(second < 300, `second miss after ${second.toFixed(0)} ms`);
-    started = performance.now();
+    assert.equal(pauseOver, false, 'the second miss came back while Redis was still paused');
     await cache.set('responses:during', 'v', 60_000); // dropped or late, never thrown
-    assert.ok(performance.now() - started < 300);
     assert.equal((await cache.health()).up, false);
+    assert.equal(pauseOver, false, 'the write and the health report did not wait for Redis either');
 
-    await sleep(Math.max(0, 2_000 - (Date.now() - pausedAt)));
+    await probe;
     await until(async () => (await cache.get('responses:paused')) === 'v', 3_000);
     assert.equal((await cache.health()).up, true);
     assert.equal(logs.cacheLines('warn').length - warningsBefore, 1, 'one warning for the outage');
@@ -350,9 +350,8 @@ describe('RedisCache on a real Redis', {
 
       await proxy.stop();
       await until(() => proxied.status !== 'ready', 3_000);
-      const started = performance.now();
       assert.equal(await cache.get('sessions:s'), undefined);
-      assert.ok(performance.now() - started < 300);
+      assert.notEqual(proxied.status, 'ready', 'the miss did not wait for a reconnection');
       assert.equal(await cache.set('sessions:t', 'v', 60_000), false);
       assert.equal((await cache.health()).up, false);
 

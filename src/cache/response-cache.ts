@@ -1,9 +1,12 @@
 import { createHash } from 'node:crypto';
+import { AppError } from '../core/errors.js';
+import { JSON_LIMITS } from '../core/json-shape.js';
 import type { RouteInfo } from '../providers/router/types.js';
 import type {
   ChatCompletion,
   ChatCompletionChunk,
   ChatCompletionRequest,
+  EmbeddingResponse,
   FinishReason,
   StreamEvent,
   Usage,
@@ -30,6 +33,13 @@ export interface CacheLookupEvent {
   route?: RouteInfo | undefined;
 }
 
+/** Who a cached answer is for, beyond its scope: what decides which guardrails applied to it. */
+export interface CacheCaller {
+  role?: string | undefined;
+  apiKeyId?: string | null | undefined;
+  assistantId?: string | null | undefined;
+}
+
 export interface ResponseCacheOptions {
   /** How long an answer is served from the cache (default 1 hour). */
   ttlMs?: number;
@@ -40,6 +50,12 @@ export interface ResponseCacheOptions {
   salt?: string;
   /** Request fields that do not change the answer, on top of DEFAULT_IGNORED_FIELDS. */
   ignoreFields?: readonly string[];
+  /**
+   * A part of the key that depends on who asks, beyond the tenant scope: the fingerprint of the guardrails
+   * that apply to the caller (issue 22), so an answer produced under other guardrails is never served.
+   * '' leaves the key as it was.
+   */
+  variant?: (who: CacheCaller) => string;
   /** Told about every lookup: wire to metrics (cacheRequests, cacheSavedUsd). Exceptions are swallowed. */
   onLookup?: (event: CacheLookupEvent) => void;
 }
@@ -117,17 +133,23 @@ export function isCacheable(request: ChatCompletionRequest, options: { optIn?: b
   return request.temperature === 0 || options.optIn === true;
 }
 
-/** JSON with object keys sorted at every depth, so equal requests hash equally whatever their key order. */
-export function canonicalJson(value: unknown): string {
+/**
+ * JSON with object keys sorted at every depth, so equal requests hash equally whatever their key order.
+ * Recursive, so bounded: bodies are checked at the edge (core/json-shape.ts), and a value that got past it
+ * deeper than that is refused here as the client's error rather than overflowing the stack into a 500.
+ */
+export function canonicalJson(value: unknown, depth = 0): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (depth >= JSON_LIMITS.maxDepth)
+    throw new AppError('invalid_request', `JSON nesting deeper than ${JSON_LIMITS.maxDepth}`);
   if (Array.isArray(value)) {
-    return `[${value.map((item) => (item === undefined || typeof item === 'function' ? 'null' : canonicalJson(item))).join(',')}]`;
+    return `[${value.map((item) => (item === undefined || typeof item === 'function' ? 'null' : canonicalJson(item, depth + 1))).join(',')}]`;
   }
   const record = value as Record<string, unknown>;
   const keys = Object.keys(record)
     .filter((k) => record[k] !== undefined && typeof record[k] !== 'function')
     .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(record[k])}`).join(',')}}`;
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(record[k], depth + 1)}`).join(',')}}`;
 }
 
 /**
@@ -141,6 +163,7 @@ export class ResponseCache {
   readonly #salt: string;
   readonly #ignored: ReadonlySet<string>;
   readonly #onLookup: ((event: CacheLookupEvent) => void) | undefined;
+  readonly #variant: ((who: CacheCaller) => string) | undefined;
 
   constructor(cache: Cache, options: ResponseCacheOptions = {}) {
     this.#cache = cache;
@@ -148,6 +171,7 @@ export class ResponseCache {
     this.#salt = options.salt ?? '';
     this.#ignored = new Set([...DEFAULT_IGNORED_FIELDS, ...(options.ignoreFields ?? [])]);
     this.#onLookup = options.onLookup;
+    this.#variant = options.variant;
   }
 
   isCacheable(request: ChatCompletionRequest, options: { optIn?: boolean } = {}): boolean {
@@ -165,13 +189,65 @@ export class ResponseCache {
     return out;
   }
 
-  key(scope: CacheScope, request: ChatCompletionRequest): CacheKey {
+  /**
+   * `endpoint` separates requests of other endpoints (embeddings) that could normalise to the same JSON as
+   * a chat request; chat keys are hashed without it, so they stay what they were.
+   */
+  key(
+    scope: CacheScope,
+    request: ChatCompletionRequest | Record<string, unknown>,
+    endpoint?: 'embeddings',
+    who?: CacheCaller,
+  ): CacheKey {
     assertScope(scope);
+    const variant = who && this.#variant ? this.#variant(who) : '';
     const hash = createHash('sha256')
-      .update(`v${ENTRY_VERSION}\n${this.#salt}\n`)
-      .update(canonicalJson(this.normalise(request)))
+      .update(`v${ENTRY_VERSION}\n${this.#salt}\n${endpoint ? `${endpoint}\n` : ''}`)
+      .update(variant ? `guardrails:${variant}\n` : '')
+      .update(canonicalJson(this.normalise(request as ChatCompletionRequest)))
       .digest('hex');
     return `responses:${scope}:${hash}`;
+  }
+
+  /** A cached embeddings answer (its key made with endpoint `embeddings`), or undefined. */
+  async getEmbeddings(
+    key: CacheKey,
+  ): Promise<{ response: EmbeddingResponse; route: RouteInfo | undefined } | undefined> {
+    const text = await this.#cache.get(key);
+    let entry: { v?: number; form?: string; route?: RouteInfo; response?: EmbeddingResponse } | undefined;
+    try {
+      entry = text === undefined ? undefined : JSON.parse(text);
+    } catch {
+      entry = undefined;
+    }
+    if (entry?.v !== ENTRY_VERSION || entry.form !== 'embeddings' || !Array.isArray(entry.response?.data)) {
+      if (text !== undefined) await this.#cache.delete(key);
+      // Reported like a completion's lookup: the metrics count hits and misses and price what a hit saved.
+      this.#report({ result: 'miss', form: 'completion' });
+      return undefined;
+    }
+    const route = replayedRoute(entry.route);
+    const usage = {
+      prompt_tokens: entry.response.usage.prompt_tokens,
+      completion_tokens: 0,
+      total_tokens: 0,
+    };
+    usage.total_tokens = usage.prompt_tokens;
+    this.#report({ result: 'hit', form: 'completion', storedForm: 'completion', usage, route });
+    return { response: entry.response, route };
+  }
+
+  /** Stores an embeddings answer; false when it is larger than the cache takes. */
+  async putEmbeddings(key: CacheKey, response: EmbeddingResponse, options: StoreOptions = {}) {
+    const text = JSON.stringify({
+      v: ENTRY_VERSION,
+      form: 'embeddings',
+      storedAt: Date.now(),
+      ...(options.route && { route: options.route }),
+      response,
+    });
+    if (Buffer.byteLength(text) > this.#cache.maxEntryBytes) return false;
+    return this.#cache.set(key, text, options.ttlMs ?? this.#ttlMs);
   }
 
   /** A cached answer as a completion (converted when a stream was recorded), or undefined. */

@@ -15,21 +15,29 @@ import {
   restoreBackup,
   verifyBackup,
 } from '../ops/backup.js';
+import { backupFiles, type FilesBackupSummary, restoreFiles } from '../ops/backup-files.js';
 import { CliError, cliConfig } from './context.js';
 
 export function registerBackup(program: Command) {
   program
     .command('backup')
-    .description('back up the database (SQLite online backup, or pg_dump); safe while the server runs')
-    .option('--out <file>', 'where to write it (default ./backups/colloquy-<dialect>-<timestamp>.db|.dump)')
+    .description(
+      'back up the database (SQLite online backup, pg_dump, or mariadb-dump); safe while the server runs',
+    )
+    .option(
+      '--out <file>',
+      'where to write it (default ./backups/colloquy-<dialect>-<timestamp>.db|.dump|.sql)',
+    )
     .option('--verify', 'restore into a scratch database and compare row counts per table')
     .action(async (options: { out?: string; verify?: boolean }) => {
-      const { database } = cliConfig();
+      const { database, files: filesConfig } = cliConfig();
       const file = path.resolve(options.out ?? defaultBackupFile(database.dialect));
       console.error(`database: ${describeDatabaseTarget(database)}`);
       const summary = await operatorErrors(() =>
         createBackup(database, file, { onProgress: progress('backing up') }),
       );
+      // Uploaded files after the database: every row backed up has its bytes (see ops/backup-files.ts).
+      console.error(`files: ${describeFiles(await backupFiles(filesConfig.storage, file))}`);
       if (options.verify) {
         const result = await operatorErrors(() => verifyBackup(database, file, summary.tables));
         if (!result.ok) {
@@ -51,7 +59,7 @@ export function registerRestore(program: Command) {
     .argument('<file>', 'a file written by `colloquy backup`')
     .option('--yes', 'do not ask before replacing a database that holds data')
     .action(async (file: string, options: { yes?: boolean }) => {
-      const { database } = cliConfig();
+      const { database, files: filesConfig } = cliConfig();
       const source = path.resolve(file);
       if (!existsSync(source)) throw new CliError(`${source} does not exist`);
       const where = describeDatabaseTarget(database);
@@ -72,8 +80,18 @@ export function registerRestore(program: Command) {
       const summary = await operatorErrors(() =>
         restoreBackup(database, source, { onProgress: progress('restoring') }),
       );
+      const files = await restoreFiles(filesConfig.storage, source);
+      console.error(
+        `files: ${files ? describeFiles(files) : 'none in the backup; the file storage is unchanged'}`,
+      );
       console.log(`restored: ${summarize(summary)}`);
     });
+}
+
+function describeFiles(summary: FilesBackupSummary): string {
+  if (summary.kind === 's3')
+    return `kept in ${summary.location}, not copied: back the bucket up with its versioning or replication`;
+  return `${summary.files} files (${formatBytes(summary.bytes)}) in ${summary.location}`;
 }
 
 /** BackupError is the operator's problem (bad file, database in use…): no stack trace. */

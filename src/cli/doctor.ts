@@ -4,7 +4,8 @@ import type { Command } from 'commander';
 import { parse as parseDotenv } from 'dotenv';
 import { describeDatabaseTarget } from '../config/database-url.js';
 import { type Config, ConfigError, loadConfig } from '../config/load-config.js';
-import { type Finding, type RawEnv, runDoctor } from '../ops/doctor.js';
+import { errorTrackingStatus, type Finding, type RawEnv, runDoctor } from '../ops/doctor.js';
+import { memoryStatus } from '../ops/doctor-memory.js';
 
 export function registerDoctor(program: Command) {
   program
@@ -27,17 +28,30 @@ export function registerDoctor(program: Command) {
       }
       const findings = await runDoctor(config, env, { envFile });
       const ok = !findings.some((f) => f.severity === 'error');
-      if (options.json) console.log(JSON.stringify({ ok, findings }, null, 2));
-      else printFindings(config, findings, ok);
+      const errorTracking = errorTrackingStatus(env);
+      const memory = config instanceof ConfigError ? undefined : memoryStatus(config);
+      if (options.json)
+        console.log(
+          JSON.stringify({ ok, findings, errorTracking, memory: memory?.derived ?? null }, null, 2),
+        );
+      else printFindings(config, findings, ok, errorTracking.line);
       process.exitCode = ok ? 0 : 1;
     });
 }
 
 const LABEL: Record<Finding['severity'], string> = { error: 'ERROR  ', warning: 'WARNING', info: 'INFO   ' };
 
-function printFindings(config: Config | ConfigError, findings: Finding[], ok: boolean) {
+function printFindings(
+  config: Config | ConfigError,
+  findings: Finding[],
+  ok: boolean,
+  errorTracking: string,
+) {
   if (!(config instanceof ConfigError))
-    console.log(`colloquy doctor: ${config.env}, database ${describeDatabaseTarget(config.database)}\n`);
+    console.log(
+      `colloquy doctor: ${config.env}, database ${describeDatabaseTarget(config.database)}, ${errorTracking}\n` +
+        `${memoryStatus(config).line}\n`,
+    );
   for (const f of findings) {
     console.log(`${LABEL[f.severity]}  ${f.id}: ${f.message}`);
     console.log(`         fix: ${f.fix}`);

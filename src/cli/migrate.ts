@@ -1,7 +1,13 @@
 import type { Command } from 'commander';
 import { describeDatabaseTarget } from '../config/database-url.js';
 import { openDatabase } from '../db/database.js';
-import { migrateDown, migrateUp, migrationStatus, REQUIRED_SCHEMA_VERSION } from '../db/migrator.js';
+import {
+  isContractMigration,
+  migrateDown,
+  migrateUp,
+  migrationStatus,
+  REQUIRED_SCHEMA_VERSION,
+} from '../db/migrator.js';
 import { cliConfig } from './context.js';
 
 export function registerMigrate(program: Command) {
@@ -24,8 +30,11 @@ export function registerMigrate(program: Command) {
     .description('apply every pending migration')
     .action(
       run(async ({ db }) => {
+        const before = await migrationStatus(db);
         const applied = await migrateUp(db);
-        console.log(applied.length ? `applied: ${applied.join(', ')}` : 'already up to date');
+        if (applied.length) console.log(`applied: ${applied.join(', ')}`);
+        else
+          console.log(before.unknown.length ? `nothing to apply: ${before.summary}` : 'already up to date');
       }),
     );
 
@@ -46,14 +55,19 @@ export function registerMigrate(program: Command) {
     .action(async (options: { json?: boolean }) => {
       await run(async ({ db }) => {
         const status = await migrationStatus(db);
+        // A schema this release cannot run on is a failure scripts must see.
+        if (!status.compatible) process.exitCode = 1;
         if (options.json) {
           console.log(JSON.stringify({ ...status, required: REQUIRED_SCHEMA_VERSION }));
           return;
         }
         for (const name of status.applied) console.log(`  applied  ${name}`);
         for (const name of status.pending) console.log(`  pending  ${name}`);
-        for (const name of status.unknown) console.log(`  unknown  ${name} (applied by a newer release)`);
-        console.log(status.pending.length ? `${status.pending.length} pending` : 'up to date');
+        for (const name of status.unknown)
+          console.log(
+            `  newer    ${name} (applied by a newer release${isContractMigration(name) ? '; contract: incompatible' : ''})`,
+          );
+        console.log(status.compatible ? status.summary : `incompatible: ${status.summary}`);
       })();
     });
 }

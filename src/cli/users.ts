@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { AppError } from '../core/errors.js';
 import { isUniqueViolation } from '../db/database.js';
 import { assertPasswordAcceptable, hashPassword } from '../features/auth/passwords.js';
+import { isAcceptableEmail } from '../features/users/email.js';
 import { type Role, toPublicUser, UserStore } from '../features/users/store.js';
 import { CliError, withDatabase } from './context.js';
 import { readSecret } from './read-secret.js';
@@ -21,7 +22,13 @@ export function registerUsers(program: Command) {
     .action(async (options) => {
       const role = options.role as Role;
       if (role !== 'admin' && role !== 'user') throw new CliError('--role must be admin or user');
+      if (!isAcceptableEmail(options.email))
+        throw new CliError(`--email ${JSON.stringify(options.email)} is not a valid email address`);
       const password: string = options.passwordStdin ? await readSecret() : options.password;
+      if (options.passwordStdin && !password)
+        throw new CliError(
+          '--password-stdin read an empty password: pipe it in, e.g. printf \'%s\\n\' "$PASSWORD" | colloquy users create …',
+        );
       if (!password) throw new CliError('give --password or --password-stdin');
       try {
         assertPasswordAcceptable(password, options.email);

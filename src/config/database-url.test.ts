@@ -64,9 +64,10 @@ describe('database URL resolution', () => {
 
   it('refuses other schemes with a clear error', () => {
     assert.throws(
-      () => target({ DATABASE_URL: 'mysql://db/app' }),
+      () => target({ DATABASE_URL: 'mongodb://db/app' }),
       (err: unknown) =>
-        err instanceof ConfigError && /^DATABASE_URL: expected sqlite:PATH/.test(err.problems[0]!),
+        err instanceof ConfigError &&
+        /^DATABASE_URL: expected sqlite:PATH, .* mysql:\/\/… or mariadb:\/\/…/.test(err.problems[0]!),
     );
   });
 

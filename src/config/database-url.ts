@@ -1,6 +1,9 @@
 import path from 'node:path';
 
-export type DatabaseTarget = { dialect: 'sqlite'; path: string } | { dialect: 'postgres'; url: string };
+export type DatabaseTarget =
+  | { dialect: 'sqlite'; path: string }
+  | { dialect: 'postgres'; url: string }
+  | { dialect: 'mysql'; url: string };
 
 export const DEFAULT_SQLITE_PATH = './data/colloquy.db';
 
@@ -33,12 +36,17 @@ export function resolveDatabaseTarget(env: DatabaseEnv, isProduction: boolean): 
 
 export function parseDatabaseUrl(url: string): DatabaseTarget {
   if (/^postgres(ql)?:\/\//i.test(url)) return { dialect: 'postgres', url };
+  // MySQL 8 and MariaDB 10.6+ (the mysql2 driver speaks to both).
+  if (/^(mysql|mariadb):\/\//i.test(url))
+    return { dialect: 'mysql', url: url.replace(/^mariadb:/i, 'mysql:') };
   const sqlite = /^sqlite:(\/\/)?(.+)$/i.exec(url);
   if (sqlite?.[2]) {
     const file = sqlite[2];
     return { dialect: 'sqlite', path: file === ':memory:' ? file : path.resolve(file) };
   }
-  throw new Error('expected sqlite:PATH, sqlite://PATH, postgres://… or postgresql://…');
+  throw new Error(
+    'expected sqlite:PATH, sqlite://PATH, postgres://…, postgresql://…, mysql://… or mariadb://…',
+  );
 }
 
 /** For logs and CLI output: the URL with any password replaced. */
@@ -49,6 +57,6 @@ export function describeDatabaseTarget(target: DatabaseTarget): string {
     if (u.password) u.password = '***';
     return u.toString();
   } catch {
-    return 'postgres:(unparseable url)';
+    return `${target.dialect}:(unparseable url)`;
   }
 }

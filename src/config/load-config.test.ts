@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { VERSION } from '../version.js';
 import { ConfigError, loadConfig } from './load-config.js';
 import { EnvSchema } from './schema.js';
 
@@ -73,15 +74,70 @@ describe('loadConfig', () => {
     assert.equal(problems.length, 5, problems.join('\n'));
     const byVar = Object.fromEntries(problems.map((p) => [p.split(':')[0], p]));
     assert.match(byVar.PORT!, /expected a TCP port.*\(got "eighty"\)/);
-    assert.match(byVar.LOG_FORMAT!, /expected pretty or json/);
+    assert.match(byVar.LOG_FORMAT!, /expected pretty, json or ecs/);
     assert.match(byVar.COLLOQUY_ENV!, /expected one of development, staging, production/);
     assert.match(byVar.ALLOW_SIGNUP!, /expected true or false/);
     assert.match(byVar.DB_POOL_SIZE!, /expected the PostgreSQL pool size/);
   });
 
+  it('reads WORKERS: 1 by default, a count, or auto (one per core); anything else is refused', () => {
+    assert.equal(load({}).workers, 1);
+    assert.equal(load({ WORKERS: '3' }).workers, 3);
+    assert.equal(load({ WORKERS: 'auto' }).workers, Math.min(64, os.availableParallelism()));
+    for (const bad of ['0', '65', 'all', '-1', '2.5']) {
+      const [problem] = problemsOf({ WORKERS: bad });
+      assert.match(
+        problem ?? '',
+        /^WORKERS: expected worker processes serving the port: an integer from 1 to 64, or auto/,
+      );
+    }
+  });
+
+  it('reads TIMEZONE: UTC by default, an IANA name (canonical), anything else refused with what is expected', () => {
+    assert.equal(load({}).timeZone, 'UTC');
+    assert.equal(load({ TIMEZONE: 'Asia/Shanghai' }).timeZone, 'Asia/Shanghai');
+    assert.equal(load({ TIMEZONE: 'utc' }).timeZone, 'UTC');
+    for (const bad of ['Mars/Olympus_Mons', 'Europe/Pariss', 'GMT+25']) {
+      const [problem] = problemsOf({ TIMEZONE: bad });
+      assert.match(
+        problem ?? '',
+        new RegExp(
+          `^TIMEZONE: expected an IANA time zone name such as Europe/Paris.*\\(got "${bad.replace('+', '\\+')}"`,
+        ),
+      );
+    }
+  });
+
   it('never prints a secret value in its errors', () => {
     const message = problemsOf({ COLLOQUY_ADMIN_KEY: 'too-short-master', PORT: 'x' }).join('\n');
     assert.doesNotMatch(message, /too-short-master/);
+  });
+
+  it('configures error tracking only with a well-formed SENTRY_DSN, with validated sample rates', () => {
+    assert.equal(load({}).errorTracking, undefined);
+    const on = load({ SENTRY_DSN: 'https://abc123@glitchtip.example.com/7', COLLOQUY_TRACK: 'canary' });
+    assert.deepEqual(on.errorTracking, {
+      dsn: 'https://abc123@glitchtip.example.com/7',
+      environment: 'development',
+      release: `colloquy@${VERSION}`,
+      track: 'canary',
+      sampleRate: 1,
+      tracesSampleRate: 0,
+    });
+    const problems = problemsOf({
+      SENTRY_DSN: 'https://sentry.example.com/7',
+      SENTRY_SAMPLE_RATE: '1.5',
+      SENTRY_TRACES_SAMPLE_RATE: 'often',
+    });
+    for (const name of ['SENTRY_DSN', 'SENTRY_SAMPLE_RATE', 'SENTRY_TRACES_SAMPLE_RATE'])
+      assert.ok(
+        problems.some((p) => p.startsWith(`${name}:`)),
+        `${name} refused: ${problems.join('\n')}`,
+      );
+    assert.equal(
+      load({ SENTRY_DSN: 'https://k@s.example.com/1', SENTRY_SAMPLE_RATE: '0.25' }).errorTracking?.sampleRate,
+      0.25,
+    );
   });
 
   it('treats empty variables as unset', () => {

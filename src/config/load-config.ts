@@ -1,10 +1,25 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { getHeapStatistics } from 'node:v8';
 import { parse as parseDotenv } from 'dotenv';
 import Value from 'typebox/value';
+import { canonicalTimeZone } from '../core/timezone.js';
+import type { ErrorTrackingConfig } from '../error-tracking/reporter.js';
+import { type FilesConfig, filesConfigFromEnv } from '../features/files/config.js';
 import { limitsConfigFromEnv } from '../features/limits/config.js';
+import { type MailConfig, mailConfigFromEnv } from '../features/mail/config.js';
+import { type CloudConfig, cloudConfigFromEnv } from '../providers/cloud-config.js';
 import type { Timeouts } from '../providers/types.js';
+import { VERSION } from '../version.js';
 import { type DatabaseTarget, resolveDatabaseTarget } from './database-url.js';
+import {
+  deriveMemorySettings,
+  type MemoryProbe,
+  type MemorySettings,
+  memoryLimit,
+  parseMemorySize,
+} from './memory-limit.js';
 import { type RoutingFile, readRoutingFile } from './routing-file.js';
 import { ENVIRONMENTS, type Env, type Environment, EnvSchema } from './schema.js';
 
@@ -15,6 +30,15 @@ export interface Config {
   isStrict: boolean;
   port: number;
   host: string;
+  /** TIMEZONE, canonical: the zone whose midnights start budget days and months and usage days. */
+  timeZone: string;
+  /**
+   * The memory limit (MEMORY_LIMIT, else the container's cgroup limit) and the heap size and load-shedding
+   * thresholds derived from it; undefined when there is no limit.
+   */
+  memory: MemorySettings | undefined;
+  /** Worker processes `serve` runs on the port (WORKERS; `auto` is resolved to the core count). */
+  workers: number;
   secretKey: string;
   /** True when SECRET_KEY was missing in development and a random one was made for this process. */
   secretKeyGenerated: boolean;
@@ -28,12 +52,16 @@ export interface Config {
   };
   autoMigrate: boolean;
   redisUrl: string | undefined;
+  /** CACHE_REDIS_URL: the response cache's own Redis (it may evict); undefined: the cache uses REDIS_URL. */
+  cacheRedisUrl: string | undefined;
   log: {
     level: string;
-    format: 'pretty' | 'json';
+    format: 'pretty' | 'json' | 'ecs';
     file: string | undefined;
     maxBytes: number;
     backupCount: number;
+    /** OTEL_LOGS_EXPORTER=otlp: log records also go to the OTLP collector. */
+    otlp: { endpoint: string; serviceName: string; track: string } | undefined;
   };
   auth: {
     accessTokenTtlSeconds: number;
@@ -41,10 +69,19 @@ export interface Config {
     allowSignup: boolean;
     loginMaxFailures: number;
     loginWindowSeconds: number;
+    /** Self sign-ups confirm their address by mail before they may sign in (needs mail). */
+    requireEmailVerification: boolean;
   };
+  /** SMTP and the links in mail; undefined when SMTP_HOST is unset (mail features answer 503). */
+  mail: MailConfig | undefined;
   providers: {
-    openai: { apiKey: string | undefined; baseUrl: string } | undefined;
+    /** `headers`: OPENAI_ORG_ID as OpenAI-Organization. */
+    /** OPENAI_DEFAULT_MODEL: the model of conversation messages that name none (else the first listed). */
+    defaultModel: string | undefined;
+    openai: { apiKey: string | undefined; baseUrl: string; headers?: Record<string, string> } | undefined;
     anthropic: { apiKey: string; baseUrl: string } | undefined;
+    /** Azure OpenAI, Hugging Face and the OpenAI-compatible presets configured by their variables. */
+    cloud: CloudConfig;
     demo: { enabled: boolean; wordDelayMs: number };
     /** The routing file, validated; undefined without COLLOQUY_CONFIG. */
     routing: RoutingFile | undefined;
@@ -53,6 +90,10 @@ export interface Config {
   };
   http: {
     allowedOrigins: string[];
+    /** ALLOWED_HOSTS, lower-cased; `*.example.com` matches any subdomain. Empty: every Host is answered. */
+    allowedHosts: string[];
+    /** ENABLE_DOCS: /docs and /openapi.json are served. */
+    enableDocs: boolean;
     httpsOnly: boolean;
     trustProxy: boolean | number | string[];
     bodyLimit: number;
@@ -60,13 +101,28 @@ export interface Config {
     keepAliveTimeoutMs: number;
     shutdownTimeoutMs: number;
     shutdownDelayMs: number;
-    overload: { maxEventLoopDelayMs: number; maxHeapBytes: number; maxConcurrentRequests: number };
+    overload: {
+      maxEventLoopDelayMs: number;
+      /** OVERLOAD_MAX_HEAP_BYTES, or derived from the memory limit when unset; 0: off. */
+      maxHeapBytes: number;
+      /** Derived from the memory limit; 0: off. */
+      maxRssBytes: number;
+      maxConcurrentRequests: number;
+    };
   };
   metrics: { token: string | undefined; track: 'stable' | 'canary' };
   tracing: { endpoint: string; serviceName: string } | undefined;
+  /** Sentry (or GlitchTip) error tracking; undefined when SENTRY_DSN is unset. */
+  errorTracking: Omit<ErrorTrackingConfig, 'secrets'> | undefined;
   limits: ReturnType<typeof limitsConfigFromEnv>;
   cache: { responseTtlMs: number; maxEntries: number; maxBytes: number };
   conversationRetentionDays: number;
+  /** GUARDRAILS_PRESET: a safety pack applied to every request (src/features/guardrails/presets.ts). */
+  guardrailsPreset?: 'child-safe' | 'wellbeing' | undefined;
+  /** The environment's GUARDRAIL_* variables: the secrets guardrails may name (secret_env, api_key_env). */
+  secretEnv: Readonly<Record<string, string | undefined>>;
+  /** File uploads: limits and storage (issue 24). */
+  files: FilesConfig;
   /** The raw validated variables, for `doctor` and diagnostics. */
   vars: Readonly<Env>;
 }
@@ -81,6 +137,10 @@ export class ConfigError extends Error {
 export interface LoadConfigOptions {
   /** Read `.env` from this directory when present (default: the working directory). Pass null to skip. */
   dotenvDir?: string | null;
+  /** Where the container's memory limit is read (tests point at fixtures). */
+  memoryProbe?: MemoryProbe;
+  /** V8's heap limit in this process (default: getHeapStatistics().heap_size_limit). */
+  heapLimitBytes?: number;
 }
 
 const MIN_SECRET_LENGTH = 32;
@@ -100,6 +160,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, options: Loa
     // An empty variable (FOO=) means "unset", as in most operators' .env habits.
     if (value !== undefined && value !== '') known[key] = value.trim();
   }
+  // Before defaults fill it in: an explicit OVERLOAD_MAX_HEAP_BYTES (0 included) wins over the derived one.
+  const heapThresholdSet = known.OVERLOAD_MAX_HEAP_BYTES !== undefined;
   const converted = Value.Default(EnvSchema, Value.Convert(EnvSchema, known)) as Record<string, unknown>;
   const problems = describeErrors(converted);
   // No early throw: the checks below add their problems too, so one run reports them all.
@@ -146,9 +208,30 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, options: Loa
   if (isProduction && allowedOrigins.includes('*')) {
     problems.push('ALLOWED_ORIGINS: "*" is refused in production; list the origins of your web apps');
   }
+  if (vars.OTEL_LOGS_EXPORTER === 'otlp' && !vars.OTEL_EXPORTER_OTLP_ENDPOINT)
+    problems.push(
+      'OTEL_LOGS_EXPORTER: otlp needs OTEL_EXPORTER_OTLP_ENDPOINT (the collector to send logs to)',
+    );
+  const timeZone = vars.TIMEZONE === undefined ? 'UTC' : canonicalTimeZone(vars.TIMEZONE);
+  if (timeZone === undefined)
+    problems.push(
+      `TIMEZONE: expected an IANA time zone name such as Europe/Paris, America/New_York or UTC (got ${JSON.stringify(vars.TIMEZONE)}: not a zone this Node.js knows)`,
+    );
+  if (vars.MEMORY_LIMIT !== undefined && parseMemorySize(vars.MEMORY_LIMIT) === undefined)
+    problems.push(
+      `MEMORY_LIMIT: expected a size above 0 such as 512m or 2g (got ${JSON.stringify(vars.MEMORY_LIMIT)})`,
+    );
+  const workers = vars.WORKERS === 'auto' ? Math.min(64, availableParallelism()) : Number(vars.WORKERS ?? 1);
+  const limit = memoryLimit(vars.MEMORY_LIMIT, options.memoryProbe);
+  const memory = limit
+    ? deriveMemorySettings(limit, workers, options.heapLimitBytes ?? getHeapStatistics().heap_size_limit)
+    : undefined;
+  const cloud = cloudConfigFromEnv(vars, problems);
+  const mail = mailConfigFromEnv(vars, problems);
+  const files = filesConfigFromEnv(vars, problems);
   const routing = vars.COLLOQUY_CONFIG ? readRoutingFile(vars.COLLOQUY_CONFIG, raw) : { problems: [] };
   problems.push(...routing.problems);
-  if (problems.length > 0 || !database) throw new ConfigError(problems);
+  if (problems.length > 0 || !database || !timeZone) throw new ConfigError(problems);
   const router = routing.value?.router;
 
   const config: Config = {
@@ -157,6 +240,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, options: Loa
     isStrict,
     port: vars.PORT,
     host: vars.HOST,
+    timeZone,
+    workers,
+    memory,
     secretKey,
     secretKeyGenerated,
     adminKey: vars.COLLOQUY_ADMIN_KEY,
@@ -169,12 +255,21 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, options: Loa
     },
     autoMigrate: vars.AUTO_MIGRATE ?? !isStrict,
     redisUrl: vars.REDIS_URL,
+    cacheRedisUrl: vars.CACHE_REDIS_URL,
     log: {
       level: vars.LOG_LEVEL ?? (isStrict ? 'info' : 'debug'),
       format: vars.LOG_FORMAT ?? (isStrict ? 'json' : 'pretty'),
       file: vars.LOG_FILE,
       maxBytes: vars.LOG_MAX_BYTES,
       backupCount: vars.LOG_BACKUP_COUNT,
+      otlp:
+        vars.OTEL_LOGS_EXPORTER === 'otlp' && vars.OTEL_EXPORTER_OTLP_ENDPOINT
+          ? {
+              endpoint: vars.OTEL_EXPORTER_OTLP_ENDPOINT,
+              serviceName: vars.OTEL_SERVICE_NAME,
+              track: vars.COLLOQUY_TRACK ?? 'stable',
+            }
+          : undefined,
     },
     auth: {
       accessTokenTtlSeconds: vars.ACCESS_TOKEN_EXPIRE_MINUTES * 60,
@@ -182,15 +277,25 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, options: Loa
       allowSignup: vars.ALLOW_SIGNUP ?? !isStrict,
       loginMaxFailures: vars.LOGIN_MAX_FAILURES,
       loginWindowSeconds: vars.LOGIN_WINDOW_SECONDS,
+      requireEmailVerification: Boolean(vars.REQUIRE_EMAIL_VERIFICATION && mail),
     },
+    mail,
     providers: {
+      defaultModel: vars.OPENAI_DEFAULT_MODEL,
       openai:
         vars.OPENAI_API_KEY || vars.OPENAI_BASE_URL
-          ? { apiKey: vars.OPENAI_API_KEY, baseUrl: vars.OPENAI_BASE_URL ?? 'https://api.openai.com/v1' }
+          ? {
+              apiKey: vars.OPENAI_API_KEY,
+              baseUrl: vars.OPENAI_BASE_URL ?? 'https://api.openai.com/v1',
+              // Bills the calls to this organization when the key belongs to several
+              // (https://platform.openai.com/docs/api-reference/authentication).
+              ...(vars.OPENAI_ORG_ID ? { headers: { 'OpenAI-Organization': vars.OPENAI_ORG_ID } } : {}),
+            }
           : undefined,
       anthropic: vars.ANTHROPIC_API_KEY
         ? { apiKey: vars.ANTHROPIC_API_KEY, baseUrl: vars.ANTHROPIC_BASE_URL ?? 'https://api.anthropic.com' }
         : undefined,
+      cloud,
       demo: { enabled: demoEnabled, wordDelayMs: vars.DEMO_WORD_DELAY_MS },
       routing: routing.value,
       timeouts: {
@@ -203,6 +308,11 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, options: Loa
     },
     http: {
       allowedOrigins,
+      allowedHosts: (vars.ALLOWED_HOSTS ?? '')
+        .split(',')
+        .map((h) => h.trim().toLowerCase())
+        .filter(Boolean),
+      enableDocs: vars.ENABLE_DOCS ?? !isProduction,
       httpsOnly: vars.HTTPS_ONLY ?? false,
       trustProxy: parseTrustProxy(vars.TRUST_PROXY),
       bodyLimit: vars.MAX_BODY_SIZE,
@@ -212,7 +322,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, options: Loa
       shutdownDelayMs: vars.SHUTDOWN_DELAY * 1000,
       overload: {
         maxEventLoopDelayMs: vars.OVERLOAD_MAX_EVENT_LOOP_DELAY_MS,
-        maxHeapBytes: vars.OVERLOAD_MAX_HEAP_BYTES,
+        maxHeapBytes: heapThresholdSet ? vars.OVERLOAD_MAX_HEAP_BYTES : (memory?.maxHeapBytes ?? 0),
+        maxRssBytes: memory?.maxRssBytes ?? 0,
         maxConcurrentRequests: vars.MAX_CONCURRENT_REQUESTS,
       },
     },
@@ -220,8 +331,23 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, options: Loa
     tracing: vars.OTEL_EXPORTER_OTLP_ENDPOINT
       ? { endpoint: vars.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: vars.OTEL_SERVICE_NAME }
       : undefined,
+    errorTracking: vars.SENTRY_DSN
+      ? {
+          dsn: vars.SENTRY_DSN,
+          environment: vars.SENTRY_ENVIRONMENT ?? env,
+          release: vars.SENTRY_RELEASE ?? `colloquy@${VERSION}`,
+          track: vars.COLLOQUY_TRACK ?? 'stable',
+          sampleRate: vars.SENTRY_SAMPLE_RATE,
+          tracesSampleRate: vars.SENTRY_TRACES_SAMPLE_RATE,
+        }
+      : undefined,
     limits: limitsConfigFromEnv(vars),
     conversationRetentionDays: vars.CONVERSATION_RETENTION_DAYS,
+    guardrailsPreset: vars.GUARDRAILS_PRESET,
+    // Guardrails name the variables that hold their secrets (a webhook's HMAC key): only GUARDRAIL_*, so an
+    // admin API call cannot send, say, DATABASE_URL to a URL of its choosing.
+    secretEnv: Object.fromEntries(Object.entries(raw).filter(([name]) => name.startsWith('GUARDRAIL_'))),
+    files,
     cache: {
       responseTtlMs: vars.RESPONSE_CACHE_TTL_SECONDS * 1000,
       maxEntries: vars.CACHE_MAX_ENTRIES,

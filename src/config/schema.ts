@@ -1,5 +1,10 @@
 import Type, { type Static } from 'typebox';
+import { SENTRY_DSN_PATTERN } from '../error-tracking/dsn.js';
+import { FILES_ENV } from '../features/files/config.js';
 import { LIMITS_ENV } from '../features/limits/config.js';
+import { MAIL_ENV } from '../features/mail/config.js';
+import { CLOUD_ENV } from '../providers/cloud-env.js';
+import { MEMORY_SIZE_PATTERN } from './memory-limit.js';
 
 /**
  * Every environment variable Colloquy reads, in one schema. `description` is what the start-up error
@@ -28,6 +33,12 @@ export const EnvSchema = Type.Object({
   ),
   PORT: int('a TCP port, an integer from 0 to 65535', 0, 65535, 8000),
   HOST: str('the address to listen on, e.g. 0.0.0.0 or 127.0.0.1', { default: '0.0.0.0', minLength: 1 }),
+  WORKERS: Type.Optional(
+    Type.String({
+      description: 'worker processes serving the port: an integer from 1 to 64, or auto (one per core)',
+      pattern: '^(auto|[1-9]|[1-5][0-9]|6[0-4])$',
+    }),
+  ),
   SECRET_KEY: optionalStr('a random secret of at least 32 characters (signs access tokens)'),
   COLLOQUY_ADMIN_KEY: optionalStr(
     'a master key of at least 32 characters, accepted as a bearer token with admin rights',
@@ -51,6 +62,9 @@ export const EnvSchema = Type.Object({
   AUTO_MIGRATE: optionalBool('true or false: apply pending migrations at serve'),
 
   REDIS_URL: optionalStr('redis://[user:password@]host:port[/db] or rediss://…'),
+  CACHE_REDIS_URL: optionalStr(
+    'a Redis for the response cache only, redis://… (default: REDIS_URL); give it maxmemory and allkeys-lru',
+  ),
 
   LOG_LEVEL: Type.Optional(
     oneOf(
@@ -58,7 +72,9 @@ export const EnvSchema = Type.Object({
       'one of fatal, error, warn, info, debug, trace, silent',
     ),
   ),
-  LOG_FORMAT: Type.Optional(oneOf(['pretty', 'json'] as const, 'pretty or json')),
+  LOG_FORMAT: Type.Optional(
+    oneOf(['pretty', 'json', 'ecs'] as const, 'pretty, json or ecs (JSON in Elastic Common Schema names)'),
+  ),
   LOG_FILE: optionalStr('a file path; logs are also written there as JSON, rotated by size'),
   LOG_MAX_BYTES: int(
     'bytes before the log file rotates, 1024 to 1073741824',
@@ -81,10 +97,20 @@ export const EnvSchema = Type.Object({
   OPENAI_BASE_URL: Type.Optional(
     Type.String({ pattern: '^https?://', description: 'an http(s) URL such as https://api.openai.com/v1' }),
   ),
+  OPENAI_ORG_ID: Type.Optional(
+    Type.String({
+      pattern: '^org-[A-Za-z0-9_-]+$',
+      description: 'an OpenAI organization id such as org-AbC123',
+    }),
+  ),
+  OPENAI_DEFAULT_MODEL: optionalStr(
+    'the model a conversation message uses when neither it, its conversation nor its assistant names one',
+  ),
   ANTHROPIC_API_KEY: optionalStr('an Anthropic API key'),
   ANTHROPIC_BASE_URL: Type.Optional(
     Type.String({ pattern: '^https?://', description: 'an http(s) URL such as https://api.anthropic.com' }),
   ),
+  ...CLOUD_ENV,
   DEMO_MODEL_ENABLED: optionalBool('true or false: serve the in-process demo model (never in production)'),
   DEMO_WORD_DELAY_MS: int('milliseconds between the demo model’s streamed words, 0 to 5000', 0, 5000, 15),
   UPSTREAM_CONNECT_TIMEOUT_MS: int('milliseconds to connect to an upstream, 1 to 600000', 1, 600_000, 10_000),
@@ -109,6 +135,13 @@ export const EnvSchema = Type.Object({
   ALLOWED_ORIGINS: optionalStr(
     'a comma-separated list of origins allowed by CORS, e.g. https://app.example.com',
   ),
+  ALLOWED_HOSTS: optionalStr(
+    'a comma-separated list of host names this service answers to (Host header), e.g. api.example.com,*.example.com',
+  ),
+  TIMEZONE: optionalStr(
+    'an IANA time zone name such as Europe/Paris or Asia/Shanghai: where budget days and months and usage days begin (default UTC)',
+  ),
+  ENABLE_DOCS: optionalBool('true or false: serve /docs and /openapi.json (default: off in production)'),
   HTTPS_ONLY: optionalBool('true or false: send HSTS (the service is only reached over HTTPS)'),
   TRUST_PROXY: optionalStr(
     'proxies whose X-Forwarded-For is trusted: true, a hop count, or comma-separated IPs/CIDRs',
@@ -150,21 +183,53 @@ export const EnvSchema = Type.Object({
     1_000_000,
     10_000,
   ),
+  MEMORY_LIMIT: Type.Optional(
+    Type.String({
+      pattern: MEMORY_SIZE_PATTERN,
+      description:
+        'the memory Colloquy may use, e.g. 512m, 2g or 1536Mi (default: the container limit read from cgroup v2 or v1)',
+    }),
+  ),
   OVERLOAD_MAX_HEAP_BYTES: int(
-    'heap use in bytes above which requests get 503, 0 (off) or more',
+    'heap use in bytes above which requests get 503, 0 (off) or more (default: derived from the memory limit)',
     0,
     Number.MAX_SAFE_INTEGER,
     0,
   ),
-  METRICS_TOKEN: optionalStr('a bearer token required to read /metrics'),
+  METRICS_TOKEN: optionalStr(
+    'a bearer token required to read /metrics; in production /metrics answers 403 without it',
+  ),
   OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(
     Type.String({
       pattern: '^https?://',
       description: 'an OTLP/HTTP collector URL such as http://otel-collector:4318',
     }),
   ),
+  OTEL_LOGS_EXPORTER: Type.Optional(
+    oneOf(['otlp', 'none'] as const, 'otlp (log records to OTEL_EXPORTER_OTLP_ENDPOINT/v1/logs) or none'),
+  ),
   OTEL_SERVICE_NAME: str('the service name on exported traces', { default: 'colloquy', minLength: 1 }),
   COLLOQUY_TRACK: Type.Optional(oneOf(['stable', 'canary'] as const, 'stable or canary')),
+  SENTRY_DSN: Type.Optional(
+    Type.String({
+      pattern: SENTRY_DSN_PATTERN,
+      description: 'a Sentry or GlitchTip DSN such as https://<key>@sentry.example.com/42',
+    }),
+  ),
+  SENTRY_ENVIRONMENT: optionalStr('the environment on reported errors (default: COLLOQUY_ENV)'),
+  SENTRY_RELEASE: optionalStr('the release on reported errors (default: colloquy@<version>)'),
+  SENTRY_SAMPLE_RATE: Type.Number({
+    description: 'the share of errors reported, a number from 0 to 1',
+    minimum: 0,
+    maximum: 1,
+    default: 1,
+  }),
+  SENTRY_TRACES_SAMPLE_RATE: Type.Number({
+    description: 'the share of Sentry performance traces, 0 to 1 (Colloquy starts none: traces go to OTLP)',
+    minimum: 0,
+    maximum: 1,
+    default: 0,
+  }),
   RESPONSE_CACHE_TTL_SECONDS: int(
     'seconds a cached chat answer is served, 0 (cache off) to 2592000',
     0,
@@ -179,11 +244,19 @@ export const EnvSchema = Type.Object({
     64 * 1024 * 1024,
   ),
   ...LIMITS_ENV,
+  ...MAIL_ENV,
+  ...FILES_ENV,
   CONVERSATION_RETENTION_DAYS: int(
     'days an untouched conversation (prompts and replies) is kept, 0 (forever) to 36500',
     0,
     36_500,
     0,
+  ),
+  GUARDRAILS_PRESET: Type.Optional(
+    oneOf(
+      ['child-safe', 'wellbeing'] as const,
+      'child-safe or wellbeing: a safety pack of guardrails applied to every request',
+    ),
   ),
   UPSTREAM_RETRIES: int('extra upstream attempts per request (retries and fallbacks), 0 to 10', 0, 10, 2),
 });

@@ -57,9 +57,13 @@ describe('CallController', () => {
     const ours = promotedPerSignal('new CallController().signal');
     const nodes = promotedPerSignal('new AbortController().signal');
     assert.ok(ours < 50, `CallSignal: ${ours.toFixed(0)} B promoted per signal`);
-    assert.ok(
-      nodes > 5 * Math.max(ours, 20),
-      `AbortSignal: ${nodes.toFixed(0)} B, CallSignal ${ours.toFixed(0)} B`,
-    );
+    // Node 20 and 22 promote every AbortSignal (the reason CallController exists); Node 24's die young too
+    // (7 B a signal measured), so there the comparison has nothing left to show.
+    if (Number(process.versions.node.split('.')[0]) < 24) {
+      assert.ok(
+        nodes > 5 * Math.max(ours, 20),
+        `AbortSignal: ${nodes.toFixed(0)} B, CallSignal ${ours.toFixed(0)} B`,
+      );
+    }
   });
 });

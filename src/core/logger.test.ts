@@ -93,7 +93,17 @@ describe('logger', () => {
       logger.info({ i, filler: 'x'.repeat(100) }, 'line');
       if (i % 10 === 0) await sleep(5); // let the rotating stream turn over between bursts
     }
-    await sleep(300);
+    // The rotating stream writes asynchronously: wait (bounded) for the last line to land, not a fixed time,
+    // which a loaded machine overran (the live file held line 137 of 199 after 300 ms).
+    const newestLine = () => {
+      try {
+        const lines = readFileSync(file, 'utf8').trim().split('\n');
+        return JSON.parse(lines.at(-1) || '{}').i as number | undefined;
+      } catch {
+        return undefined; // between a rotation's rename and the new file, or a line half written
+      }
+    };
+    for (let tries = 0; tries < 200 && newestLine() !== 199; tries++) await sleep(50);
     const files = readdirSync(path.dirname(file)).sort();
     assert.deepEqual(
       files.filter((f) => f.startsWith('colloquy.log')),
@@ -131,6 +141,24 @@ describe('logger', () => {
     );
     assert.equal(lines[0].password, '[REDACTED]');
     assert.equal(lines[1].trace_id, 't1');
+  });
+
+  it('a request logger answers isLevelEnabled as its level says (the audit hook asks before building a line)', () => {
+    const out = capture();
+    const logger = createLogger({ level: 'warn', format: 'json', destination: out.destination });
+    const request = deferredRequestLogger(logger, { reqId: 'req_1' }, {});
+    assert.equal(request.isLevelEnabled('info'), false);
+    assert.equal(request.isLevelEnabled('warn'), true);
+    assert.equal(request.isLevelEnabled('error'), true);
+    assert.equal(request.isLevelEnabled('no-such-level'), false);
+    const route = deferredRequestLogger(logger, { reqId: 'req_2' }, { level: 'debug' });
+    assert.equal(route.isLevelEnabled('debug'), true);
+    assert.equal(route.isLevelEnabled('trace'), false);
+    assert.equal(deferredRequestLogger(logger, {}, { level: 'silent' }).isLevelEnabled('fatal'), false);
+    // Once a line was written (the child exists), a level set on it is the one answered.
+    request.warn('made');
+    request.level = 'info';
+    assert.equal(request.isLevelEnabled('info'), true);
   });
 });
 
@@ -170,5 +198,42 @@ describe('logging to a stdout nobody reads', () => {
     assert.ok(dropped > 40_000, `${dropped} lines dropped`);
     // What waits is held as strings on the heap: at most the 16 MiB cap (without it, all 64 MiB).
     assert.ok(grownMiB < 32, `the heap kept ${grownMiB.toFixed(1)} MiB of 64 MiB of unread logs`);
+  });
+});
+
+describe('logging to a stdout whose reader went away (`serve | head -3`)', () => {
+  it('the process still exits: the last lines queued at exit are dropped, not retried forever', async () => {
+    // The child waits for the go-ahead on stdin, so its lines are written only after this end of the pipe is
+    // closed: the exit-time flush meets EPIPE (sonic-boom 4 retried it every 100 ms, for ever).
+    const logger = new URL('./logger.ts', import.meta.url).href;
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `import { createLogger } from ${JSON.stringify(logger)};
+         const log = createLogger({ level: 'info', format: 'json' });
+         process.stdin.once('data', () => {
+           log.info('shutting down');
+           log.info('colloquy stopped');
+           process.exit(0);
+         });`,
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    const exited = once(child, 'exit') as Promise<[number | null, string | null]>;
+    const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    try {
+      child.stdout.destroy();
+      child.stdin.end('go\n');
+      const [code, signal] = await exited;
+      assert.equal(signal, null, 'the process exited by itself, not killed after 30 s');
+      assert.equal(code, 0);
+    } finally {
+      clearTimeout(killer);
+      child.kill('SIGKILL');
+    }
   });
 });

@@ -2,18 +2,24 @@ import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import pino, { type DestinationStream, type Logger, type StreamEntry } from 'pino';
+import { VERSION } from '../version.js';
+import { ecsChildBindings, ecsPinoOptions } from './log-ecs.js';
+import { createOtlpLogStream, type OtlpLogOptions } from './log-otlp.js';
 
 // Loaded only when used (a terminal, a log file): a production server logging JSON to stdout never pays
 // their memory.
 const require = createRequire(import.meta.url);
 const loadPretty = () => require('pino-pretty') as typeof import('pino-pretty').PinoPretty;
 const loadRotatingFileStream = () => require('rotating-file-stream') as typeof import('rotating-file-stream');
+// A CommonJS module exporting the class itself (Node cannot name it in an ESM import).
+const SonicBoom = require('sonic-boom') as typeof import('sonic-boom').SonicBoom;
 
 export type { Logger };
 
 export interface LoggerOptions {
   level: string;
-  format: 'pretty' | 'json';
+  /** `ecs`: JSON with Elastic Common Schema field names (./log-ecs.ts). */
+  format: 'pretty' | 'json' | 'ecs';
   file?: string | undefined;
   maxBytes?: number;
   backupCount?: number;
@@ -21,6 +27,8 @@ export interface LoggerOptions {
   secrets?: (string | undefined)[];
   /** Tests capture output here instead of stdout. */
   destination?: DestinationStream;
+  /** OTEL_LOGS_EXPORTER=otlp: every line also goes out as an OTLP log record (./log-otlp.ts). */
+  otlp?: OtlpLogOptions | undefined;
 }
 
 /** Field paths pino removes before a line is written. */
@@ -76,6 +84,14 @@ let dropped = 0;
 /** Log lines dropped because stdout could not take them (see LOG_BUFFER_BYTES), since the process started. */
 export const droppedLogLines = () => dropped;
 
+const logExporters = new Set<() => Promise<void>>();
+/** Sends the log records still batched for OTLP and stops the exporters: the last thing before exit. */
+export async function flushLogExport(): Promise<void> {
+  const pending = [...logExporters];
+  logExporters.clear();
+  await Promise.allSettled(pending.map((shutdown) => shutdown()));
+}
+
 export function createLogger(options: LoggerOptions): Logger {
   const secrets = (options.secrets ?? []).filter((s): s is string => typeof s === 'string' && s.length >= 8);
   const streams: StreamEntry[] = [];
@@ -93,32 +109,36 @@ export function createLogger(options: LoggerOptions): Logger {
   } else {
     // A stdout nobody reads (a stalled log collector, a full pipe) must not grow the server's memory without
     // end: past 16 MiB waiting to be written, lines are dropped and counted (`colloquy_log_lines_dropped_total`).
-    const stdout = pino.destination({ fd: 1, sync: false, maxLength: LOG_BUFFER_BYTES });
-    stdout.on('drop', (data: string) => {
-      dropped += data.split('\n').length - 1 || 1;
-    });
-    streams.push({ level: 'trace', stream: stdout });
+    streams.push({ level: 'trace', stream: stdoutDestination() });
   }
   if (options.file) streams.push({ level: 'trace', stream: createRotatingFile(options) });
+  if (options.otlp) {
+    const exporter = createOtlpLogStream(options.otlp);
+    logExporters.add(exporter.shutdown);
+    streams.push({ level: 'trace', stream: exporter.stream });
+  }
+  if (options.format === 'ecs') for (const entry of streams) entry.stream = ecsChildBindings(entry.stream);
 
+  const serializers = {
+    err: (err: Error) => {
+      const serialized = pino.stdSerializers.err(err);
+      serialized.message = scrubSecrets(serialized.message ?? '', secrets);
+      if (serialized.stack) serialized.stack = scrubSecrets(serialized.stack, secrets);
+      return serialized;
+    },
+    req: (req: Parameters<typeof pino.stdSerializers.req>[0]) => {
+      const serialized = pino.stdSerializers.req(req);
+      serialized.url = scrubSecrets(serialized.url ?? '', secrets);
+      return serialized;
+    },
+  };
   return pino(
     {
       level: options.level,
       base: { pid: process.pid },
       redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
-      serializers: {
-        err: (err: Error) => {
-          const serialized = pino.stdSerializers.err(err);
-          serialized.message = scrubSecrets(serialized.message ?? '', secrets);
-          if (serialized.stack) serialized.stack = scrubSecrets(serialized.stack, secrets);
-          return serialized;
-        },
-        req: (req) => {
-          const serialized = pino.stdSerializers.req(req);
-          serialized.url = scrubSecrets(serialized.url ?? '', secrets);
-          return serialized;
-        },
-      },
+      serializers,
+      ...(options.format === 'ecs' ? ecsPinoOptions(serializers, { version: VERSION }) : {}),
       hooks: {
         // Free-text arguments cannot be redacted by path, so secret shapes are scrubbed from them here.
         logMethod(args, method) {
@@ -132,6 +152,39 @@ export function createLogger(options: LoggerOptions): Logger {
     },
     pino.multistream(streams),
   );
+}
+
+/**
+ * Asynchronous stdout that survives its reader going away (`serve | head -3`, a log shipper that died).
+ * pino.destination() would do, but its sonic-boom (4.x) retries a synchronous flush forever on EPIPE: the exit
+ * handler that flushes the last lines then spins, and SIGTERM never ends the process. sonic-boom 5 throws
+ * instead; here EPIPE (at write or at exit) turns logging to stdout off and the process exits as it should.
+ */
+function stdoutDestination(): DestinationStream {
+  const stdout = new SonicBoom({ fd: 1, sync: false, maxLength: LOG_BUFFER_BYTES });
+  let broken = false;
+  stdout.on('drop', (data: string) => {
+    dropped += data.split('\n').length - 1 || 1;
+  });
+  stdout.on('error', (err: NodeJS.ErrnoException) => {
+    // Nobody reads stdout any more: further lines are dropped. Any other write error is as final for a log.
+    broken = true;
+    if (err.code !== 'EPIPE') process.emitWarning(`logging to stdout stopped: ${err.message}`);
+  });
+  // The last lines ("colloquy stopped") are still queued when the process exits: write them synchronously.
+  process.once('exit', () => {
+    if (broken) return;
+    try {
+      stdout.flushSync();
+    } catch {
+      // EPIPE or EAGAIN past the retries: the reader is gone, nothing left to do.
+    }
+  });
+  return {
+    write: (line: string) => {
+      if (!broken) stdout.write(line);
+    },
+  };
 }
 
 function createRotatingFile(options: LoggerOptions) {
@@ -200,8 +253,12 @@ class DeferredChildLogger {
   child(bindings: Record<string, unknown>, options?: Record<string, unknown>): Logger {
     return this.#real().child(bindings, options);
   }
+  // Answered from the threshold: building the child to ask it cost ~17 KiB a call (bindings serialised,
+  // redaction paths compiled), and the audit hook asks on every master-key request (issue 18 part 3).
   isLevelEnabled(level: string): boolean {
-    return this.#real().isLevelEnabled(level);
+    if (this.#child) return this.#child.isLevelEnabled(level);
+    const value = this.#parent.levels.values[level];
+    return value !== undefined && value >= this.#threshold;
   }
   get level(): string {
     return this.#child?.level ?? this.#options.level ?? this.#parent.level;

@@ -1,7 +1,9 @@
 import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, type LogEvent, PostgresDialect, sql } from 'kysely';
+import { Kysely, type LogEvent, MysqlDialect, PostgresDialect, sql } from 'kysely';
+import type * as mysql2 from 'mysql2';
 import type pg from 'pg';
 import type { Config } from '../config/load-config.js';
 import { loadPg, resilientPgClientClass } from './pg-client.js';
@@ -19,7 +21,7 @@ export interface DatabaseHandle {
   ping(): Promise<void>;
   /** Receives every query's duration (metrics); set once the app is built. */
   observeQueries(observer: (durationMs: number) => void): void;
-  /** PostgreSQL pool occupancy; undefined for SQLite. */
+  /** PostgreSQL / MySQL pool occupancy; undefined for SQLite. */
   poolStats(): { total: number; idle: number; waiting: number } | undefined;
   close(): Promise<void>;
 }
@@ -64,6 +66,8 @@ export function openDatabase(target: Config['database']): DatabaseHandle {
     };
   }
 
+  if (target.dialect === 'mysql') return openMysql(target.url, target, log, observeQueries);
+
   const driver = loadPg();
   const pool = new driver.Pool({
     connectionString: target.url,
@@ -96,5 +100,68 @@ export function openDatabase(target: Config['database']): DatabaseHandle {
 /** Unique-constraint violations look different per driver; callers turn them into 409s. */
 export function isUniqueViolation(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+  return (
+    code === '23505' ||
+    code === 'SQLITE_CONSTRAINT_UNIQUE' ||
+    code === 'SQLITE_CONSTRAINT_PRIMARYKEY' ||
+    code === 'ER_DUP_ENTRY'
+  );
+}
+
+/**
+ * A write that lost a race with a concurrent one: a unique violation, or on MySQL the deadlock InnoDB
+ * reports instead when three or more transactions insert the same unique key at once (the losers' shared
+ * locks deadlock once the winner commits). Either way the transaction was rolled back as a whole.
+ */
+export function isWriteRace(err: unknown): boolean {
+  return isUniqueViolation(err) || (err as { code?: unknown } | null)?.code === 'ER_LOCK_DEADLOCK';
+}
+
+/**
+ * MySQL / MariaDB through mysql2 (loaded on first use, like pg). Numbers come back as numbers: DECIMAL (what
+ * SUM over integers returns) and BIGINT, the way the pg setup above parses int8; a value past 2^53 would come
+ * back as a string, which no count here reaches.
+ */
+function openMysql(
+  url: string,
+  target: Config['database'],
+  log: (event: LogEvent) => void,
+  observeQueries: DatabaseHandle['observeQueries'],
+): DatabaseHandle {
+  const driver = createRequire(import.meta.url)('mysql2') as typeof mysql2;
+  const pool = driver.createPool({
+    uri: url,
+    connectionLimit: target.poolSize,
+    connectTimeout: target.poolTimeoutMs,
+    decimalNumbers: true,
+    supportBigNumbers: true,
+    bigNumberStrings: false,
+    dateStrings: true,
+    charset: 'utf8mb4',
+  });
+  const db = new Kysely<Database>({ dialect: new MysqlDialect({ pool }), log });
+  // mysql2 keeps its pool's books in fields it does not type.
+  const books = pool as unknown as {
+    _allConnections?: { length: number };
+    _freeConnections?: { length: number };
+    _connectionQueue?: { length: number };
+  };
+  return {
+    db,
+    dialect: 'mysql',
+    observeQueries,
+    poolStats: () => ({
+      total: books._allConnections?.length ?? 0,
+      idle: books._freeConnections?.length ?? 0,
+      waiting: books._connectionQueue?.length ?? 0,
+    }),
+    // MySQL keeps answering `select 1` on a connection whose database was dropped: ask for the database.
+    ping: async () => {
+      const { rows } = await sql<{
+        n: number;
+      }>`select count(*) as n from information_schema.schemata where schema_name = database()`.execute(db);
+      if (!Number(rows[0]?.n)) throw new Error('the configured database does not exist');
+    },
+    close: () => db.destroy(),
+  };
 }

@@ -9,6 +9,7 @@ import { type DatabaseHandle, isUniqueViolation, openDatabase } from './database
 import {
   currentSchemaVersion,
   MIGRATIONS,
+  MigrationError,
   migrateDown,
   migrateUp,
   migrationStatus,
@@ -58,8 +59,8 @@ for (const dialect of DIALECTS) {
 
     it('status on an empty database shows every migration pending', async () => {
       assert.equal(await currentSchemaVersion(database.db), null);
-      const status = await migrationStatus(database.db);
-      assert.deepEqual(status, { applied: [], pending: ALL, unknown: [] });
+      const { applied, pending, unknown } = await migrationStatus(database.db);
+      assert.deepEqual({ applied, pending, unknown }, { applied: [], pending: ALL, unknown: [] });
       assert.deepEqual(
         (await tableNames(database)).filter((t) => APP_TABLES.includes(t)),
         [],
@@ -70,7 +71,10 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(await migrateUp(database.db), ALL);
       const tables = await tableNames(database);
       for (const table of APP_TABLES) assert.ok(tables.includes(table), `table ${table} exists`);
-      assert.deepEqual(await migrationStatus(database.db), { applied: ALL, pending: [], unknown: [] });
+      const { applied, pending, unknown, compatible, summary } = await migrationStatus(database.db);
+      assert.deepEqual({ applied, pending, unknown }, { applied: ALL, pending: [], unknown: [] });
+      assert.equal(compatible, true);
+      assert.equal(summary, 'up to date');
     });
 
     it('currentSchemaVersion matches REQUIRED_SCHEMA_VERSION after up', async () => {
@@ -133,12 +137,76 @@ for (const dialect of DIALECTS) {
       assert.deepEqual((await migrationStatus(database.db)).unknown, []);
     });
 
+    // Issue 19, item 7: after a rollback to an older image, compose's one-shot `migrate up` failed ("corrupted
+    // migrations") and no replica started, while `migrate status` said "up to date".
+    describe('an older release on a newer schema (expand/contract)', () => {
+      const insert = (name: string) =>
+        sql`insert into schema_migrations (name, timestamp) values (${name}, ${new Date().toISOString()})`.execute(
+          database.db,
+        );
+      const remove = (name: string) =>
+        sql`delete from schema_migrations where name = ${name}`.execute(database.db);
+
+      it('newer expand-only migrations: up applies nothing and succeeds; status says the schema is newer', async () => {
+        const future = '9999-from-the-future';
+        await insert(future);
+        try {
+          assert.deepEqual(await migrateUp(database.db), []);
+          const status = await migrationStatus(database.db);
+          assert.equal(status.compatible, true);
+          assert.deepEqual(status.unknown, [future]);
+          assert.deepEqual(status.pending, []);
+          assert.notEqual(status.summary, 'up to date');
+          assert.match(status.summary, /newer, compatible schema.*9999-from-the-future/);
+          await assert.rejects(migrateDown(database.db), /belongs to a newer release/);
+          assert.deepEqual((await migrationStatus(database.db)).applied, ALL, 'nothing was undone');
+        } finally {
+          await remove(future);
+        }
+      });
+
+      it('a newer contract migration: up refuses and says why', async () => {
+        const contract = '9999-drop-old-columns-contract';
+        await insert(contract);
+        try {
+          await assert.rejects(migrateUp(database.db), (err: Error) => {
+            assert.ok(err instanceof MigrationError);
+            assert.match(err.message, /contract migration.*9999-drop-old-columns-contract/);
+            return true;
+          });
+          const status = await migrationStatus(database.db);
+          assert.equal(status.compatible, false);
+          assert.match(status.summary, /contract/);
+        } finally {
+          await remove(contract);
+        }
+      });
+
+      it('a pending migration of this release under a newer one: up refuses without running anything', async () => {
+        const future = '9999-from-the-future';
+        const skipped = REQUIRED_SCHEMA_VERSION;
+        await remove(skipped); // as if a newer release had migrated without it
+        await insert(future);
+        try {
+          await assert.rejects(migrateUp(database.db), new RegExp(`${skipped} were never applied`));
+          const status = await migrationStatus(database.db);
+          assert.equal(status.compatible, false);
+          assert.deepEqual(status.pending, [skipped]);
+        } finally {
+          await remove(future);
+          await insert(skipped);
+        }
+        assert.deepEqual(await migrateUp(database.db), [], 'back to the schema this release made');
+      });
+    });
+
     it('down undoes one migration at a time, newest first, until the tables are gone', async () => {
       for (const name of [...ALL].reverse()) assert.deepEqual(await migrateDown(database.db), [name]);
       const tables = await tableNames(database);
       for (const table of APP_TABLES) assert.ok(!tables.includes(table), `table ${table} dropped`);
       assert.equal(await currentSchemaVersion(database.db), null);
-      assert.deepEqual(await migrationStatus(database.db), { applied: [], pending: ALL, unknown: [] });
+      const { applied, pending, unknown } = await migrationStatus(database.db);
+      assert.deepEqual({ applied, pending, unknown }, { applied: [], pending: ALL, unknown: [] });
       assert.deepEqual(await migrateDown(database.db), [], 'nothing more to undo');
     });
 

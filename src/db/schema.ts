@@ -14,6 +14,10 @@ export interface UsersTable {
   disabled_at: string | null;
   created_at: string;
   updated_at: string;
+  /** A self sign-up whose address is not confirmed yet (REQUIRE_EMAIL_VERIFICATION): it cannot sign in. */
+  verification_pending_at: string | null;
+  /** Deleted by an admin (migration 0020): a tombstone kept so usage rows keep their owner. */
+  deleted_at: string | null;
 }
 
 export interface RefreshTokensTable {
@@ -38,6 +42,8 @@ export interface ApiKeysTable {
   created_at: string;
   /** 1: every request with this key may be answered from the response cache. */
   cache_responses: Generated<number>;
+  /** The model names the key may call, a JSON array (migration 0020); null: every model. */
+  allowed_models: string | null;
 }
 
 export interface AssistantsTable {
@@ -77,6 +83,8 @@ export interface MessagesTable {
   completion_tokens: number | null;
   created_at: string;
   updated_at: string;
+  /** JSON of the reply's tool calls (OpenAI's shape), null or absent when it made none (0008). */
+  tool_calls?: string | null;
 }
 
 export interface UsageRecordsTable {
@@ -97,6 +105,8 @@ export interface UsageRecordsTable {
   retries: number;
   fallback: number;
   created_at: string;
+  /** The client protocol (see UsageProtocol); the database defaults it to `chat_completions`. */
+  protocol: Generated<string>;
 }
 
 export interface AuditEventsTable {
@@ -117,7 +127,52 @@ export interface AuditEventsTable {
   request_id: string | null;
 }
 
+/** Stored Responses API responses (migration 0014); the JSON columns are text on every database. */
+export interface ResponsesTable {
+  id: string;
+  user_id: string | null;
+  api_key_id: string | null;
+  model: string;
+  previous_response_id: string | null;
+  input_items: string;
+  output_items: string;
+  response: string;
+  created_at: string;
+}
+
+export interface MailOutboxTable {
+  id: string;
+  kind: string;
+  to_address: string;
+  subject: string;
+  text_body: string;
+  html_body: string;
+  status: 'pending' | 'sending' | 'sent' | 'failed';
+  attempts: Generated<number>;
+  next_attempt_at: string;
+  claimed_by: string | null;
+  lease_until: string | null;
+  last_error: string | null;
+  created_at: string;
+  sent_at: string | null;
+}
+
+export interface MailTokensTable {
+  id: string;
+  purpose: 'reset' | 'verify' | 'invite';
+  token_hash: string;
+  user_id: string | null;
+  email: string;
+  role: 'admin' | 'user' | null;
+  created_by: string | null;
+  expires_at: string;
+  used_at: string | null;
+  created_at: string;
+}
+
 export interface Database {
+  mail_outbox: MailOutboxTable;
+  mail_tokens: MailTokensTable;
   audit_events: AuditEventsTable;
   users: UsersTable;
   refresh_tokens: RefreshTokensTable;
@@ -126,8 +181,9 @@ export interface Database {
   conversations: ConversationsTable;
   messages: MessagesTable;
   usage_records: UsageRecordsTable;
+  responses: ResponsesTable;
 }
 
-export type Dialect = 'sqlite' | 'postgres';
+export type Dialect = 'sqlite' | 'postgres' | 'mysql';
 // Generated is re-exported for later tables with database-side defaults.
 export type { Generated };

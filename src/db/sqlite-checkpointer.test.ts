@@ -48,7 +48,8 @@ describe('SQLite checkpoints in the background', () => {
         rows += 10;
       }
     };
-    while (walSize() < 64 << 10) burst();
+    // Bounded: a WAL that never grew past 64 KB (~1 burst) would fail the wait below, not spin here.
+    for (let i = 0; i < 100 && walSize() < 64 << 10; i++) burst();
     await until(() => checkpointer.completed >= 1, 'the thread to start and checkpoint');
     const walAfterStart = walSize();
     // 40 more bursts (8 MB), each followed by the thread's next checkpoint, however slow the machine is.

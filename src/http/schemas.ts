@@ -1,4 +1,5 @@
 import Type from 'typebox';
+import { EMAIL_MAX_LENGTH } from '../features/users/email.js';
 
 /** Shapes several features return. Each feature keeps its own request schemas beside its routes. */
 export const UserSchema = Type.Object(
@@ -35,5 +36,6 @@ export function toPage<Row extends { id: string }, Out>(rows: Row[], limit: numb
 
 export const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 
-export const Email = Type.String({ format: 'email', maxLength: 254 });
+/** Checked by Ajv's `email` format; the CLI checks the same (features/users/email.ts). */
+export const Email = Type.String({ format: 'email', maxLength: EMAIL_MAX_LENGTH });
 export const Password = Type.String({ minLength: 1, maxLength: 1024 });

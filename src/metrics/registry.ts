@@ -28,8 +28,8 @@ export function createMetrics(options: { track: 'stable' | 'canary' }) {
     }),
     llmDuration: new client.Histogram({
       name: 'colloquy_llm_request_duration_seconds',
-      help: 'Upstream LLM call duration, first attempt to last byte',
-      labelNames: ['provider', 'model', 'status'] as const,
+      help: 'Upstream LLM call duration, first attempt to last byte, by client protocol',
+      labelNames: ['provider', 'model', 'status', 'protocol'] as const,
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     }),
@@ -55,7 +55,7 @@ export function createMetrics(options: { track: 'stable' | 'canary' }) {
     llmRequests: new client.Counter({
       name: 'colloquy_llm_requests_total',
       help: 'LLM requests by outcome (ok, error, partial, cancelled) and whether served from cache',
-      labelNames: ['provider', 'model', 'status', 'cached'] as const,
+      labelNames: ['provider', 'model', 'status', 'cached', 'protocol'] as const,
       registers: [registry],
     }),
     droppedLogLines: new client.Counter({
@@ -99,6 +99,8 @@ export function createMetrics(options: { track: 'stable' | 'canary' }) {
       name: 'colloquy_circuit_breaker_state',
       help: 'Circuit breaker state per configured deployment: 0 closed, 1 half-open, 2 open',
       labelNames: ['deployment'] as const,
+      // Each worker has its own breakers: across workers (WORKERS > 1) the worst one.
+      aggregator: 'max',
       registers: [registry],
     }),
     cacheRequests: new client.Counter({
@@ -118,6 +120,12 @@ export function createMetrics(options: { track: 'stable' | 'canary' }) {
       labelNames: ['limit', 'scope'] as const,
       registers: [registry],
     }),
+    guardrailVerdicts: new client.Counter({
+      name: 'colloquy_guardrail_verdicts_total',
+      help: 'Guardrail verdicts (issue 22): a check found something, or failed (action error)',
+      labelNames: ['guardrail', 'stage', 'action'] as const,
+      registers: [registry],
+    }),
     httpInFlight: new client.Gauge({
       name: 'colloquy_http_requests_in_flight',
       help: 'Requests being served right now, open streams and WebSockets included (health and metrics not)',
@@ -125,7 +133,7 @@ export function createMetrics(options: { track: 'stable' | 'canary' }) {
     }),
     activeStreams: new client.Gauge({
       name: 'colloquy_active_streams',
-      help: 'Streams open to clients right now',
+      help: 'Streams open to clients right now, by api: v1, conversations_sse, conversations_ws',
       labelNames: ['api'] as const,
       registers: [registry],
     }),
@@ -145,6 +153,8 @@ export function createMetrics(options: { track: 'stable' | 'canary' }) {
     redisUp: new client.Gauge({
       name: 'colloquy_redis_up',
       help: '1 when Redis answers, 0 when it does not, absent without REDIS_URL',
+      // Across workers: 0 if any of them cannot reach it.
+      aggregator: 'min',
       registers: [registry],
     }),
     retentionDeleted: new client.Counter({
@@ -153,10 +163,26 @@ export function createMetrics(options: { track: 'stable' | 'canary' }) {
       labelNames: ['kind'] as const,
       registers: [registry],
     }),
+    mailOutbox: new client.Gauge({
+      name: 'colloquy_mail_outbox_mails',
+      help: 'Mails in the outbox by status: pending (waiting or being sent) and failed (given up)',
+      labelNames: ['status'] as const,
+      // Every worker reads the same table: one value, not N summed.
+      aggregator: 'max',
+      registers: [registry],
+    }),
+    mailSent: new client.Counter({
+      name: 'colloquy_mail_send_attempts_total',
+      help: 'Mail send attempts by kind and result (sent, retry, failed: given up)',
+      labelNames: ['kind', 'result'] as const,
+      registers: [registry],
+    }),
     buildInfo: new client.Gauge({
       name: 'colloquy_build_info',
       help: 'Always 1; the labels carry the running version',
       labelNames: ['version', 'node_version'] as const,
+      // Across workers: one series, not one per worker summed to N.
+      aggregator: 'first',
       registers: [registry],
     }),
   };

@@ -18,6 +18,7 @@ import path from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import pg from 'pg';
 import type { DatabaseTarget } from '../config/database-url.js';
+import { backupMysql, countMysqlTarget, isMysqlDump, restoreMysql, verifyMysql } from './backup-mysql.js';
 
 /**
  * Backups and restores of the configured database.
@@ -30,6 +31,8 @@ import type { DatabaseTarget } from '../config/database-url.js';
  * counts of the summary come from that very snapshot), `pg_restore --clean --if-exists --no-owner` in one
  * transaction, so a failed restore changes nothing. The connection goes to the tools as PG* variables:
  * the password never appears in a command line or in output.
+ *
+ * MySQL / MariaDB: `mariadb-dump --single-transaction` and the `mariadb` client (src/ops/backup-mysql.ts).
  */
 
 export interface TableCount {
@@ -51,7 +54,7 @@ export interface ProgressEvent {
 }
 
 export interface BackupOptions {
-  /** Called as the work advances (SQLite: pages; PostgreSQL: tables). */
+  /** Called as the work advances (SQLite: pages; PostgreSQL: tables; MySQL: steps). */
   onProgress?: (event: ProgressEvent) => void;
 }
 
@@ -78,13 +81,14 @@ const MIGRATION_TABLES = new Set(['schema_migrations', 'schema_migrations_lock']
 const SQLITE_MAGIC = 'SQLite format 3\0';
 const PG_CUSTOM_MAGIC = 'PGDMP';
 
-/** `./backups/colloquy-<dialect>-<UTC timestamp>.(db|dump)`. */
+/** `./backups/colloquy-<dialect>-<UTC timestamp>.(db|dump|sql)`. */
 export function defaultBackupFile(dialect: DatabaseTarget['dialect'], now = new Date(), dir = 'backups') {
   const stamp = now
     .toISOString()
     .replace(/\.\d+Z$/, 'Z')
     .replace(/[-:]/g, '');
-  return path.resolve(dir, `colloquy-${dialect}-${stamp}.${dialect === 'sqlite' ? 'db' : 'dump'}`);
+  const extension = { sqlite: 'db', postgres: 'dump', mysql: 'sql' }[dialect];
+  return path.resolve(dir, `colloquy-${dialect}-${stamp}.${extension}`);
 }
 
 export const totalRows = (tables: TableCount[]) => tables.reduce((sum, t) => sum + t.rows, 0);
@@ -108,6 +112,7 @@ export function createBackup(
   options: BackupOptions = {},
 ): Promise<BackupSummary> {
   mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  if (target.dialect === 'mysql') return backupMysql(target.url, path.resolve(file), options);
   return target.dialect === 'sqlite'
     ? backupSqlite(target.path, path.resolve(file), options)
     : backupPostgres(target.url, path.resolve(file), options);
@@ -119,6 +124,7 @@ export function verifyBackup(
   file: string,
   expected: TableCount[],
 ): Promise<VerifyResult> {
+  if (target.dialect === 'mysql') return verifyMysql(target.url, file, expected);
   return target.dialect === 'sqlite'
     ? verifySqlite(file, expected)
     : verifyPostgres(target.url, file, expected);
@@ -131,6 +137,14 @@ export function restoreBackup(
   options: BackupOptions = {},
 ): Promise<BackupSummary> {
   if (!existsSync(file)) return Promise.reject(new BackupError(`${file} does not exist`));
+  if (target.dialect === 'mysql') {
+    const found = detectBackupDialect(file);
+    if (found && found !== 'mysql')
+      return Promise.reject(
+        new BackupError(`${file} is ${BACKUP_NAMES[found]}, but the configured database is MySQL / MariaDB`),
+      );
+    return restoreMysql(target.url, path.resolve(file), options);
+  }
   return target.dialect === 'sqlite'
     ? restoreSqlite(target.path, path.resolve(file), options)
     : restorePostgres(target.url, path.resolve(file), options);
@@ -144,6 +158,7 @@ export async function countTargetRows(target: DatabaseTarget): Promise<TableCoun
   if (target.dialect === 'postgres') {
     return withPgClient(target.url, (client) => countPgTables(client));
   }
+  if (target.dialect === 'mysql') return countMysqlTarget(target.url);
   if (target.path === ':memory:' || !existsSync(target.path)) return [];
   try {
     const db = new SqliteDatabase(target.path, { readonly: true, fileMustExist: true, timeout: 5_000 });
@@ -176,22 +191,25 @@ export function detectBackupDialect(file: string): DatabaseTarget['dialect'] | u
   const text = head.subarray(0, read).toString('latin1');
   if (text === SQLITE_MAGIC) return 'sqlite';
   if (text.startsWith(PG_CUSTOM_MAGIC)) return 'postgres';
+  if (isMysqlDump(file)) return 'mysql';
   return undefined;
 }
 
-function assertBackupDialect(file: string, dialect: DatabaseTarget['dialect']) {
+const BACKUP_NAMES = {
+  sqlite: 'a SQLite database file',
+  postgres: 'a PostgreSQL custom-format dump (pg_dump -Fc)',
+  mysql: 'a MySQL / MariaDB SQL dump (mariadb-dump)',
+};
+
+function assertBackupDialect(file: string, dialect: 'sqlite' | 'postgres') {
   const found = detectBackupDialect(file);
-  const names = {
-    sqlite: 'a SQLite database file',
-    postgres: 'a PostgreSQL custom-format dump (pg_dump -Fc)',
-  };
   if (found === dialect) return;
   if (found)
     throw new BackupError(
-      `${file} is ${names[found]}, but the configured database is ${dialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`,
+      `${file} is ${BACKUP_NAMES[found]}, but the configured database is ${dialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`,
     );
   throw new BackupError(
-    `${file} is not a valid backup: expected ${names[dialect]} (corrupted or wrong file?)`,
+    `${file} is not a valid backup: expected ${BACKUP_NAMES[dialect]} (corrupted or wrong file?)`,
   );
 }
 

@@ -1,4 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { Redis } from 'ioredis';
@@ -7,8 +8,15 @@ import { type DatabaseTarget, describeDatabaseTarget } from '../config/database-
 import { type Config, ConfigError, loadConfig } from '../config/load-config.js';
 import { ENVIRONMENTS, type Environment } from '../config/schema.js';
 import { openDatabase } from '../db/database.js';
-import { MIGRATIONS, migrationStatus } from '../db/migrator.js';
+import { isContractMigration, MIGRATIONS, migrationStatus } from '../db/migrator.js';
 import type { Database } from '../db/schema.js';
+import { describeDsn, isWellFormedDsn } from '../error-tracking/dsn.js';
+import type { MailConfig } from '../features/mail/config.js';
+import { verifySmtp } from '../features/mail/transport.js';
+import { checkBackupTools } from './doctor-backup.js';
+import { type CheckCloud, checkCloudAccess, checkClouds } from './doctor-clouds.js';
+import { checkFileStorage } from './doctor-files.js';
+import { checkMemory } from './doctor-memory.js';
 
 /**
  * `colloquy doctor`: the preflight an operator runs before deploying. Every check turns the configuration
@@ -39,6 +47,12 @@ export interface DoctorDeps {
   pingRedis?: (url: string, timeoutMs: number) => Promise<void>;
   /** The `.env` file whose permissions are checked (default: `./.env`); null skips the check. */
   envFile?: string | null;
+  /** Proves a configured cloud provider reachable with its credentials (default: a real request). */
+  checkCloud?: CheckCloud;
+  /** Connects to the SMTP server, upgrades to TLS and logs in (default: nodemailer's verify). */
+  verifySmtp?: (config: MailConfig, timeoutMs: number) => Promise<void>;
+  /** Whether an executable is on PATH (the MySQL backup tools; default: a look at PATH). */
+  onPath?: (name: string) => boolean;
   /** Per connection attempt (default 3 s). */
   timeoutMs?: number;
   platform?: NodeJS.Platform;
@@ -86,12 +100,21 @@ export async function runDoctor(
     findings.push({ id, severity, message, fix });
 
   checkSecrets(view, add);
+  checkSecretReuse(view, env, add);
   checkEnvironment(view, env, add);
   await checkDatabase(view, problems, deps, timeoutMs, add);
+  checkBackupTools(view.database, add, deps.onPath);
   checkEnvFile(view, deps, add);
   checkProviders(view, add);
   await checkRedis(view, env, deps, timeoutMs, add);
   checkHttp(view, env, add);
+  checkErrorTracking(env, add);
+  if (!(config instanceof ConfigError)) {
+    await checkClouds(config, deps.checkCloud ?? checkCloudAccess, timeoutMs, add);
+    await checkFileStorage(config, timeoutMs, add);
+    if (config.mail) await checkMail(config.mail, deps, timeoutMs, add);
+    checkMemory(config, value(env, 'NODE_OPTIONS'), add);
+  }
 
   // A configuration problem a specific check already explains (with a better fix) is not repeated.
   const explained = (problem: string) =>
@@ -118,6 +141,7 @@ const EXPLAINED_BY: Record<string, string> = {
   COLLOQUY_ADMIN_KEY: 'admin_key.',
   DEMO_MODEL_ENABLED: 'demo.',
   ALLOWED_ORIGINS: 'cors.',
+  SENTRY_DSN: 'error_tracking.',
 };
 
 type Add = (id: string, severity: Severity, message: string, fix: string) => void;
@@ -175,6 +199,40 @@ function checkSecrets(view: View, add: Add) {
         `COLLOQUY_ADMIN_KEY ${weak}: it grants admin rights to whoever guesses it`,
         `${GENERATE}, or unset it`,
       );
+  }
+}
+
+/**
+ * Secrets that guard different things must differ: each is held by different people and systems (the
+ * metrics token sits in Prometheus's configuration, a provider key in its vendor's console), so one leak must
+ * not open another door. Equal to SECRET_KEY, any of them lets its holder sign access tokens for any user.
+ * COLLOQUY_ADMIN_KEY == SECRET_KEY has its own finding (admin_key.same_as_secret).
+ */
+const SHARED_SECRETS = [
+  'SECRET_KEY',
+  'COLLOQUY_ADMIN_KEY',
+  'METRICS_TOKEN',
+  'OPENAI_API_KEY',
+  'ANTHROPIC_API_KEY',
+];
+
+function checkSecretReuse(view: View, env: RawEnv, add: Add) {
+  const values: [string, string | undefined][] = SHARED_SECRETS.map((name) => [
+    name,
+    name === 'SECRET_KEY' ? view.secretKey : name === 'COLLOQUY_ADMIN_KEY' ? view.adminKey : value(env, name),
+  ]);
+  for (const [i, [first, a]] of values.entries()) {
+    for (const [second, b] of values.slice(i + 1)) {
+      if (!a || a !== b) continue;
+      if (first === 'SECRET_KEY' && second === 'COLLOQUY_ADMIN_KEY') continue;
+      add(
+        `secrets.reused.${second.toLowerCase()}`,
+        'error',
+        `${second} equals ${first}: whoever holds one holds both` +
+          (first === 'SECRET_KEY' ? ', and can sign access tokens for any user' : ''),
+        `give ${second} its own random value; ${GENERATE}`,
+      );
+    }
   }
 }
 
@@ -313,11 +371,19 @@ async function checkDatabase(view: View, problems: string[], deps: DoctorDeps, t
     );
   }
   if (inspection.unknown.length) {
+    // Expand/contract: a newer release's expand-only migrations leave a schema this release runs on; a
+    // contract one, or this release's own migrations skipped, leave one it cannot (see db/migrator.ts).
+    const contract = inspection.unknown.filter(isContractMigration);
+    const blocked = contract.length > 0 || inspection.pending.length > 0;
     add(
       'database.unknown_migrations',
-      'warning',
-      `the database has migrations this version does not know (${inspection.unknown.join(', ')}): a newer release ran`,
-      'deploy that newer release, or restore a backup taken before it ran',
+      blocked ? 'error' : 'warning',
+      blocked
+        ? `the database has migrations of a newer release (${inspection.unknown.join(', ')}) that this version cannot run on${contract.length ? ` (contract: ${contract.join(', ')})` : ' (its own migrations were skipped)'}`
+        : `the database is at a newer, compatible schema (expand-only migrations of a newer release: ${inspection.unknown.join(', ')}); this version runs on it`,
+      blocked
+        ? 'deploy that newer release, or restore a backup taken before it ran'
+        : 'nothing to do for a rollback; deploy the newer release again when it is fixed',
     );
   }
 }
@@ -367,7 +433,9 @@ function checkProviders(view: View, add: Add) {
 }
 
 async function checkRedis(view: View, env: RawEnv, deps: DoctorDeps, timeoutMs: number, add: Add) {
-  const replicas = Math.max(intOf(value(env, 'REPLICAS')), intOf(value(env, 'WEB_CONCURRENCY')));
+  // WORKERS (a clustered `serve`) counts too; `serve` itself refuses WORKERS > 1 without Redis.
+  const workers = value(env, 'WORKERS') === 'auto' ? availableParallelism() : intOf(value(env, 'WORKERS'));
+  const replicas = Math.max(intOf(value(env, 'REPLICAS')), intOf(value(env, 'WEB_CONCURRENCY')), workers);
   if (replicas > 1 && !view.redisUrl) {
     add(
       'cluster.no_redis',
@@ -390,6 +458,20 @@ async function checkRedis(view: View, env: RawEnv, deps: DoctorDeps, timeoutMs: 
   }
 }
 
+/** Mail is sent from the outbox in the background: a wrong SMTP setting would only show as mail never arriving. */
+async function checkMail(mail: MailConfig, deps: DoctorDeps, timeoutMs: number, add: Add) {
+  try {
+    await (deps.verifySmtp ?? verifySmtp)(mail, timeoutMs);
+  } catch (err) {
+    add(
+      'smtp.unreachable',
+      'error',
+      `cannot send mail through ${mail.host}:${mail.port} (SMTP_TLS=${mail.tls}): ${mail.password ? errorMessage(err).replaceAll(mail.password, '***') : errorMessage(err)}`,
+      'check SMTP_HOST, SMTP_PORT, SMTP_TLS (starttls on 587, tls on 465), SMTP_USERNAME/SMTP_PASSWORD and SMTP_CA_FILE',
+    );
+  }
+}
+
 function checkHttp(view: View, env: RawEnv, add: Add) {
   if (view.isProduction && boolOf(value(env, 'HTTPS_ONLY')) !== true) {
     add(
@@ -399,7 +481,14 @@ function checkHttp(view: View, env: RawEnv, add: Add) {
       'terminate TLS in front of Colloquy and set HTTPS_ONLY=true',
     );
   }
-  if (!value(env, 'METRICS_TOKEN') && !isLoopback(view.host)) {
+  if (!value(env, 'METRICS_TOKEN') && view.isProduction) {
+    add(
+      'metrics.no_token',
+      'error',
+      'METRICS_TOKEN is not set in production: /metrics answers 403 and Prometheus gets no figures',
+      'set METRICS_TOKEN to a random value (openssl rand -hex 32) and give Prometheus the same bearer token',
+    );
+  } else if (!value(env, 'METRICS_TOKEN') && !isLoopback(view.host)) {
     add(
       'metrics.unprotected',
       'warning',
@@ -420,6 +509,30 @@ function checkHttp(view: View, env: RawEnv, add: Add) {
 
 // --- views ---------------------------------------------------------------------------------------
 
+/** One line for doctor's header: whether errors are reported, and where (the DSN without its key). */
+export function errorTrackingStatus(env: RawEnv): { configured: boolean; wellFormed: boolean; line: string } {
+  const dsn = value(env, 'SENTRY_DSN');
+  if (!dsn) return { configured: false, wellFormed: false, line: 'error tracking off (SENTRY_DSN unset)' };
+  if (!isWellFormedDsn(dsn))
+    return {
+      configured: true,
+      wellFormed: false,
+      line: 'error tracking misconfigured (SENTRY_DSN malformed)',
+    };
+  return { configured: true, wellFormed: true, line: `error tracking to ${describeDsn(dsn)}` };
+}
+
+function checkErrorTracking(env: RawEnv, add: Add) {
+  const status = errorTrackingStatus(env);
+  if (status.configured && !status.wellFormed)
+    add(
+      'error_tracking.dsn_malformed',
+      'error',
+      'SENTRY_DSN is not a DSN: errors would not be reported',
+      "copy the DSN from the project's Client Keys page: https://<public_key>@<host>/<project_id>",
+    );
+}
+
 function viewOf(config: Config): View {
   const routed = config.providers.routing?.providers?.length ?? 0;
   return {
@@ -432,7 +545,15 @@ function viewOf(config: Config): View {
     adminKey: config.adminKey,
     database: config.database,
     demoEnabled: config.providers.demo.enabled,
-    providersConfigured: Boolean(config.providers.openai || config.providers.anthropic || routed > 0),
+    providersConfigured: Boolean(
+      config.providers.openai ||
+        config.providers.anthropic ||
+        config.providers.cloud.azure ||
+        config.providers.cloud.huggingface ||
+        config.providers.cloud.bedrock ||
+        config.providers.cloud.presets.length > 0 ||
+        routed > 0,
+    ),
     allowSignup: config.auth.allowSignup,
     redisUrl: config.redisUrl,
   };
@@ -615,7 +736,7 @@ function redactUrl(url: string): string {
 
 /** Drivers sometimes echo the connection string; its password must never reach the output. */
 function redact(message: string, target: DatabaseTarget | string): string {
-  const url = typeof target === 'string' ? target : target.dialect === 'postgres' ? target.url : undefined;
+  const url = typeof target === 'string' ? target : target.dialect === 'sqlite' ? undefined : target.url;
   if (!url) return message;
   let out = message.replaceAll(url, redactUrl(url));
   try {

@@ -10,7 +10,7 @@ export interface ConsoleOptions {
 }
 
 export const CONSOLE_CSP =
-  "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; " +
+  "default-src 'self'; connect-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; " +
   "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
 
 export const defaultConsoleRoot = () =>

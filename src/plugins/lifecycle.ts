@@ -1,5 +1,5 @@
 import underPressure from '@fastify/under-pressure';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Gauge } from 'prom-client';
 import { AppError } from '../core/errors.js';
@@ -8,6 +8,8 @@ export interface LifecycleOptions {
   isDraining: () => boolean;
   maxEventLoopDelayMs: number;
   maxHeapBytes: number;
+  /** Resident memory past which requests get 503 (derived from the memory limit); 0: off. */
+  maxRssBytes?: number;
   /** Requests (open streams and WebSockets included) served at once; past it new ones get 503. 0: no cap. */
   maxConcurrentRequests: number;
   /** Set to the number of requests in flight (health and metrics excluded). */
@@ -16,7 +18,11 @@ export interface LifecycleOptions {
 
 const WARM_UP_MS = 15_000;
 const ALWAYS_SERVED = new Set(['/health', '/health/live', '/health/ready', '/metrics']);
-const pathOf = (url: string) => url.split('?')[0]!;
+/** The path of a request URL, without allocating for the usual URL that has no query string. */
+const pathOf = (url: string) => {
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+};
 
 /**
  * Shutdown and overload behaviour: connections are retired while draining, and under overload (too many
@@ -28,17 +34,28 @@ export const lifecyclePlugin = fp(
     // Draining (SIGTERM, before the listener closes): readiness already fails, and every answer closes its
     // connection, so a proxy retires its pooled connections cleanly instead of racing a close. Set on the raw
     // response so hijacked event streams (which write their own head) close too.
-    // Callback-style hooks here and below: an async hook would cost every request a promise.
-    app.addHook('onRequest', (_request, reply, done) => {
+    // One callback-style hook for draining, closing and the concurrency cap (issue 26: each hook Fastify runs
+    // costs every request its dispatch; an async hook would also cost a promise).
+    const closing = refuseWhileClosing(app);
+    const admit = limitConcurrency(options.maxConcurrentRequests, options.inFlightGauge);
+    app.addHook('onRequest', (request, reply, done) => {
       if (options.isDraining()) reply.raw.shouldKeepAlive = false;
-      done();
+      if (ALWAYS_SERVED.has(pathOf(request.url))) return done();
+      if (closing()) {
+        return done(
+          new AppError('service_unavailable', 'the server is shutting down; retry on another instance', {
+            headers: { 'retry-after': '1' },
+          }),
+        );
+      }
+      done(admit(reply));
     });
-    limitConcurrency(app, options.maxConcurrentRequests, options.inFlightGauge);
     const registeredAt = Date.now();
-    if (options.maxEventLoopDelayMs > 0 || options.maxHeapBytes > 0) {
+    if (options.maxEventLoopDelayMs > 0 || options.maxHeapBytes > 0 || (options.maxRssBytes ?? 0) > 0) {
       await app.register(underPressure, {
         maxEventLoopDelay: options.maxEventLoopDelayMs,
         maxHeapUsedBytes: options.maxHeapBytes,
+        maxRssBytes: options.maxRssBytes ?? 0,
         retryAfter: 5,
         exposeStatusRoute: false,
         pressureHandler: (request, _reply, type, value) => {
@@ -59,31 +76,48 @@ export const lifecyclePlugin = fp(
 );
 
 /**
+ * Once the listener closes (after SHUTDOWN_DELAY), requests still arriving on open keep-alive connections are
+ * refused with the error shape every other answer uses and a Retry-After, so a client or proxy retries them on
+ * another replica (Fastify's own drain answer, `return503OnClosing`, is turned off in app.ts: its body is not
+ * ours and has no Retry-After). Health and metrics keep answering: readiness then names `lifecycle`.
+ */
+function refuseWhileClosing(app: FastifyInstance): () => boolean {
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  return () => closing;
+}
+
+/**
  * A hard cap on the requests in flight. A request counts from its first hook until its response is closed
  * (finished or the client went away), so a hijacked event stream or a WebSocket counts for as long as it is
  * open. Past the cap the answer is an immediate 503 + Retry-After, never a queue: a queue would only turn
  * overload into timeouts, while a refusal lets the client or the load balancer go elsewhere now.
  */
-function limitConcurrency(app: FastifyInstance, cap: number, gauge: Gauge | undefined) {
+function limitConcurrency(
+  cap: number,
+  gauge: Gauge | undefined,
+): (reply: FastifyReply) => AppError | undefined {
   let inFlight = 0;
   gauge?.set(0);
-  app.addHook('onRequest', (request, reply, done) => {
-    if (ALWAYS_SERVED.has(pathOf(request.url))) return done();
+  // One listener function for every response, not a closure per request.
+  const closed = () => {
+    inFlight--;
+    gauge?.dec();
+  };
+  return (reply) => {
     if (cap > 0 && inFlight >= cap) {
-      return done(
-        new AppError(
-          'service_unavailable',
-          `the server is at its limit of ${cap} concurrent requests; retry shortly`,
-          { headers: { 'retry-after': '1' } },
-        ),
+      return new AppError(
+        'service_unavailable',
+        `the server is at its limit of ${cap} concurrent requests; retry shortly`,
+        { headers: { 'retry-after': '1' } },
       );
     }
     inFlight++;
     gauge?.inc();
-    reply.raw.once('close', () => {
-      inFlight--;
-      gauge?.dec();
-    });
-    done();
-  });
+    reply.raw.once('close', closed);
+    return undefined;
+  };
 }

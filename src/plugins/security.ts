@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import cors from '@fastify/cors';
+import cors, { type FastifyCorsOptions } from '@fastify/cors';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import helmet, { type HelmetOptions } from 'helmet';
@@ -31,11 +31,11 @@ export const securityPlugin = fp(
       done();
     });
     const any = options.allowedOrigins.includes('*');
-    await app.register(cors, {
+    const corsOptions = {
       // No list: same-origin only (browsers get no CORS headers). `*` (development) allows any origin
       // without credentials; a list allows those origins with credentials.
       origin: any ? '*' : options.allowedOrigins.length ? options.allowedOrigins : false,
-      credentials: !any && options.allowedOrigins.length > 0,
+      credentials: false,
       methods: ['GET', 'POST', 'PATCH', 'PUT', 'DELETE', 'OPTIONS'],
       allowedHeaders: [
         'authorization',
@@ -54,7 +54,18 @@ export const securityPlugin = fp(
         'x-ratelimit-reset',
       ],
       maxAge: 600,
-    });
+    } satisfies FastifyCorsOptions;
+    const listed = new Set(any ? [] : options.allowedOrigins);
+    if (listed.size === 0) await app.register(cors, corsOptions);
+    else {
+      // `Access-Control-Allow-Credentials: true` only beside an allowed origin (@fastify/cors sends it on
+      // every response when `credentials` is on, issue 19). Two fixed option sets, picked per request.
+      const withCredentials = { ...corsOptions, credentials: true };
+      await app.register(cors, {
+        delegator: (request, callback) =>
+          callback(null, listed.has(request.headers.origin ?? '') ? withCredentials : corsOptions),
+      });
+    }
   },
   { name: 'security' },
 );

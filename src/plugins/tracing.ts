@@ -17,7 +17,8 @@ export const tracingPlugin = fp(
     app.addHook('onRequest', async (request, reply) => {
       const span = tracing.startRequest(request.id, request.method, request.url.split('?')[0]!);
       request.span = span;
-      request.log = request.log.child({ trace_id: span.spanContext().traceId });
+      const { traceId, spanId } = span.spanContext();
+      request.log = request.log.child({ trace_id: traceId, span_id: spanId });
       // 'close' rather than onResponse: hijacked streams never reach onResponse.
       reply.raw.once('close', () =>
         tracing.endRequest(request.id, span, request.method, reply.raw.statusCode, request.routeOptions.url),

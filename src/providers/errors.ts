@@ -44,9 +44,21 @@ export function upstreamHttpError(
   body: unknown,
   retryAfter?: string | string[] | null,
 ): ProviderError {
-  const err = (
-    body as { error?: { message?: string; type?: string; code?: string | null; param?: string | null } }
-  )?.error;
+  type ErrorFields = { message?: unknown; type?: string; code?: string | null; param?: string | null };
+  const top = body as (ErrorFields & { error?: ErrorFields; object?: string }) | null;
+  // OpenAI's shape is `{ error: {…} }`; Mistral's is `{ object: "error", message, type, code }` at the top,
+  // with a validation failure's `message` an object of details.
+  const raw = top?.error ?? (top?.object === 'error' ? top : undefined);
+  const err = raw && {
+    ...raw,
+    message:
+      typeof raw.message === 'string'
+        ? raw.message
+        : raw.message
+          ? JSON.stringify(raw.message).slice(0, 500)
+          : undefined,
+    code: typeof raw.code === 'string' ? raw.code : null,
+  };
   const message =
     typeof err?.message === 'string' ? err.message : `upstream ${provider} answered HTTP ${status}`;
   if (status === 401 || status === 403) {

@@ -42,6 +42,11 @@ describe('upstream connect timeout', () => {
   it('gives up connecting after the configured connect timeout, not undici’s default 10 s', async () => {
     const provider = new OpenAiProvider({ baseUrl: `http://127.0.0.1:${port}/v1`, apiKey: 'sk-test' });
     const startedAt = performance.now();
+    // undici's own connect timeout (10 s) as an event: the failure must come before it could fire.
+    let undiciDefaultPassed = false;
+    const undiciDefault = setTimeout(() => {
+      undiciDefaultPassed = true;
+    }, 10_000);
     const failure = await provider
       .complete(
         { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
@@ -56,11 +61,17 @@ describe('upstream connect timeout', () => {
         (err: unknown) => err,
       );
     const elapsed = performance.now() - startedAt;
+    clearTimeout(undiciDefault);
     assert.ok(failure instanceof ProviderError);
     assert.equal(failure.details.status, 504);
     assert.equal(failure.details.code, 'upstream_timeout');
     assert.match(failure.message, /connecting/);
     // undici's connect timer ticks every half second; its default timeout, which applied before, is 10 s.
-    assert.ok(elapsed >= 250 && elapsed < 2_500, `failed after ${Math.round(elapsed)} ms`);
+    assert.ok(elapsed >= 250, `failed after ${Math.round(elapsed)} ms, before the connect timeout`);
+    assert.equal(
+      undiciDefaultPassed,
+      false,
+      `failed after ${Math.round(elapsed)} ms: undici's default applied`,
+    );
   });
 });

@@ -1,5 +1,7 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { CallController } from '../core/call-signal.js';
+import { scrubSecrets } from '../core/logger.js';
+import type { LentDeadline } from './call-deadline.js';
 import { connectionError, ProviderError, protocolError, timeoutError, upstreamHttpError } from './errors.js';
 import type { Timeouts } from './types.js';
 import {
@@ -60,8 +62,8 @@ export const upstreamList = (url: URL, headers: Record<string, string>, signal: 
 
 export interface PostOptions {
   provider: string;
-  /** Lent by the caller to abort `signal` itself (see CallOptions.abort). */
-  abort?: ((reason: unknown) => void) | undefined;
+  /** Lent by the caller to bound the headers wait on its own signal and timer (see CallOptions.deadline). */
+  deadline?: LentDeadline | undefined;
   url: URL;
   headers: Record<string, string>;
   body: string;
@@ -69,7 +71,18 @@ export interface PostOptions {
   timeouts: Timeouts;
   /** Time allowed until the response headers (the first-token timeout: headers come before any token). */
   headersTimeoutMs: number;
+  /** A provider's own reading of its error answers (Azure's content filter, retry-after-ms…). */
+  mapError?: HttpErrorMapper | undefined;
+  /** The provider's credentials: scrubbed from error messages, which upstreams sometimes echo them into. */
+  secrets?: readonly string[] | undefined;
 }
+
+/** Reads an upstream's non-2xx answer: its status, body text and a header by (lower-case) name. */
+export type HttpErrorMapper = (
+  status: number,
+  text: string,
+  header: (name: string) => string | undefined,
+) => ProviderError;
 
 /** POSTs JSON; non-2xx answers become ProviderErrors carrying the upstream's message and Retry-After. */
 export async function postJson(options: PostOptions): Promise<UpstreamResponse> {
@@ -91,7 +104,7 @@ export async function postJson(options: PostOptions): Promise<UpstreamResponse> 
   response.body.once('close', deadline.clear);
   if (response.statusCode < 200 || response.statusCode >= 300) {
     const text = await response.body.text().catch(() => '');
-    throw httpFailure(options.provider, response.statusCode, text, response.headers['retry-after']);
+    throw httpFailure(options, response.statusCode, text, response.headers);
   }
   return response as unknown as UpstreamResponse;
 }
@@ -113,25 +126,21 @@ export async function postForText(options: PostOptions): Promise<string> {
     deadline.clear();
   }
   if (response.statusCode < 200 || response.statusCode >= 300)
-    throw httpFailure(
-      options.provider,
-      response.statusCode,
-      response.text,
-      response.headers()['retry-after'],
-    );
+    throw httpFailure(options, response.statusCode, response.text, response.headers());
   return response.text;
 }
 
 /**
  * undici's own timeouts tick every half second or so: a precise timer enforces the headers deadline, and
- * undici's stays as a backstop. It aborts the call's own signal when the caller lends its abort (the gateway
- * does: one AbortSignal per attempt, ~1 KiB kept for a stream's whole life), else a derived one.
+ * undici's stays as a backstop. When the caller lends its deadline (the gateway does) it is the call's own
+ * signal and timer (one AbortSignal and one timer per attempt), else a derived signal with a timer of its own.
  */
 function headersDeadline(options: PostOptions) {
   const expired = () => timeoutError(options.provider, 'waiting for the response', options.headersTimeoutMs);
-  return options.abort
-    ? lentDeadline(options.signal, options.abort, options.headersTimeoutMs, expired)
-    : deadlineSignal(options.signal, options.headersTimeoutMs, expired);
+  const lent = options.deadline;
+  if (!lent) return deadlineSignal(options.signal, options.headersTimeoutMs, expired);
+  lent.headersWithin(options.headersTimeoutMs, expired);
+  return { signal: options.signal, stopTimer: lent.headersCame, clear: lent.headersCame };
 }
 
 function postRequest(options: PostOptions) {
@@ -152,18 +161,38 @@ function transportFailure(options: PostOptions, signal: AbortSignal, err: unknow
 }
 
 function httpFailure(
-  provider: string,
+  options: PostOptions,
   status: number,
   text: string,
-  retryAfter: string | string[] | undefined,
+  headers: Record<string, string | string[] | undefined>,
 ): ProviderError {
-  let parsed: unknown = null;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = { error: { message: text.slice(0, 500) || undefined } };
+  const header = (name: string) => {
+    const value = headers[name];
+    return Array.isArray(value) ? value[0] : value;
+  };
+  let err: ProviderError;
+  if (options.mapError) err = options.mapError(status, text, header);
+  else {
+    let parsed: unknown = null;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = { error: { message: text.slice(0, 500) || undefined } };
+    }
+    err = upstreamHttpError(options.provider, status, parsed, header('retry-after'));
   }
-  return upstreamHttpError(provider, status, parsed, retryAfter);
+  return withoutSecrets(err, options.secrets);
+}
+
+/**
+ * The error with the provider's secrets (and anything shaped like a key or token) removed from its message:
+ * upstreams echo keys into error messages ("Incorrect API key provided: sk-…"), and the message reaches the
+ * client, the logs and the traces.
+ */
+export function withoutSecrets(err: ProviderError, secrets: readonly string[] | undefined): ProviderError {
+  const message = scrubSecrets(err.message, secrets ?? []);
+  if (message === err.message) return err;
+  return new ProviderError(message, err.details);
 }
 
 /**
@@ -196,19 +225,6 @@ export function deadlineSignal(
       parent?.removeEventListener('abort', forward);
     },
   };
-}
-
-/** The headers deadline on the caller's own signal: a timer that aborts it through the lent `abort`. */
-function lentDeadline(
-  signal: AbortSignal,
-  abort: (reason: unknown) => void,
-  ms: number,
-  reason: () => unknown,
-) {
-  const timer = setTimeout(() => abort(reason()), ms);
-  timer.unref();
-  const stopTimer = () => clearTimeout(timer);
-  return { signal, stopTimer, clear: stopTimer };
 }
 
 export function mapTransportError(
@@ -336,3 +352,35 @@ export function parseJsonEvent<T>(provider: string, data: string): T {
 /** Joins a base URL and a path without doubling or losing slashes. */
 export const joinUrl = (base: string, path: string) =>
   `${base.replace(/\/+$/, '')}/${path.replace(/^\/+/, '')}`;
+
+/**
+ * A GET that proves an upstream is reachable and takes Colloquy's credentials (the doctor's check): resolves
+ * on 2xx, otherwise throws the ProviderError a call would have got (secrets scrubbed).
+ */
+export async function probeUpstream(options: {
+  provider: string;
+  url: URL;
+  headers: Record<string, string>;
+  signal: AbortSignal;
+  mapError?: HttpErrorMapper | undefined;
+  secrets?: readonly string[] | undefined;
+}): Promise<void> {
+  let response: Awaited<ReturnType<typeof upstreamList>>;
+  try {
+    response = await upstreamList(options.url, options.headers, options.signal);
+  } catch (err) {
+    throw withoutSecrets(connectionError(options.provider, err), options.secrets);
+  }
+  const text = await response.body.text().catch(() => '');
+  if (response.statusCode >= 200 && response.statusCode < 300) return;
+  throw httpFailure(
+    {
+      provider: options.provider,
+      mapError: options.mapError,
+      secrets: options.secrets,
+    } as PostOptions,
+    response.statusCode,
+    text,
+    response.headers,
+  );
+}

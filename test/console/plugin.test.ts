@@ -47,7 +47,7 @@ describe('console plugin', () => {
     for (const directive of [
       "default-src 'self'",
       "connect-src 'self'",
-      "img-src 'self' data:",
+      "img-src 'self' data: blob:",
       "style-src 'self'",
       "script-src 'self'",
       "frame-ancestors 'none'",

@@ -120,10 +120,10 @@ describe('Dockerfile', () => {
   const all = stages();
   const runtime = all.at(-1)!;
 
-  it('is multi-stage on node:20-bookworm-slim, building with dev dependencies and shipping prod ones', () => {
+  it('is multi-stage on node:24-bookworm-slim (an LTS line), building with dev dependencies and shipping prod ones', () => {
     assert.ok(all.length >= 3, 'several stages');
     for (const s of all.filter((s) => !all.some((o) => o.name === s.from))) {
-      assert.equal(s.from, 'node:20-bookworm-slim', `stage ${s.name} starts from node:20-bookworm-slim`);
+      assert.equal(s.from, 'node:24-bookworm-slim', `stage ${s.name} starts from node:24-bookworm-slim`);
     }
     const text = (s: Stage) => s.lines.join('\n');
     const build = all.find((s) => /npm run build/.test(text(s)));

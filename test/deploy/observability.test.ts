@@ -19,6 +19,9 @@ import { checkExpression, type ExportedMetric, exportedMetrics } from './promql.
 
 const SEVERITIES = ['P0', 'P1', 'P2', 'P3'];
 const alerts = ruleGroups('alerts.yml').flatMap((g) => g.rules);
+// Alerts on the exporters beside Colloquy (PostgreSQL, Redis, host, certificates): their metrics are the
+// exporters', so only the severity / runbook rules below apply to them.
+const exporterAlerts = ruleGroups('exporters.yml').flatMap((g) => g.rules);
 const recordings = ruleGroups('recording.yml').flatMap((g) => g.rules);
 const recorded = new Set(recordings.map((r) => r.record!));
 
@@ -105,7 +108,7 @@ describe('Prometheus (deploy/prometheus)', () => {
     });
     const result = run(promtool, ['check', 'config', config]);
     assertRan(result, 'promtool check config');
-    assert.match(result.stdout, /SUCCESS: 2 rule files found/);
+    assert.match(result.stdout, /SUCCESS: 3 rule files found/);
   });
 
   it('scrapes every compose replica with METRICS_TOKEN and sends alerts to Alertmanager', () => {
@@ -124,6 +127,48 @@ describe('Prometheus (deploy/prometheus)', () => {
     assert.ok(job.authorization, 'the replicas require METRICS_TOKEN');
     assert.deepEqual(config.alerting.alertmanagers[0]!.static_configs[0]!.targets, ['alertmanager:9093']);
     assert.deepEqual(config.rule_files, ['rules/*.yml']);
+  });
+
+  it('scrapes an exporter for every metric family the dependency alerts read', () => {
+    const config = readYaml<{
+      scrape_configs: {
+        job_name: string;
+        metrics_path?: string;
+        params?: Record<string, string[]>;
+        static_configs: { targets: string[] }[];
+        relabel_configs?: { source_labels?: string[]; target_label: string; replacement?: string }[];
+      }[];
+    }>('deploy/prometheus/prometheus.yml');
+    const rules = readYaml<{ groups: { rules: { expr: string }[] }[] }>(
+      'deploy/prometheus/rules/exporters.yml',
+    );
+    const families = new Set(
+      rules.groups.flatMap((g) =>
+        g.rules.flatMap((r) => r.expr.match(/\b(pg|redis|node|probe)_[a-z_]+/g) ?? []),
+      ),
+    );
+    const jobOf: Record<string, string> = {
+      pg: 'postgres',
+      redis: 'redis',
+      node: 'node',
+      probe: 'blackbox-tls',
+    };
+    for (const family of families) {
+      const job = config.scrape_configs.find((s) => s.job_name === jobOf[family.split('_')[0]!]);
+      assert.ok(job?.static_configs[0]?.targets.length, `${family}: a scrape job with targets`);
+    }
+    // The blackbox exporter is asked to probe each listed URL; the URL, not the exporter, names the instance.
+    const probe = config.scrape_configs.find((s) => s.job_name === 'blackbox-tls')!;
+    assert.equal(probe.metrics_path, '/probe');
+    assert.deepEqual(probe.params?.module, ['http_2xx']);
+    assert.ok(probe.static_configs[0]!.targets.every((u) => u.startsWith('https://')));
+    const relabel = probe.relabel_configs!;
+    assert.ok(
+      relabel.some((r) => r.source_labels?.[0] === '__address__' && r.target_label === '__param_target'),
+    );
+    assert.ok(
+      relabel.some((r) => r.target_label === '__address__' && r.replacement === 'blackbox-exporter:9115'),
+    );
   });
 
   it('passes `promtool check rules`', (t) => {
@@ -181,7 +226,8 @@ describe('Prometheus (deploy/prometheus)', () => {
       ),
     );
     assert.ok(alerts.length >= 15);
-    for (const a of alerts) {
+    assert.ok(exporterAlerts.length >= 8);
+    for (const a of [...alerts, ...exporterAlerts]) {
       assert.ok(SEVERITIES.includes(a.labels?.severity ?? ''), `${a.alert}: severity ${a.labels?.severity}`);
       assert.ok(a.labels?.component, `${a.alert}: component label (inhibition groups by it)`);
       for (const key of ['summary', 'description', 'runbook_url'])
@@ -192,7 +238,7 @@ describe('Prometheus (deploy/prometheus)', () => {
       assert.ok(a.for, `${a.alert}: a for: duration, no flapping pages`);
     }
     const deployment = read('docs/deployment.md');
-    for (const a of alerts) {
+    for (const a of [...alerts, ...exporterAlerts]) {
       assert.ok(
         // Table cells may be padded by the formatter.
         new RegExp(`\\|\\s*${a.alert}\\s*\\|\\s*${a.labels!.severity}\\s*\\|`).test(deployment),

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { type FakeUpstream, startFakeUpstream } from '../fake-upstream/server.js';
@@ -264,13 +263,9 @@ describe('production rehearsal: rate limits, kill -9, rolling restart and canary
     assert.equal(failures(afterKill).length, 0, 'no error once the replica was dead');
     assert.ok(afterKill.length >= 20, `${afterKill.length} requests served after the kill`);
 
-    // The replies it was streaming stay 'streaming' in PostgreSQL (nothing could finish them): those of
-    // the conversation turns in flight on it, and no other.
+    // The replies it was streaming: those of the conversation turns in flight on it. Nothing on the victim
+    // can finish them; a surviving replica takes each over once the victim's lease in Redis expires.
     const inFlightTurns = inFlight.filter((o) => turns.has(o.id));
-    const { rows } = await db.query<{ id: string }>(
-      "select id from messages where role = 'assistant' and status = 'streaming'",
-    );
-    const orphans = rows.map((r) => r.id);
     const cut = await Promise.all(directTurns);
     for (const turn of cut) {
       assert.ok(turn.failure, `${turn.requestId} was cut off`);
@@ -278,15 +273,7 @@ describe('production rehearsal: rate limits, kill -9, rolling restart and canary
       turns.set(turn.requestId, turn.assistantMessageId);
       inFlightTurns.push({ id: turn.requestId, start: 0, end: 0, failure: turn.failure });
     }
-    assert.ok(
-      orphans.length <= inFlightTurns.length,
-      `${orphans.length} replies left streaming, ${inFlightTurns.length} turns in flight on the victim`,
-    );
-    for (const o of inFlightTurns) {
-      const reply = turns.get(o.id);
-      if (reply) assert.ok(orphans.includes(reply), `${o.id}: its reply ${reply} is left streaming`);
-    }
-    killed.orphans = orphans;
+    killed.orphans = inFlightTurns.flatMap((o) => turns.get(o.id) ?? []);
 
     const alert = await eventually(
       async () =>
@@ -397,38 +384,31 @@ describe('production rehearsal: rate limits, kill -9, rolling restart and canary
     }
   });
 
-  it('the killed replica restarts and marks the replies it left streaming as interrupted', async () => {
+  it("a surviving replica finishes the killed one's replies as interrupted; the killed replica rejoins", async () => {
     assert.ok(killed, 'the kill -9 step ran');
-    const { replica, at, orphans } = killed;
-    // With Redis shared by replicas, start-up sweeps only rows quiet for 60 s (a live generation on
-    // another replica touches its row every second): restart once they are that old.
-    const wait = at + 61_000 - Date.now();
-    if (wait > 0) await sleep(wait);
-    const before = await db.query("select id from messages where status = 'streaming'");
-    assert.equal(before.rowCount, orphans.length, 'still streaming before the restart');
-
-    await stack.startReplica(replica);
-    const { rows } = await db.query<{ id: string; status: string; error: string; content: string }>(
-      'select id, status, error, content from messages where id = any($1)',
-      [orphans],
-    );
-    assert.equal(rows.length, orphans.length);
+    const { replica, orphans } = killed;
+    // Each running generation holds a 3 s lease in Redis; once the victim's expire, a surviving replica's
+    // scan (every 2 s) saves each reply with what was streamed, marked interrupted (docs/conversations.md).
+    const rows = await eventually(async () => {
+      const { rows } = await db.query<{ id: string; status: string; error: string | null }>(
+        'select id, status, error from messages where id = any($1)',
+        [orphans],
+      );
+      return rows.length === orphans.length && rows.every((r) => r.status !== 'streaming') && rows;
+    }, "the killed replica's replies to be taken over");
     for (const row of rows) {
-      assert.equal(row.status, 'partial', `${row.id} swept`);
-      assert.match(row.error, /^interrupted/, `${row.id} says why`);
+      assert.ok(['partial', 'error'].includes(row.status), `${row.id}: ${row.status}`);
+      assert.match(row.error ?? '', /^interrupted/, `${row.id} says why`);
     }
     const generations = await db.query<{ status: string }>(
       'select status from generations where message_id = any($1)',
       [orphans],
     );
-    assert.deepEqual(
-      generations.rows.map((g) => g.status),
-      orphans.map(() => 'partial'),
+    assert.ok(
+      generations.rows.every((g) => g.status !== 'running'),
+      generations.rows.map((g) => g.status).join(),
     );
-    assert.match(
-      readFileSync(replica.proc!.log, 'utf8'),
-      new RegExp(`"swept":${orphans.length}\\b.*marked replies interrupted by a previous crash`),
-    );
+    await stack.startReplica(replica);
     await stack.reconfigure(
       stack.replicas.filter((r) => r.track === 'stable'),
       stack.replicas.filter((r) => r.track === 'stable'),

@@ -552,6 +552,8 @@ export class RehearsalStack {
       OPENAI_BASE_URL: this.fake.baseUrl,
       OPENAI_API_KEY: UPSTREAM_KEY,
       HTTPS_ONLY: 'true',
+      // Off by default in production; on here so the edge's gzip is checked on the OpenAPI document.
+      ENABLE_DOCS: 'true',
       TRUST_PROXY: '127.0.0.1',
       LOG_LEVEL: 'warn',
       LOG_FORMAT: 'json',

@@ -17,7 +17,8 @@ import { MAIN, RehearsalStack, rehearsalSkip, tail } from './rehearsal-stack.js'
  */
 describe('production rehearsal: 3 replicas behind the kit’s nginx, watched by its Prometheus rules', {
   skip: rehearsalSkip,
-  timeout: 170_000,
+  // A hang guard for the whole suite (its stack starts in a hook), generous for a loaded 2-core machine.
+  timeout: 600_000,
 }, () => {
   const stack = new RehearsalStack();
   const { replicas, notifications } = stack;
@@ -221,9 +222,11 @@ describe('production rehearsal: 3 replicas behind the kit’s nginx, watched by 
     let ok = 0;
     let okAfterStop = 0;
     let stopped = false;
+    // Bounded (count and deadline) and stopped in the `finally`, whether the assertions pass or not.
     let running = true;
+    const until = Date.now() + 120_000;
     const worker = async () => {
-      while (running) {
+      for (let i = 0; running && i < 2_000 && Date.now() < until; i++) {
         try {
           const res = await chat({ stream: false });
           const text = await res.body.text();
@@ -239,13 +242,16 @@ describe('production rehearsal: 3 replicas behind the kit’s nginx, watched by 
       }
     };
     const workers = Array.from({ length: 4 }, worker);
-    await new Promise((r) => setTimeout(r, 1500));
-    const code = await stop(victim.proc!, 'SIGTERM');
-    stopped = true;
-    assert.equal(code, 0, `the replica drained and exited 0\n${tail(victim.proc!.log)}`);
-    await new Promise((r) => setTimeout(r, 2500));
-    running = false;
-    await Promise.all(workers);
+    try {
+      await new Promise((r) => setTimeout(r, 1500));
+      const code = await stop(victim.proc!, 'SIGTERM');
+      stopped = true;
+      assert.equal(code, 0, `the replica drained and exited 0\n${tail(victim.proc!.log)}`);
+      await new Promise((r) => setTimeout(r, 2500));
+    } finally {
+      running = false;
+      await Promise.all(workers);
+    }
     assert.equal(
       errors.length,
       0,

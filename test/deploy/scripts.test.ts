@@ -92,7 +92,7 @@ const summary = (calls: string[]) =>
   );
 
 describe('deploy scripts (deploy/scripts)', () => {
-  it('pass shellcheck (and so does .ci/install-deploy-tools)', (t) => {
+  it('pass shellcheck (and so do .ci/install-deploy-tools and .ci/run)', (t) => {
     const shellcheck = requireTool(t, 'shellcheck');
     if (!shellcheck) return;
     const result = run(
@@ -106,6 +106,7 @@ describe('deploy scripts (deploy/scripts)', () => {
         NGINX_ROUTE,
         path.join(DEPLOY, 'scripts', 'lib.sh'),
         path.join(ROOT, '.ci', 'install-deploy-tools'),
+        path.join(ROOT, '.ci', 'run'),
       ],
       { cwd: ROOT },
     );

@@ -12,10 +12,15 @@ export type Fault =
   | { kind: 'not-json' } // a 200 whose body is an HTML error page (a proxy in the way)
   | { kind: 'slow-first-token'; delayMs: number }
   | { kind: 'reset-after'; chunks: number } // destroy the socket mid-stream
-  | { kind: 'no-done' } // end the stream without [DONE]
+  | { kind: 'no-done' } // end the stream without [DONE] (after the finish_reason and usage)
+  | { kind: 'no-done-unfinished' } // end the stream without a finish_reason or [DONE]
   | { kind: 'malformed-chunk' }
   | { kind: 'error-event'; afterChunks: number }
-  | { kind: 'drip'; intervalMs: number }; // chunks slower than the idle timeout
+  | { kind: 'drip'; intervalMs: number } // chunks slower than the idle timeout
+  // A reply that does not end by itself: chunks of about 1 kB as fast as the reader takes them (waiting for
+  // 'drain', as a real server does), until the reader leaves or `maxChunks` (then it ends normally: only a
+  // reader that ignored backpressure could take 50,000, the kernel's socket buffers hold a few MB).
+  | { kind: 'flood'; maxChunks: number };
 
 export interface FakeUpstreamOptions {
   /** The reply, split into words and streamed `wordsPerChunk` at a time. */
@@ -26,18 +31,39 @@ export interface FakeUpstreamOptions {
   /** Required bearer token (401 otherwise). */
   apiKey?: string;
   models?: string[];
+  /**
+   * Call this tool even when the request offers none (a model the provider configured with tools, as a
+   * conversation's upstream may be): the reply is that call, streamed as OpenAI streams tool calls
+   * (https://platform.openai.com/docs/api-reference/chat-streaming), finish_reason "tool_calls".
+   */
+  toolCall?: { name: string; arguments: string } | null;
+  /** Streamed tool-call arguments are split into pieces of this many characters (default: one piece). */
+  argumentsChunkChars?: number;
+  /**
+   * Reasoning before the answer, as DeepSeek's reasoner sends it (https://api-docs.deepseek.com/guides/reasoning_model):
+   * `reasoning_content` beside `content` in the message, streamed word by word in its own deltas.
+   */
+  reasoning?: string;
 }
 
 export interface FakeUpstream {
   url: string;
   /** base URL for OpenAI clients: `${url}/v1` */
   baseUrl: string;
-  requests: { path: string; body: Record<string, unknown>; headers: http.IncomingHttpHeaders }[];
+  /** Every request received: `text` is its body's bytes as they came (pass-through parity tests). */
+  requests: {
+    path: string;
+    body: Record<string, unknown>;
+    text: string;
+    headers: http.IncomingHttpHeaders;
+  }[];
   /** Faults applied to the next requests, in order; a request with none left is served normally. */
   queue(...faults: Fault[]): void;
   set(options: FakeUpstreamOptions): void;
   /** Open sockets right now (for leak checks). */
   openSockets(): number;
+  /** Flooding replies waiting right now for their reader to take more (see the `flood` fault). */
+  waitingForDrain(): number;
   close(): Promise<void>;
 }
 
@@ -48,18 +74,22 @@ export async function startFakeUpstream(initial: FakeUpstreamOptions = {}, port 
     firstTokenDelayMs: 0,
     chunkIntervalMs: 0,
     models: ['gpt-4o-mini', 'gpt-4o'],
+    toolCall: null,
+    argumentsChunkChars: 0,
+    reasoning: '',
     ...initial,
   };
   const faults: Fault[] = [];
   const requests: FakeUpstream['requests'] = [];
   const sockets = new Set<import('node:net').Socket>();
+  let waiting = 0;
 
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const text = Buffer.concat(chunks).toString('utf8');
     const body = text ? (JSON.parse(text) as Record<string, unknown>) : {};
-    requests.push({ path: req.url ?? '', body, headers: req.headers });
+    requests.push({ path: req.url ?? '', body, text, headers: req.headers });
 
     if (options.apiKey && req.headers.authorization !== `Bearer ${options.apiKey}`) {
       return json(res, 401, {
@@ -75,6 +105,16 @@ export async function startFakeUpstream(initial: FakeUpstreamOptions = {}, port 
         object: 'list',
         data: options.models.map((id) => ({ id, object: 'model', created: 0, owned_by: 'fake' })),
       });
+    }
+    if (req.method === 'POST' && req.url === '/v1/embeddings') {
+      const fault = faults.shift();
+      if (fault?.kind === 'status') {
+        if (fault.retryAfter) res.setHeader('retry-after', fault.retryAfter);
+        return json(res, fault.status, {
+          error: { message: `injected ${fault.status}`, type: 'server_error' },
+        });
+      }
+      return json(res, 200, fakeEmbeddings(body));
     }
     if (req.method !== 'POST' || req.url !== '/v1/chat/completions')
       return json(res, 404, { error: { message: 'not found' } });
@@ -105,7 +145,9 @@ export async function startFakeUpstream(initial: FakeUpstreamOptions = {}, port 
       return res.end('<html><body>502 Bad Gateway</body></html>');
     }
 
-    const toolCall = wantsToolCall(body);
+    const toolCall = options.toolCall
+      ? { id: 'call_fake_1', type: 'function' as const, function: { ...options.toolCall } }
+      : wantsToolCall(body);
     const words = options.reply.match(/\S+\s*/g) ?? [];
     const promptTokens = JSON.stringify(body.messages ?? []).length >> 2;
     const usage = {
@@ -121,6 +163,7 @@ export async function startFakeUpstream(initial: FakeUpstreamOptions = {}, port 
       const message = toolCall
         ? { role: 'assistant', content: null, tool_calls: [toolCall] }
         : { role: 'assistant', content: options.reply, refusal: null };
+      if (options.reasoning) Object.assign(message, { reasoning_content: options.reasoning });
       return json(res, 200, {
         id,
         object: 'chat.completion',
@@ -152,6 +195,7 @@ export async function startFakeUpstream(initial: FakeUpstreamOptions = {}, port 
     if (res.destroyed) return;
     send(chunk({ role: 'assistant', content: '', refusal: null }));
     let sent = 0;
+    for (const word of options.reasoning.match(/\S+\s*/g) ?? []) send(chunk({ reasoning_content: word }));
     if (toolCall) {
       send(
         chunk({
@@ -165,7 +209,18 @@ export async function startFakeUpstream(initial: FakeUpstreamOptions = {}, port 
           ],
         }),
       );
-      send(chunk({ tool_calls: [{ index: 0, function: { arguments: toolCall.function.arguments } }] }));
+      const args = toolCall.function.arguments;
+      const size = options.argumentsChunkChars || args.length || 1;
+      for (let at = 0; at < Math.max(args.length, 1); at += size)
+        send(chunk({ tool_calls: [{ index: 0, function: { arguments: args.slice(at, at + size) } }] }));
+    } else if (fault?.kind === 'flood') {
+      for (let i = 0; i < fault.maxChunks && !res.destroyed; i++) {
+        if (send(chunk({ content: `word${i} `.repeat(100) }))) continue;
+        waiting++;
+        await drained(res);
+        waiting--;
+      }
+      if (res.destroyed) return;
     } else {
       for (let i = 0; i < words.length; i += options.wordsPerChunk) {
         if (fault?.kind === 'reset-after' && sent === fault.chunks) {
@@ -187,6 +242,7 @@ export async function startFakeUpstream(initial: FakeUpstreamOptions = {}, port 
         sent++;
       }
     }
+    if (fault?.kind === 'no-done-unfinished') return res.end();
     send(chunk({}, toolCall ? 'tool_calls' : 'stop'));
     const streamOptions = body.stream_options as { include_usage?: boolean } | undefined;
     if (streamOptions?.include_usage)
@@ -210,10 +266,62 @@ export async function startFakeUpstream(initial: FakeUpstreamOptions = {}, port 
       options = { ...options, ...o };
     },
     openSockets: () => sockets.size,
+    waitingForDrain: () => waiting,
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
+  };
+}
+
+/** Resolves when the response can take more, or is gone. */
+function drained(res: http.ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+/**
+ * OpenAI's embeddings answer (https://platform.openai.com/docs/api-reference/embeddings/create and
+ * /embeddings/object): one `embedding` object per input, in order, as floats or (encoding_format base64)
+ * the float32 little-endian bytes in base64, `dimensions` long (8 by default here), usage counting the input
+ * tokens. The vectors are derived from each input's text, so equal inputs embed equally.
+ */
+export function fakeEmbeddings(body: Record<string, unknown>) {
+  const input = body.input;
+  const items: unknown[] =
+    typeof input === 'string' || (Array.isArray(input) && typeof input[0] === 'number')
+      ? [input]
+      : (input as unknown[]);
+  const dimensions = typeof body.dimensions === 'number' ? body.dimensions : 8;
+  let promptTokens = 0;
+  const data = items.map((item, index) => {
+    const text = typeof item === 'string' ? item : JSON.stringify(item);
+    promptTokens += Array.isArray(item) ? item.length : Math.max(1, text.split(/\s+/).length);
+    const vector = Array.from({ length: dimensions }, (_, i) => {
+      let h = 2166136261 ^ i;
+      for (let c = 0; c < text.length; c++) h = Math.imul(h ^ text.charCodeAt(c), 16777619);
+      return Math.fround(((h >>> 0) % 2000) / 1000 - 1);
+    });
+    const bytes = Buffer.alloc(vector.length * 4);
+    for (let i = 0; i < vector.length; i++) bytes.writeFloatLE(vector[i]!, i * 4);
+    return {
+      object: 'embedding',
+      index,
+      embedding: body.encoding_format === 'base64' ? bytes.toString('base64') : vector,
+    };
+  });
+  return {
+    object: 'list',
+    data,
+    model: String(body.model),
+    usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
   };
 }
 

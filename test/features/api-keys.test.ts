@@ -67,6 +67,8 @@ describe('AuthService: API keys without a database', () => {
 
   function service() {
     const apiKeys = countingStore<ApiKeyStore>({
+      // Nothing cached: every lookup goes to findUsable.
+      peekUsable: () => undefined,
       findUsable: async (hash) => (hash === sha256(goodKey) ? owner : undefined),
       touch: async () => {},
     });
@@ -105,7 +107,7 @@ describe('AuthService: API keys without a database', () => {
     const { auth, apiKeys } = service();
     const unknown = `ck-${randomBytes(32).toString('base64url')}`;
     await assert.rejects(auth.authenticate(`Bearer ${unknown}`), rejectsWith('invalid_api_key'));
-    assert.deepEqual(apiKeys.calls, ['findUsable']);
+    assert.deepEqual(apiKeys.calls, ['peekUsable', 'findUsable']);
 
     const principal = await auth.authenticate(`Bearer ${goodKey}`);
     assert.deepEqual(principal, {
@@ -115,7 +117,7 @@ describe('AuthService: API keys without a database', () => {
       apiKeyId: 'key_1',
       cacheResponses: undefined,
     });
-    assert.deepEqual(apiKeys.calls, ['findUsable', 'findUsable', 'touch']);
+    assert.deepEqual(apiKeys.calls, ['peekUsable', 'findUsable', 'peekUsable', 'findUsable', 'touch']);
   });
 });
 

@@ -67,6 +67,31 @@ for (const dialect of DIALECTS) {
       assert.match(t.logText(), /audit: auth.login failure/);
     });
 
+    it("keeps the master key's trail: each of its model calls is a row, readable at once", async () => {
+      const requests = await Promise.all(
+        Array.from({ length: 30 }, () =>
+          t.inject({
+            method: 'POST',
+            url: '/v1/chat/completions',
+            headers: bearer(TEST_MASTER_KEY),
+            payload: { model: 'demo', messages: [{ role: 'user', content: 'hi' }] },
+          }),
+        ),
+      );
+      for (const r of requests) assert.equal(r.statusCode, 200, r.body);
+      // Rows are written in batches; the audit API writes this replica's waiting rows before it reads.
+      const res = await t.inject({
+        method: 'GET',
+        url: `/api/admin/audit?limit=500&action=${encodeURIComponent('POST /v1/chat/completions')}`,
+        headers: bearer(TEST_MASTER_KEY),
+      });
+      const rows = (res.json() as { data: Record<string, unknown>[] }).data;
+      const ids = new Set(requests.map((r) => r.headers['x-request-id']));
+      const mine = rows.filter((e) => ids.has(e.request_id as string));
+      assert.equal(mine.length, 30);
+      for (const e of mine) assert.equal(e.actor_via, 'master_key');
+    });
+
     it('is for admins only', async () => {
       const user = await createUser(t, 'not-admin@example.com');
       const res = await t.inject({

@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import type { Redis } from 'ioredis';
 import { SignJWT } from 'jose';
+import { isAcceptableEmail } from '../../src/features/users/email.js';
 import {
   assertError,
   bearer,
@@ -132,23 +133,15 @@ for (const dialect of DIALECTS) {
         assert.equal((await login(t, 'second@example.com', PASSWORD)).statusCode, 200);
       });
 
-      it('ignores a `role: "admin"` field in the signup body', async () => {
+      it('refuses a `role: "admin"` field in the signup body, naming it, and creates nobody', async () => {
         const res = await signup(t, { email: 'sneaky@example.com', password: PASSWORD, role: 'admin' });
-        assert.equal(res.statusCode, 201, res.body);
-        const body = res.json();
-        assert.equal(body.user.role, 'user');
-        assert.equal((await getMe(t, body.access_token)).json().role, 'user');
-        assertError(
-          await t.inject({ method: 'GET', url: '/api/users', headers: bearer(body.access_token) }),
-          403,
-          'forbidden',
-        );
-        const fromAdmin = await t.inject({
-          method: 'GET',
-          url: `/api/users/${body.user.id}`,
-          headers: bearer(TEST_MASTER_KEY),
-        });
-        assert.equal(fromAdmin.json().role, 'user');
+        const error = assertError(res, 400, 'validation_error', 'role');
+        assert.match(error.message, /unknown field 'role'/);
+        assertError(await login(t, 'sneaky@example.com', PASSWORD), 401, 'invalid_credentials');
+        // Without it, the account is an ordinary user.
+        const ok = await signup(t, { email: 'sneaky@example.com', password: PASSWORD });
+        assert.equal(ok.statusCode, 201, ok.body);
+        assert.equal(ok.json().user.role, 'user');
       });
 
       it('refuses a second account with the same email, whatever its case (409 conflict)', async () => {
@@ -185,6 +178,23 @@ for (const dialect of DIALECTS) {
 
       it('rejects a malformed email with 400', async () => {
         assertError(await signup(t, { email: 'not-an-email', password: PASSWORD }), 400, 'validation_error');
+      });
+
+      it('accepts exactly the emails the CLI accepts (one validation for both)', async () => {
+        const candidates = [
+          'bad-email',
+          'a@b',
+          'two@@example.com',
+          ' spaced@example.com',
+          'ok.name+tag@example.co.uk',
+          `${'x'.repeat(250)}@e.co`,
+          'first.last@sub.example.org',
+        ];
+        for (const [i, email] of candidates.entries()) {
+          const unique = email.replace(/@/, `${i}@`);
+          const res = await signup(t, { email: unique, password: PASSWORD });
+          assert.equal(res.statusCode === 201, isAcceptableEmail(unique), `${unique}: ${res.body}`);
+        }
       });
     });
 
@@ -251,16 +261,18 @@ for (const dialect of DIALECTS) {
         assert.equal(me.json().password_hash, undefined);
       });
 
-      it('gives a wrong password, an unknown email and a disabled account the identical 401', async () => {
+      it('gives a wrong password, an unknown email and a disabled account’s wrong password the identical 401; a disabled account’s right password 403 account_disabled', async () => {
         const user = await createUser(t, 'same-401@example.com');
         const disabled = await createUser(t, 'disabled-401@example.com');
         assert.equal((await setDisabled(t, disabled.id, true)).statusCode, 200);
 
         const wrongPassword = await login(t, user.email, 'not-the-right-password');
         const unknownEmail = await login(t, 'nobody-here@example.com', 'not-the-right-password');
-        const disabledAccount = await login(t, disabled.email, disabled.password);
+        const disabledAccount = await login(t, disabled.email, 'not-the-right-password');
         for (const res of [wrongPassword, unknownEmail, disabledAccount])
           assertError(res, 401, 'invalid_credentials', null);
+        // The right password learns the account is disabled (and nothing a guesser could use).
+        assertError(await login(t, disabled.email, disabled.password), 403, 'account_disabled', null);
         assert.equal(unknownEmail.body, wrongPassword.body);
         assert.equal(disabledAccount.body, wrongPassword.body);
         assert.equal(unknownEmail.headers['content-type'], wrongPassword.headers['content-type']);
@@ -275,7 +287,7 @@ for (const dialect of DIALECTS) {
         assert.equal(res.json().disabled, true);
 
         assertError(await getMe(t, user.accessToken), 401, 'invalid_token');
-        assertError(await login(t, user.email, user.password), 401, 'invalid_credentials');
+        assertError(await login(t, user.email, user.password), 403, 'account_disabled');
         assertError(await refresh(t, user.refreshToken), 401, 'invalid_token');
 
         // Re-enabled, the account can sign in again.
@@ -338,6 +350,33 @@ for (const dialect of DIALECTS) {
         assert.equal((await login(t, user.email, user.password)).statusCode, 200);
       });
 
+      it('logout ends the access tokens of that session at once; other sessions keep working', async () => {
+        const user = await createUser(t, unique('logout-access'));
+        const other = (await login(t, user.email, user.password)).json() as { access_token: string };
+        assert.equal((await getMe(t, user.accessToken)).statusCode, 200);
+        // A token from a refresh belongs to the same session.
+        const rotated = (await refresh(t, user.refreshToken)).json() as {
+          access_token: string;
+          refresh_token: string;
+        };
+        assert.equal((await getMe(t, rotated.access_token)).statusCode, 200);
+        assert.equal((await logout(t, rotated.refresh_token)).statusCode, 204);
+        for (const token of [user.accessToken, rotated.access_token]) {
+          const res = await getMe(t, token);
+          assertError(res, 401, 'invalid_token');
+          assert.match(res.json().error.message, /signed out/);
+        }
+        assert.equal((await getMe(t, other.access_token)).statusCode, 200);
+      });
+
+      it('a reused refresh token ends the access tokens of its session too', async () => {
+        const user = await createUser(t, unique('reuse-access'));
+        const rotated = (await refresh(t, user.refreshToken)).json() as { access_token: string };
+        assert.equal((await getMe(t, rotated.access_token)).statusCode, 200);
+        assertError(await refresh(t, user.refreshToken), 401, 'invalid_token');
+        assertError(await getMe(t, rotated.access_token), 401, 'invalid_token');
+      });
+
       it('PATCH /api/me changes the password only with the current one, and signs other sessions out', async () => {
         const user = await createUser(t, 'change-pw@example.com');
         const other = (await login(t, user.email, user.password)).json() as { refresh_token: string };
@@ -360,13 +399,20 @@ for (const dialect of DIALECTS) {
         );
         // None of the refused attempts changed anything.
         assert.equal((await refresh(t, other.refresh_token)).statusCode, 200);
-        const otherNow = (await login(t, user.email, user.password)).json() as { refresh_token: string };
+        const otherNow = (await login(t, user.email, user.password)).json() as {
+          refresh_token: string;
+          access_token: string;
+        };
 
         const ok = await patch({ password: newPassword, current_password: user.password });
         assert.equal(ok.statusCode, 200, ok.body);
         assert.equal(ok.json().id, user.id);
 
         assertError(await refresh(t, otherNow.refresh_token), 401, 'invalid_token');
+        assertError(await getMe(t, otherNow.access_token), 401, 'invalid_token');
+        // The session that changed the password stays signed in.
+        assert.equal((await getMe(t, user.accessToken)).statusCode, 200);
+        assert.equal((await refresh(t, user.refreshToken)).statusCode, 200);
         assertError(await login(t, user.email, user.password), 401, 'invalid_credentials');
         assert.equal((await login(t, user.email, newPassword)).statusCode, 200);
       });
@@ -618,6 +664,37 @@ for (const dialect of DIALECTS) {
         }
         assert.equal((await login(t, user.email, user.password, address)).statusCode, 200);
       });
+    });
+
+    it('logout on one replica ends the session access tokens on the other', {
+      skip: REDIS_URL ? false : 'set TEST_REDIS_URL to run',
+    }, async () => {
+      markSuiteRan('redis');
+      const one = await startTestApp({ dialect, env: { REDIS_URL: REDIS_URL! } });
+      const two = await startTestApp({
+        dialect,
+        testDb: one.testDb,
+        migrate: false,
+        env: { REDIS_URL: REDIS_URL! },
+      }).catch(async (err) => {
+        await one.close();
+        throw err;
+      });
+      try {
+        await Promise.all([redisReady(one.redis!), redisReady(two.redis!)]);
+        const user = await createUser(one, unique('replica-logout'));
+        // Replica two has just seen the session signed in (and remembers it).
+        assert.equal((await getMe(two, user.accessToken)).statusCode, 200);
+        assert.equal((await logout(one, user.refreshToken)).statusCode, 204);
+        let status = 0;
+        for (let i = 0; i < 100 && status !== 401; i++) {
+          status = (await getMe(two, user.accessToken)).statusCode;
+          if (status !== 401) await new Promise((r) => setTimeout(r, 20));
+        }
+        assert.equal(status, 401, 'replica two refuses the signed-out session');
+      } finally {
+        await Promise.all([one.close(), two.close()]);
+      }
     });
 
     it('shares login failure counts between two app instances through Redis', {

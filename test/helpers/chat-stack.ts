@@ -3,12 +3,13 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Selectable } from 'kysely';
 import { stringify as toYaml } from 'yaml';
 import type { RoutingFile } from '../../src/config/routing-file.js';
 import type { UsageRecordsTable } from '../../src/db/schema.js';
 import { type FakeUpstream, type FakeUpstreamOptions, startFakeUpstream } from '../fake-upstream/server.js';
 import { bearer, createUser, startTestApp, type TestApp } from './app.js';
-import { markSuiteRan } from './databases.js';
+import { markSuiteRan, type TestDialect } from './databases.js';
 
 /** The key Colloquy sends to the fake upstreams (which refuse any other). */
 export const UPSTREAM_KEY = 'sk-fake-upstream-key-for-tests';
@@ -26,18 +27,20 @@ export interface ChatStack {
   apiKeyId: string;
   userId: string;
   /** The usage row of a request, once it has been written (recording is asynchronous). */
-  usageRow(requestId: string): Promise<UsageRecordsTable>;
+  usageRow(requestId: string): Promise<Selectable<UsageRecordsTable>>;
   close(): Promise<void>;
 }
 
 export interface ChatStackOptions {
-  dialect?: 'sqlite' | 'postgres';
+  dialect?: TestDialect;
   env?: Record<string, string>;
   /** false: no OPENAI_* variables at all (the demo model answers). */
   upstream?: boolean;
   /** The routing file; the default declares `backup` and the alias `ha-model` (openai, then backup). */
   routing?: ((backupUrl: string) => RoutingFile) | null;
   fakeOptions?: FakeUpstreamOptions;
+  /** A clock (epoch ms) for session lengths (the break reminder). */
+  now?: () => number;
 }
 
 export const defaultRouting = (backupUrl: string): RoutingFile => ({
@@ -97,7 +100,7 @@ export async function startChatStack(options: ChatStackOptions = {}): Promise<Ch
   }
   let t: TestApp | undefined;
   try {
-    t = await startTestApp({ dialect: options.dialect ?? 'sqlite', env });
+    t = await startTestApp({ dialect: options.dialect ?? 'sqlite', env, now: options.now });
     await t.app.listen({ port: 0, host: '127.0.0.1' });
     const url = `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
     const user = await createUser(t, 'chat-user@example.com');
@@ -120,13 +123,16 @@ export async function startChatStack(options: ChatStackOptions = {}): Promise<Ch
       apiKeyId: key.id,
       userId: user.id,
       usageRow: async (requestId) => {
-        for (let i = 0; i < 200; i++) {
+        // A stream cut short is recorded after its usage is estimated: the tokenizer's worker may still be
+        // starting on a busy machine (seconds), so the wait is bounded by a deadline as well as a count.
+        const deadline = Date.now() + 30_000;
+        for (let i = 0; i < 3_000 && Date.now() < deadline; i++) {
           const row = await app.database.db
             .selectFrom('usage_records')
             .selectAll()
             .where('request_id', '=', requestId)
             .executeTakeFirst();
-          if (row) return row as UsageRecordsTable;
+          if (row) return row;
           await sleep(10);
         }
         throw new Error(`no usage row for ${requestId}`);

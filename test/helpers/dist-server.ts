@@ -31,6 +31,8 @@ export function spawnDistServer(options: {
   cwd: string;
   env: Record<string, string>;
   nodeArgs?: string[];
+  /** How long /health may take to answer (default 60 s: a server starts in about a second on an idle machine, far slower on a busy one). */
+  startTimeoutMs?: number;
 }): Promise<DistServer> {
   const started = starting.then(() => spawnOne(options));
   starting = started.catch(() => undefined);
@@ -41,6 +43,7 @@ async function spawnOne(options: {
   cwd: string;
   env: Record<string, string>;
   nodeArgs?: string[];
+  startTimeoutMs?: number;
 }): Promise<DistServer> {
   const port = await freePort();
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN, 'serve'], {
@@ -69,7 +72,7 @@ async function spawnOne(options: {
   try {
     await eventually(
       async () => (await fetch(`${url}/health`).catch(() => undefined))?.ok === true,
-      20_000,
+      options.startTimeoutMs ?? 60_000,
       `the server is up (${output.slice(-500)})`,
     );
   } catch (err) {

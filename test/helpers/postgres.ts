@@ -17,7 +17,11 @@ export interface PostgresServer {
   url: string;
   port: number;
   /** `pg_ctl restart -m fast`: sessions are terminated, the server is back once this resolves. */
-  restartFast(): Promise<void>;
+  /**
+   * pg_ctl restart -m fast; with `whileDown`, stop -m fast, then `whileDown()` (an event to await while the
+   * server is down, e.g. readiness saying so), then start.
+   */
+  restartFast(whileDown?: () => Promise<void>): Promise<void>;
   /** SIGSTOP (or SIGCONT) to the postmaster and every backend: a server that stops answering at all. */
   pause(): void;
   resume(): void;
@@ -89,9 +93,18 @@ export async function startPostgresServer(): Promise<PostgresServer> {
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     port,
-    restartFast: async () => {
+    restartFast: async (whileDown) => {
       // -l again, or the new postmaster would write to (and hold open) this call's stdout.
-      await pgTool('pg_ctl', ['-D', data, '-l', log, '-m', 'fast', '-w', 'restart']);
+      if (!whileDown) {
+        await pgTool('pg_ctl', ['-D', data, '-l', log, '-m', 'fast', '-w', 'restart']);
+        return;
+      }
+      await pgTool('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
+      try {
+        await whileDown();
+      } finally {
+        await pgTool('pg_ctl', ['-D', data, '-o', options, '-l', log, '-w', 'start']);
+      }
     },
     connectionPids: () =>
       processes()

@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import SqliteDatabase from 'better-sqlite3';
 import { type Kysely, sql } from 'kysely';
+import * as mysql from 'mysql2/promise';
 import pg from 'pg';
 import { type DatabaseTarget, parseDatabaseUrl } from '../../src/config/database-url.js';
 import { type DatabaseHandle, openDatabase } from '../../src/db/database.js';
@@ -37,6 +38,7 @@ import {
   restoreBackup,
   verifyBackup,
 } from '../../src/ops/backup.js';
+import { eventually } from '../helpers/chat-stack.js';
 import { createTestDatabase, DIALECTS, postgresAvailable, type TestDatabase } from '../helpers/databases.js';
 
 const open = (target: DatabaseTarget): DatabaseHandle =>
@@ -304,6 +306,20 @@ async function snapshot(target: DatabaseTarget, db: AnyDb): Promise<Record<strin
   return out;
 }
 
+async function mysqlScratchDatabases(): Promise<string[]> {
+  const connection = await mysql.createConnection({ uri: process.env.TEST_MYSQL_URL! });
+  try {
+    const [rows] = await connection.query(
+      `select schema_name as name from information_schema.schemata
+        where schema_name like 'colloquy\\_verify\\_%' or schema_name like 'colloquy\\_restore\\_%'
+           or schema_name like 'colloquy\\_replaced\\_%'`,
+    );
+    return (rows as { name: string }[]).map((r) => r.name);
+  } finally {
+    await connection.end();
+  }
+}
+
 async function pgScratchDatabases(): Promise<string[]> {
   const client = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
   await client.connect();
@@ -317,7 +333,7 @@ async function pgScratchDatabases(): Promise<string[]> {
   }
 }
 
-function lifecycle(dialect: 'sqlite' | 'postgres') {
+function lifecycle(dialect: 'sqlite' | 'postgres' | 'mysql') {
   let testDb: TestDatabase;
   let target: DatabaseTarget;
   let handle: DatabaseHandle | undefined;
@@ -350,7 +366,7 @@ function lifecycle(dialect: 'sqlite' | 'postgres') {
   });
 
   it('backup writes a private file with the row counts of the source', async () => {
-    file = path.join(dir, `colloquy.${dialect === 'sqlite' ? 'db' : 'dump'}`);
+    file = path.join(dir, `colloquy.${{ sqlite: 'db', postgres: 'dump', mysql: 'sql' }[dialect]}`);
     const events: number[] = [];
     const summary = await createBackup(target, file, { onProgress: (e) => events.push(e.done / e.total) });
     assert.equal(summary.file, file);
@@ -389,6 +405,8 @@ function lifecycle(dialect: 'sqlite' | 'postgres') {
     assert.deepEqual(result.tables, counts);
     if (dialect === 'postgres')
       assert.deepEqual(await pgScratchDatabases(), [], 'the scratch database is dropped');
+    if (dialect === 'mysql')
+      assert.deepEqual(await mysqlScratchDatabases(), [], 'the scratch database is dropped');
   });
 
   it('verify reports a table whose count differs', async () => {
@@ -437,6 +455,8 @@ function lifecycle(dialect: 'sqlite' | 'postgres') {
     assert.deepEqual(summary.tables, counts);
     await closeDb();
     assert.deepEqual(await snapshot(target, db()), original, 'every row identical');
+    if (dialect === 'mysql')
+      assert.deepEqual(await mysqlScratchDatabases(), [], 'the scratch and replaced databases are dropped');
     if (dialect === 'sqlite') {
       const leftovers = readdirSync(path.dirname((target as { path: string }).path)).filter((f) =>
         f.includes('.restore-'),
@@ -482,15 +502,19 @@ function lifecycle(dialect: 'sqlite' | 'postgres') {
       [empty, /is not a valid backup/],
       [
         truncated,
-        dialect === 'sqlite'
-          ? /corrupted|integrity check/
-          : /not a valid PostgreSQL backup|pg_restore failed/,
+        {
+          sqlite: /corrupted|integrity check/,
+          postgres: /not a valid PostgreSQL backup|pg_restore failed/,
+          mysql: /is incomplete/,
+        }[dialect],
       ],
       [
         rotten,
-        dialect === 'sqlite'
-          ? /corrupted|integrity check/
-          : /not a valid PostgreSQL backup|pg_restore failed/,
+        {
+          sqlite: /corrupted|integrity check/,
+          postgres: /not a valid PostgreSQL backup|pg_restore failed/,
+          mysql: /is corrupted: its content does not match the checksum/,
+        }[dialect],
       ],
     ] as const) {
       await assert.rejects(restoreBackup(target, bad), (err: Error) => {
@@ -593,7 +617,7 @@ describe('backup of SQLite while another connection writes', () => {
       writer.once('error', reject);
     });
     try {
-      while (Atomics.load(state, 1) < 20) await new Promise((r) => setTimeout(r, 5));
+      await eventually(() => Atomics.load(state, 1) >= 20, 30_000, 'the writer committed 20 pairs');
       const before = Atomics.load(state, 1);
       const file = path.join(dir, 'live-backup.db');
       const summary = await createBackup({ dialect: 'sqlite', path: dbPath }, file);
@@ -841,6 +865,37 @@ describe('colloquy backup never prints the database password', () => {
       assert.ok(!r.stdout.includes(password) && !r.stderr.includes(password), show(r));
       assert.match(r.stderr, /colloquy:\*\*\*@127\.0\.0\.1/, 'the target is named with the password masked');
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('backup and restore on MySQL / MariaDB without the client tools', () => {
+  it('refuse naming the tools to install, without touching anything', async () => {
+    const target = parseDatabaseUrl('mysql://colloquy:pw@127.0.0.1:1/colloquy');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'colloquy-mysql-backup-'));
+    const pathBefore = process.env.PATH;
+    process.env.PATH = dir; // no mariadb-dump, mysqldump, mariadb or mysql here
+    try {
+      const file = path.join(dir, 'colloquy.sql');
+      await assert.rejects(createBackup(target, file), (err: Error) => {
+        assert.ok(err instanceof BackupError);
+        assert.match(
+          err.message,
+          /mariadb-dump or mysqldump was not found on PATH: .*apt-get install mariadb-client/,
+        );
+        assert.ok(!err.message.includes('pw'), 'no password');
+        return true;
+      });
+      assert.equal(existsSync(file), false);
+      writeFileSync(file, 'not a dump');
+      await assert.rejects(
+        restoreBackup(target, file),
+        /is not a valid backup: expected a MySQL \/ MariaDB SQL dump/,
+      );
+      assert.equal(readFileSync(file, 'utf8'), 'not a dump');
+    } finally {
+      process.env.PATH = pathBefore;
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -238,8 +238,12 @@ describe('a tokens-per-minute limit on /v1', () => {
       stack,
       chatRequest({ max_tokens: 10, messages: [{ role: 'user', content: essay }] }),
     );
-    assert.equal(large.status, 429);
-    assert.match(((await large.json()) as Json).error.message, /too large/);
+    // It could never fit the limit: 413 with the reason, not a 429 to retry (issue 19, item 10).
+    assert.equal(large.status, 413);
+    assert.equal(large.headers.get('retry-after'), null);
+    const error = ((await large.json()) as Json).error;
+    assert.equal(error.code, 'exceeds_token_limit');
+    assert.match(error.message, /too large/);
     assert.equal(upstreamCalls(stack), calls);
     assert.equal(tokenCounts().counted, counted, 'admission sent nothing to the tokenizer');
   });
@@ -277,7 +281,7 @@ describe('budgets on /v1', () => {
     });
     const [day] = ((await status.json()) as Json).data;
     assert.equal(day.period, 'day');
-    assert.ok(day.spentUsd > 0 && day.spentUsd < 0.001, `spent ${day.spentUsd}`);
+    assert.ok(day.spent_usd > 0 && day.spent_usd < 0.001, `spent ${day.spent_usd}`);
   });
 
   it('shows spend in the usage API, a user only their own', async () => {

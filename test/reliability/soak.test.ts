@@ -38,7 +38,8 @@ describe('soak with 1 % injected faults', { skip: !built() && 'run npm run build
     const statuses: Record<number, number> = {};
     const samples: { t: number; rss: number }[] = [];
     const started = Date.now();
-    const until = (deadline: number) => () => Date.now() < deadline;
+    // Each phase's loops end at its deadline (and after at most 100,000 requests); a request has one too.
+    const until = (deadline: number) => () => Date.now() < deadline && requests < 100_000;
     const worker = async (running: () => boolean) => {
       while (running()) {
         if (Math.random() < 0.01) {
@@ -50,6 +51,7 @@ describe('soak with 1 % injected faults', { skip: !built() && 'run npm run build
           method: 'POST',
           headers: { 'content-type': 'application/json', ...bearer(TEST_MASTER_KEY) },
           body: JSON.stringify({ model: 'gpt-4o-mini', stream, messages: [{ role: 'user', content: 'hi' }] }),
+          signal: AbortSignal.timeout(30_000),
         });
         const body = await res.text();
         if (res.status >= 500 && ![502, 503, 504].includes(res.status)) bad++;

@@ -98,14 +98,18 @@ async function send(
 export function startTraffic(
   s: ChatStack,
   prepared: { token: string; conversations: string[] },
-  options: { v1Workers: number; deadlineMs: number; reads?: boolean },
+  options: { v1Workers: number; deadlineMs: number; reads?: boolean; maxRunMs?: number },
 ): Traffic {
+  // Bounded by a deadline and a count as well as by stop() (which after() hooks call through stopAllTraffic):
+  // a scenario that fails before stopping its traffic cannot leave it running.
   let active = true;
+  const until = Date.now() + (options.maxRunMs ?? 180_000);
   const outcomes: Outcome[] = [];
+  const going = () => active && Date.now() < until && outcomes.length < 50_000;
   const auth = { authorization: `Bearer ${prepared.token}`, 'content-type': 'application/json' };
   const turnWorker = async (first: string) => {
     let conversationId = first;
-    for (let i = 0; active; i++) {
+    for (let i = 0; going(); i++) {
       const content = `turn ${++sequence} at ${Date.now()}`;
       const stream = i % 2 === 0;
       const turn = await send(
@@ -149,7 +153,7 @@ export function startTraffic(
     }
   };
   const v1Worker = async () => {
-    for (let i = 0; active; i++) {
+    for (let i = 0; going(); i++) {
       const stream = i % 2 === 1;
       outcomes.push(
         await send(

@@ -1,21 +1,23 @@
 import type { Kysely } from 'kysely';
+import { columnTypes } from '../portable.js';
 
 /** The audit trail: auth events and every admin action. Append-only; never holds secrets or bodies. */
 export async function up(db: Kysely<unknown>): Promise<void> {
+  const t = columnTypes(db);
   await db.schema
     .createTable('audit_events')
-    .addColumn('id', 'text', (c) => c.primaryKey())
-    .addColumn('created_at', 'text', (c) => c.notNull())
-    .addColumn('action', 'text', (c) => c.notNull())
-    .addColumn('outcome', 'text', (c) => c.notNull())
+    .addColumn('id', t.key, (c) => c.primaryKey())
+    .addColumn('created_at', t.key, (c) => c.notNull())
+    .addColumn('action', t.key, (c) => c.notNull())
+    .addColumn('outcome', t.short, (c) => c.notNull())
     .addColumn('status_code', 'integer', (c) => c.notNull())
-    .addColumn('actor_user_id', 'text')
-    .addColumn('actor_key_id', 'text')
-    .addColumn('actor_via', 'text')
-    .addColumn('target_id', 'text')
-    .addColumn('subject', 'text')
-    .addColumn('ip', 'text')
-    .addColumn('request_id', 'text')
+    .addColumn('actor_user_id', t.key)
+    .addColumn('actor_key_id', t.key)
+    .addColumn('actor_via', t.short)
+    .addColumn('target_id', t.key)
+    .addColumn('subject', t.body)
+    .addColumn('ip', t.key)
+    .addColumn('request_id', t.key)
     .execute();
   await db.schema.createIndex('audit_events_created_idx').on('audit_events').column('created_at').execute();
   await db.schema

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { columnTypes } from '../portable.js';
 
 /**
  * Requests refused by a rate limit or a budget, counted per UTC day, user, API key and reason, so the
@@ -7,12 +8,13 @@ import type { Kysely } from 'kysely';
  * `insert … on conflict do update` works the same on SQLite and PostgreSQL.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
+  const t = columnTypes(db);
   await db.schema
     .createTable('limit_rejections_daily')
-    .addColumn('day', 'text', (c) => c.notNull())
-    .addColumn('user_id', 'text', (c) => c.notNull().defaultTo(''))
-    .addColumn('api_key_id', 'text', (c) => c.notNull().defaultTo(''))
-    .addColumn('reason', 'text', (c) => c.notNull())
+    .addColumn('day', t.short, (c) => c.notNull())
+    .addColumn('user_id', t.key, (c) => c.notNull().defaultTo(''))
+    .addColumn('api_key_id', t.key, (c) => c.notNull().defaultTo(''))
+    .addColumn('reason', t.short, (c) => c.notNull())
     .addColumn('rejections', 'bigint', (c) => c.notNull().defaultTo(0))
     .addPrimaryKeyConstraint('limit_rejections_daily_pk', ['day', 'user_id', 'api_key_id', 'reason'])
     .execute();

@@ -2,9 +2,13 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import { AppError, notFound } from '../../core/errors.js';
+import type { Db } from '../../db/database.js';
 import { IdParams, PaginationQuery, page, toPage } from '../../http/schemas.js';
 import { bearerSecurity, principalOf } from '../../plugins/auth.js';
 import type { Principal } from '../auth/principal.js';
+import { keyLimits } from '../limits/key-limits.js';
+import type { AccountMail } from '../mail/account-mail.js';
+import { pickLocale } from '../mail/templates.js';
 import type { UserStore } from '../users/store.js';
 import { type ApiKeyRow, type ApiKeyStore, toPublicApiKey } from './store.js';
 
@@ -21,8 +25,31 @@ const ApiKey = Type.Object(
     cache_responses: Type.Boolean({
       description: 'every request with this key may be served from the response cache',
     }),
+    allowed_models: Type.Union([Type.Array(Type.String()), Type.Null()], {
+      description: 'the model names the key may call (403 model_not_allowed for others); null: every model',
+    }),
+    budgets: Type.Optional(
+      Type.Array(
+        Type.Object({
+          period: Type.Union([Type.Literal('day'), Type.Literal('month')]),
+          limit_usd: Type.Union([Type.Number(), Type.Null()]),
+          limit_tokens: Type.Union([Type.Integer(), Type.Null()]),
+        }),
+        { description: 'in lists: the key’s own budgets (PUT /api/budgets/key/{id})' },
+      ),
+    ),
+    rate_limits: Type.Optional(
+      Type.Record(Type.String(), Type.Integer(), {
+        description:
+          'in lists: the key’s own rate-limit overrides (PUT /api/limits/key/{id}); others take the defaults',
+      }),
+    ),
   },
   { $id: 'ApiKey' },
+);
+const AllowedModels = Type.Union(
+  [Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { minItems: 1, maxItems: 100 }), Type.Null()],
+  { description: 'restrict the key to these model names; null: every model' },
 );
 const CreatedApiKey = Type.Intersect([
   Type.Ref('ApiKey'),
@@ -43,7 +70,14 @@ function assertVisible(principal: Principal, key: ApiKeyRow | undefined): ApiKey
 
 export async function apiKeyRoutes(
   fastify: FastifyInstance,
-  deps: { apiKeys: ApiKeyStore; users: UserStore },
+  deps: {
+    apiKeys: ApiKeyStore;
+    users: UserStore;
+    /** Lists show each key's budgets and rate-limit overrides, read from here. */
+    db?: Db | undefined;
+    /** Mails the key's owner when a key is created or revoked (when mail is configured). */
+    notices?: AccountMail | undefined;
+  },
 ) {
   fastify.addSchema(ApiKey);
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
@@ -65,13 +99,14 @@ export async function apiKeyRoutes(
               description: 'opt every request into the response cache, not only temperature 0',
             }),
           ),
+          allowed_models: Type.Optional(AllowedModels),
         }),
         response: { 201: CreatedApiKey, ...errors },
       },
     },
     async (request, reply) => {
       const principal = principalOf(request);
-      const { name, expires_in_days, user_id, cache_responses } = request.body;
+      const { name, expires_in_days, user_id, cache_responses, allowed_models } = request.body;
       let owner = principal.userId;
       if (user_id !== undefined && user_id !== principal.userId) {
         if (principal.role !== 'admin')
@@ -91,6 +126,11 @@ export async function apiKeyRoutes(
         name,
         expiresAt,
         cacheResponses: cache_responses ?? false,
+        allowedModels: allowed_models ?? null,
+      });
+      await deps.notices?.notify(owner, 'api_key_created', pickLocale(request.headers['accept-language']), {
+        keyName: row.name,
+        keyPrefix: row.prefix,
       });
       reply.code(201);
       return { ...toPublicApiKey(row), key };
@@ -119,7 +159,17 @@ export async function apiKeyRoutes(
       else if (user_id && user_id !== principal.userId)
         throw new AppError('forbidden', 'only admins list other users’ keys');
       if (!userId && principal.role !== 'admin') throw new AppError('forbidden', 'no user');
-      return toPage(await deps.apiKeys.list({ userId, limit: limit + 1, after }), limit, toPublicApiKey);
+      const listed = toPage(
+        await deps.apiKeys.list({ userId, limit: limit + 1, after }),
+        limit,
+        toPublicApiKey,
+      );
+      if (!deps.db) return listed;
+      const limits = await keyLimits(
+        deps.db,
+        listed.data.map((k) => k.id),
+      );
+      return { ...listed, data: listed.data.map((k) => ({ ...k, ...limits.get(k.id) })) };
     },
   );
 
@@ -138,6 +188,26 @@ export async function apiKeyRoutes(
       toPublicApiKey(assertVisible(principalOf(request), await deps.apiKeys.findById(request.params.id))),
   );
 
+  app.patch(
+    '/api/keys/:id',
+    {
+      preHandler: app.requireAdmin,
+      schema: {
+        ...common,
+        summary: 'Change which models a key may call (admin); it applies on every replica at once',
+        params: IdParams,
+        body: Type.Object({ allowed_models: AllowedModels }, { additionalProperties: false }),
+        response: { 200: Type.Ref('ApiKey'), ...errors },
+      },
+    },
+    async (request) => {
+      if (!(await deps.apiKeys.findById(request.params.id))) throw notFound('API key');
+      return toPublicApiKey(
+        (await deps.apiKeys.setAllowedModels(request.params.id, request.body.allowed_models))!,
+      );
+    },
+  );
+
   app.delete(
     '/api/keys/:id',
     {
@@ -150,8 +220,20 @@ export async function apiKeyRoutes(
       },
     },
     async (request) => {
-      assertVisible(principalOf(request), await deps.apiKeys.findById(request.params.id));
-      return toPublicApiKey((await deps.apiKeys.revoke(request.params.id))!);
+      const before = assertVisible(principalOf(request), await deps.apiKeys.findById(request.params.id));
+      const revoked = (await deps.apiKeys.revoke(request.params.id))!;
+      // Only the revocation itself is announced, not a repeated DELETE of a key already revoked.
+      if (!before.revoked_at)
+        await deps.notices?.notify(
+          before.user_id,
+          'api_key_revoked',
+          pickLocale(request.headers['accept-language']),
+          {
+            keyName: before.name,
+            keyPrefix: before.prefix,
+          },
+        );
+      return toPublicApiKey(revoked);
     },
   );
 }

@@ -155,6 +155,13 @@ describe('UsableKeyCache across replicas (Redis)', {
     markSuiteRan('redis');
     const channel = `colloquy:test:keys:${randomBytes(6).toString('hex')}`;
     const [a, b] = [await replica(channel), await replica(channel)];
+    // B's subscription holds once it hears an announcement (it drops what it cached before: nothing yet).
+    const heard: string[] = [];
+    b.onForget((_kind, id) => heard.push(id));
+    await waitFor(async () => {
+      await a.forgetKey('key_warm_up');
+      return heard.includes('key_warm_up');
+    });
     const table = new Map([
       ['h1', owner('key_1', 'usr_a')],
       ['h2', owner('key_2', 'usr_b')],

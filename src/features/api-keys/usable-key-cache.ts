@@ -41,6 +41,7 @@ export class UsableKeyCache {
   readonly #subscriber: Redis | undefined;
   readonly #channel: string;
   readonly #logger: Logger | undefined;
+  readonly #listeners: ((kind: 'key' | 'user', id: string) => void)[] = [];
 
   constructor(options: UsableKeyCacheOptions = {}) {
     this.#ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
@@ -55,15 +56,27 @@ export class UsableKeyCache {
     // A subscribed connection can do nothing else, hence a second one. Without an offline queue a subscribe
     // sent before the connection is ready fails, so it is (re)sent on every ready.
     const subscriber = redis.duplicate({ autoResubscribe: false });
+    // Whatever was cached before the subscription took (at start-up, or across an outage) may have missed a
+    // revocation announced meanwhile: it is dropped once the subscription holds.
     subscriber.on('ready', () => {
-      subscriber.subscribe(this.#channel).catch((err) => {
-        this.#logger?.warn({ err }, 'could not subscribe to API key revocations');
-      });
+      subscriber.subscribe(this.#channel).then(
+        () => this.#forgetAll(),
+        (err) => this.#logger?.warn({ err }, 'could not subscribe to API key revocations'),
+      );
     });
     // Outages are logged by the main client; while this one is down the TTL bounds staleness.
     subscriber.on('error', () => {});
     subscriber.on('message', (_channel: string, message: string) => this.#apply(message));
     return subscriber;
+  }
+
+  /** The cached owner of the key with this hash, if any is fresh: the hot path, without a promise. */
+  peek(hash: string): KeyOwner | undefined {
+    const entry = this.#entries.get(hash);
+    if (entry === undefined) return undefined;
+    if (entry.expiresAt > Date.now()) return entry.owner;
+    this.#entries.delete(hash);
+    return undefined;
   }
 
   /** The owner of the key with this hash, from the cache or from `load` (which reads the database). */
@@ -126,6 +139,14 @@ export class UsableKeyCache {
     }
   }
 
+  /**
+   * Told of every invalidation applied here, this replica's and (through Redis) every other's: streams held
+   * open by a revoked key or a disabled user are ended from it (CredentialWatch).
+   */
+  onForget(listener: (kind: 'key' | 'user', id: string) => void): void {
+    this.#listeners.push(listener);
+  }
+
   #apply(message: string) {
     this.#generation++;
     // Requests arriving from now on must not join a read that started before the change.
@@ -137,6 +158,13 @@ export class UsableKeyCache {
       if ((kind === 'key' && owner.keyId === id) || (kind === 'user' && owner.userId === id))
         this.#entries.delete(hash);
     }
+    if (kind === 'key' || kind === 'user') for (const listener of this.#listeners) listener(kind, id);
+  }
+
+  #forgetAll() {
+    this.#generation++;
+    this.#loading.clear();
+    this.#entries.clear();
   }
 
   async close(): Promise<void> {

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import type { Db } from '../../db/database.js';
 import { bearerSecurity } from '../../plugins/auth.js';
+import type { AuditWriter } from './writer.js';
 
 const AuditEvent = Type.Object({
   id: Type.String(),
@@ -19,7 +20,7 @@ const AuditEvent = Type.Object({
   request_id: Type.Union([Type.String(), Type.Null()]),
 });
 
-export async function auditRoutes(fastify: FastifyInstance, deps: { db: Db }) {
+export async function auditRoutes(fastify: FastifyInstance, deps: { db: Db; writer: AuditWriter }) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   app.get(
     '/api/admin/audit',
@@ -44,6 +45,8 @@ export async function auditRoutes(fastify: FastifyInstance, deps: { db: Db }) {
     },
     async (request) => {
       const q = request.query;
+      // Events are written in batches a few ms late: this replica's are written first, so they show.
+      await deps.writer.flush();
       let query = deps.db.selectFrom('audit_events').selectAll().orderBy('id', 'desc').limit(q.limit);
       if (q.before) query = query.where('id', '<', q.before);
       if (q.action) query = query.where('action', '=', q.action);

@@ -8,6 +8,10 @@ export const TOKEN_AUDIENCE = 'colloquy-api';
 export interface AccessClaims {
   sub: string;
   role: 'admin' | 'user';
+  /** The login session (refresh-token family) the token belongs to: signing out ends it. */
+  sid?: string | undefined;
+  /** Expiry, seconds since the epoch (set by verify). */
+  exp?: number;
 }
 
 /** HS256 access tokens. The algorithm is pinned on both sides: `alg: none` or RS/ES confusion never verify. */
@@ -22,7 +26,7 @@ export class AccessTokens {
   }
 
   sign(claims: AccessClaims): Promise<string> {
-    return new SignJWT({ role: claims.role, typ: 'access' })
+    return new SignJWT({ role: claims.role, typ: 'access', ...(claims.sid ? { sid: claims.sid } : {}) })
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
       .setSubject(claims.sub)
       .setIssuer(TOKEN_ISSUER)
@@ -44,7 +48,9 @@ export class AccessTokens {
       if (payload.typ !== 'access' || (payload.role !== 'admin' && payload.role !== 'user')) {
         throw new AppError('invalid_token', 'token is not an access token');
       }
-      return { sub: payload.sub!, role: payload.role };
+      // Tokens signed before sessions were checked have no `sid`: they still work until they expire.
+      const sid = typeof payload.sid === 'string' ? payload.sid : undefined;
+      return { sub: payload.sub!, role: payload.role, sid, exp: payload.exp };
     } catch (err) {
       if (err instanceof AppError) throw err;
       const expired = err instanceof joseErrors.JWTExpired;

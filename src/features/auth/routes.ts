@@ -3,10 +3,12 @@ import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import { AppError } from '../../core/errors.js';
 import { Email, Password } from '../../http/schemas.js';
-import type { UserStore } from '../users/store.js';
+import type { AccountMail } from '../mail/account-mail.js';
+import { pickLocale } from '../mail/templates.js';
+import { toPublicUser, type UserStore } from '../users/store.js';
 import type { AuthService } from './service.js';
 
-const TokenPair = Type.Object({
+export const TokenPair = Type.Object({
   access_token: Type.String(),
   token_type: Type.Literal('Bearer'),
   expires_in: Type.Integer({ description: 'seconds until the access token expires' }),
@@ -23,7 +25,13 @@ const errors = {
 
 export async function authRoutes(
   fastify: FastifyInstance,
-  deps: { auth: AuthService; users: UserStore; allowSignup: boolean },
+  deps: {
+    auth: AuthService;
+    users: UserStore;
+    allowSignup: boolean;
+    /** With it, a sign-up gets no tokens: it must follow the link mailed to it first (202). */
+    verification?: AccountMail | undefined;
+  },
 ) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   // Sign-ups that may be the first account run one at a time, so concurrent ones cannot all become admin.
@@ -40,22 +48,50 @@ export async function authRoutes(
           password: Password,
           display_name: Type.Optional(Type.String({ maxLength: 200 })),
         }),
-        response: { 201: TokenPair, 409: Type.Ref('Error'), ...errors },
+        response: {
+          201: TokenPair,
+          202: Type.Object({
+            verification_required: Type.Literal(true),
+            message: Type.String(),
+            user: Type.Ref('User'),
+          }),
+          409: Type.Ref('Error'),
+          503: Type.Ref('Error'),
+          ...errors,
+        },
       },
     },
     async (request, reply) => {
       if (!deps.allowSignup)
         throw new AppError('signup_disabled', 'sign-up is closed; ask an administrator for an account');
       const { email, password, display_name } = request.body;
+      const { verification } = deps;
+      const displayName = display_name ?? null;
+      // With verification required, the account and its verification mail are written together.
       const create = (role: 'admin' | 'user') =>
-        deps.auth.createUser({ email, password, role, displayName: display_name ?? null });
-      if ((await deps.users.count()) > 0) await create('user');
+        verification
+          ? verification.signUpPending(
+              (db) =>
+                deps.auth.createUser({ email, password, role, displayName, verificationPending: true }, db),
+              pickLocale(request.headers['accept-language']),
+            )
+          : deps.auth.createUser({ email, password, role, displayName });
+      let user: Awaited<ReturnType<typeof create>>;
+      if ((await deps.users.count()) > 0) user = await create('user');
       else {
         const created = firstSignups.then(async () =>
           create((await deps.users.count()) === 0 ? 'admin' : 'user'),
         );
         firstSignups = created.catch(() => {});
-        await created;
+        user = await created;
+      }
+      if (verification) {
+        reply.code(202);
+        return {
+          verification_required: true as const,
+          message: `a link to confirm ${user.email} is on its way; follow it, then sign in`,
+          user: toPublicUser(user),
+        };
       }
       reply.code(201);
       return deps.auth.login(email, password, request.ip);
@@ -94,7 +130,8 @@ export async function authRoutes(
     {
       schema: {
         tags: ['auth'],
-        summary: 'Revoke a refresh token (and the tokens rotated from the same login)',
+        summary:
+          'Sign out: revoke a refresh token (and the tokens rotated from the same login); the access tokens of that login stop working at once',
         body: RefreshBody,
         response: { 204: Type.Null(), ...errors },
       },

@@ -11,7 +11,9 @@ import {
   ListMessagesQuery,
   UpdateConversationBody,
 } from './schemas.js';
+import type { Caller } from './service.js';
 import {
+  type ConversationRow,
   type ConversationStore,
   decodeCursor,
   encodeCursor,
@@ -48,7 +50,7 @@ export async function conversationCrudRoutes(fastify: FastifyInstance, api: Conv
         model: model ?? null,
       });
       reply.code(201);
-      return toPublicConversation(row);
+      return (await withFlags(api, callerOf(request), [row]))[0]!;
     },
   );
 
@@ -79,7 +81,10 @@ export async function conversationCrudRoutes(fastify: FastifyInstance, api: Conv
       const rows = await store.list({ userId, limit: limit + 1, after: cursor, q: q?.trim() || undefined });
       const more = rows.length > limit;
       const kept = more ? rows.slice(0, limit) : rows;
-      return { data: kept.map(toPublicConversation), next_cursor: more ? encodeCursor(kept.at(-1)!) : null };
+      return {
+        data: await withFlags(api, callerOf(request), kept),
+        next_cursor: more ? encodeCursor(kept.at(-1)!) : null,
+      };
     },
   );
 
@@ -94,8 +99,11 @@ export async function conversationCrudRoutes(fastify: FastifyInstance, api: Conv
         response: { 200: Type.Ref('Conversation'), ...errorResponses },
       },
     },
-    async (request) =>
-      toPublicConversation(await service.conversation(callerOf(request).userId, request.params.id)),
+    async (request) => {
+      const caller = callerOf(request);
+      const row = await service.conversation(caller.userId, request.params.id);
+      return (await withFlags(api, caller, [row]))[0]!;
+    },
   );
 
   app.patch(
@@ -131,7 +139,9 @@ export async function conversationCrudRoutes(fastify: FastifyInstance, api: Conv
         changes.active_leaf_id = tree.newestLeafUnder(active_leaf_id);
       }
       await store.update(conversation.id, changes);
-      return toPublicConversation((await store.findOwned(userId, conversation.id))!);
+      return (
+        await withFlags(api, callerOf(request), [(await store.findOwned(userId, conversation.id))!])
+      )[0]!;
     },
   );
 
@@ -150,6 +160,7 @@ export async function conversationCrudRoutes(fastify: FastifyInstance, api: Conv
       const conversation = await service.conversation(callerOf(request).userId, request.params.id);
       await api.manager.cancelConversation(conversation.id);
       await store.delete(conversation.id);
+      await api.onConversationDeleted?.(conversation.id);
       reply.code(204);
       return null;
     },
@@ -199,11 +210,25 @@ export async function conversationCrudRoutes(fastify: FastifyInstance, api: Conv
       const ids = path.slice(start, start + limit);
       const rows = await store.messagesByIds(ids);
       const more = start + limit < path.length;
+      const files = await api.attachments?.filesOfMessages(ids);
       return {
-        data: rows.map((row) => toPublicMessage(row, tree.siblingsOf(row.id))),
+        data: rows.map((row) => ({
+          ...toPublicMessage(row, tree.siblingsOf(row.id)),
+          ...(files?.has(row.id) ? { attachments: files.get(row.id) } : {}),
+        })),
         next_cursor: more ? (ids.at(-1) ?? null) : null,
         leaf_id: leafId,
       };
     },
   );
+}
+
+/**
+ * Conversations as the API shows them; for an admin with the flag of each (null when not flagged), the crisis
+ * referral's mark (issue 22). Other callers never see the field: a user in crisis is not shown a label.
+ */
+async function withFlags(api: ConversationApi, caller: Caller, rows: ConversationRow[]) {
+  if (caller.role !== 'admin' || !api.flags) return rows.map((row) => toPublicConversation(row));
+  const flags = await api.flags.of(rows.map((row) => row.id));
+  return rows.map((row) => ({ ...toPublicConversation(row), flagged: flags.get(row.id) ?? null }));
 }

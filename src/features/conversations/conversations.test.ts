@@ -103,7 +103,7 @@ for (const dialect of DIALECTS) {
         seen.push(...page.data.map((c) => c.id));
         cursor = page.next_cursor;
         pages++;
-      } while (cursor);
+      } while (cursor && pages < 10); // a cursor that never ends fails below, not by looping
       assert.equal(pages, 3);
       assert.equal(new Set(seen).size, seen.length, 'no repeats');
       assert.deepEqual([...seen].sort(), [...ids].sort(), 'no gaps');

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { CallController } from '../../core/call-signal.js';
-import type { ConversationApi } from './context-deps.js';
+import { type ConversationApi, closeOnRevocation, countStream } from './context-deps.js';
 import type { StartedGeneration } from './service.js';
 import { openEventStream } from './sse.js';
 import { toPublicMessage } from './store.js';
@@ -22,12 +22,16 @@ export async function deliverGeneration(
 
   if (stream) {
     const events = openEventStream(reply, headers, api.closing);
+    const uncount = countStream(api, 'conversations_sse');
+    const unwatch = closeOnRevocation(api, request, events);
     try {
       for await (const event of api.feed.follow(ref.generation_id, 0, events.signal))
         await events.send(event);
     } catch (err) {
       request.log.error({ err, generationId: ref.generation_id }, 'generation event stream failed');
     } finally {
+      unwatch();
+      uncount();
       events.end();
     }
     return reply;

@@ -1,5 +1,6 @@
 import { CallController } from '../../core/call-signal.js';
 import type { ProviderError } from '../../providers/errors.js';
+import type { GatewayRequest, StreamAdmission } from '../../providers/router/types.js';
 import type { ChatCompletionRequest, Usage } from '../../providers/types.js';
 import type { MessageRow } from './store.js';
 import type { GenerationKind } from './tables.js';
@@ -38,7 +39,11 @@ export interface GenerationSpec {
   kind: GenerationKind;
   userId: string;
   apiKeyId: string | null;
+  /** Who it runs for: guardrails attached to this role apply (issue 22); absent: `user`. */
+  role?: 'admin' | 'user' | undefined;
   conversationId: string;
+  /** The conversation's assistant: its guardrails apply (issue 22). */
+  assistantId?: string | null;
   /** Emitted as the `message` event when this request stored one. */
   userMessage: MessageRow | null;
   /** The assistant row, already stored with status 'streaming'. */
@@ -51,6 +56,29 @@ export interface GenerationSpec {
   titleSource: string | null;
   /** Replies (not regenerations or continuations) may come from the response cache: the assistant opted in. */
   cacheOptIn?: boolean;
+  /** The limits checked and reserved before the rows were stored (released if the model is not called). */
+  admission?: StreamAdmission | undefined;
+}
+
+/**
+ * Rate limits and budgets apply to the user (or key) a generation runs for, and guardrails attached to their
+ * role (issue 22): an admin's generation gets the admin role's guardrails, not the user role's.
+ */
+export function generationCaller(owner: {
+  userId: string;
+  apiKeyId: string | null;
+  role?: 'admin' | 'user' | undefined;
+  allowedModels?: string[] | null | undefined;
+}): GatewayRequest['caller'] {
+  return {
+    principal: {
+      userId: owner.userId,
+      apiKeyId: owner.apiKeyId,
+      role: owner.role ?? 'user',
+      via: owner.apiKeyId ? 'api_key' : 'jwt',
+      ...(owner.allowedModels ? { allowedModels: owner.allowedModels } : {}),
+    },
+  };
 }
 
 /** One generation running (or recently finished) in this process: its event log and who listens. */

@@ -19,6 +19,8 @@ export class GenerationFeed {
       manager: GenerationManager;
       redisLog?: RedisEventLog | undefined;
       pollMs?: number;
+      /** With Redis: finishes a generation whose replica died (its lease expired). */
+      finishAbandoned?: ((generationId: string) => Promise<boolean>) | undefined;
     },
   ) {}
 
@@ -44,9 +46,12 @@ export class GenerationFeed {
       return;
     }
     if (this.deps.redisLog) {
-      yield* this.deps.redisLog.read(generationId, after, signal, (last) =>
-        this.#endedInDatabase(generationId, last),
-      );
+      // While nothing arrives, a generation whose replica died is finished here (its final event follows).
+      yield* this.deps.redisLog.read(generationId, after, signal, async (last) => {
+        const ended = await this.#endedInDatabase(generationId, last);
+        if (ended !== null || !(await this.deps.finishAbandoned?.(generationId))) return ended;
+        return this.#endedInDatabase(generationId, last);
+      });
       return;
     }
     // Running on another replica, no Redis to relay it: wait for the database to say how it ended.

@@ -3,18 +3,22 @@ import type { ResponseCache, StreamRecorder } from '../../cache/response-cache.j
 import { AppError } from '../../core/errors.js';
 import { nowIso } from '../../core/ids.js';
 import type { Logger } from '../../core/logger.js';
+import { storableText } from '../../core/text-normalize.js';
 import { ProviderError } from '../../providers/errors.js';
 import type { ChatGateway, RouteInfo } from '../../providers/router/types.js';
-import { estimateUsage } from '../../providers/tokens.js';
-import type { StreamEvent, Usage } from '../../providers/types.js';
+import { estimatePromptTokens, estimateUsage } from '../../providers/tokens.js';
+import type { ChunkDelta, StreamEvent, ToolCall, Usage } from '../../providers/types.js';
+import type { CredentialWatch } from '../auth/credential-watch.js';
 import type { UsageRecorder } from '../usage/store.js';
 import {
   type GenerationEvent,
   type GenerationEventType,
   type GenerationOutcome,
   type GenerationSpec,
+  generationCaller,
   LiveGeneration,
 } from './events.js';
+import type { GenerationLeases } from './leases.js';
 import type { RedisEventLog } from './redis-events.js';
 import { type ConversationStore, type MessageRow, toPublicMessage } from './store.js';
 import { deriveTitle } from './title.js';
@@ -35,14 +39,26 @@ export interface GenerationManagerOptions {
   retentionMs?: number;
   /** At most this many finished generations stay in memory (the oldest go first): a bound at any turn rate. */
   maxRetained?: number;
+  /** A generation stops when the key it runs with is revoked or its user disabled (not when a token expires). */
+  credentials?: CredentialWatch | undefined;
+  /** With Redis: a lease per running generation, so another replica can finish it if this one dies. */
+  leases?: GenerationLeases | undefined;
 }
 
 /** An abandoned generation's rows are not in the database: never committed, or not yet. */
 class NotCommitted extends Error {}
 
+type CancelReason = 'cancelled' | 'shutdown' | 'revoked';
+
 class Cancelled extends Error {
-  constructor(readonly reason: 'cancelled' | 'shutdown') {
-    super(reason === 'cancelled' ? 'generation cancelled' : 'the server is shutting down');
+  constructor(readonly reason: CancelReason) {
+    super(
+      reason === 'cancelled'
+        ? 'generation cancelled'
+        : reason === 'revoked'
+          ? 'the credential was revoked'
+          : 'the server is shutting down',
+    );
   }
 }
 
@@ -82,7 +98,7 @@ export class GenerationManager {
     // One sweep for all instead of a timer per finished generation.
     this.#sweeper = setInterval(() => this.#letGo(), Math.min(this.#retentionMs, 5_000));
     this.#sweeper.unref();
-    options.redisLog?.onCancelRequest((id) => this.cancel(id));
+    options.redisLog?.onCancelRequest((id) => this.cancel(id), options.leases?.owner);
   }
 
   get(id: string): LiveGeneration | undefined {
@@ -113,11 +129,24 @@ export class GenerationManager {
       model: spec.body.model,
       content: spec.prefix,
     });
+    // Revoking the key it runs with (or disabling its user), on any replica, stops it.
+    // Its ticket lets a replica that takes it over (this one died) record its usage and settle its budget.
+    this.options.leases?.hold(spec.id, {
+      apiKeyId: spec.apiKeyId ?? null,
+      model: spec.body.model,
+      promptTokens: estimatePromptTokens(spec.body.messages),
+      admission: spec.admission?.ticket,
+    });
+    const unwatch = this.options.credentials?.watch(generationCaller(spec)!.principal, () =>
+      this.cancel(spec.id, 'revoked'),
+    );
     this.#run(live)
       .catch((err) =>
         this.options.logger.error({ err, generationId: spec.id }, 'generation failed unexpectedly'),
       )
       .finally(() => {
+        this.options.leases?.release(spec.id);
+        unwatch?.();
         this.#running.delete(live);
         live.retire();
         this.#retained.set(live, Date.now() + this.#retentionMs);
@@ -137,7 +166,7 @@ export class GenerationManager {
   }
 
   /** Stops a running generation here; false when this process does not run it (or it already ended). */
-  cancel(id: string, reason: 'cancelled' | 'shutdown' = 'cancelled'): boolean {
+  cancel(id: string, reason: CancelReason = 'cancelled'): boolean {
     const live = this.#live.get(id);
     if (!live || !this.#running.has(live) || live.controller.signal.aborted) return false;
     live.cancelled = true;
@@ -181,6 +210,7 @@ export class GenerationManager {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
     this.options.redisLog?.close();
+    this.options.leases?.close();
   }
 
   #emit(live: LiveGeneration, type: GenerationEventType, data: Record<string, unknown>): GenerationEvent {
@@ -198,6 +228,7 @@ export class GenerationManager {
     let ttftMs: number | undefined;
     let usage: Usage | undefined;
     let newText = '';
+    const toolCalls = new ToolCallCollector();
     let failure: unknown;
     let started = false;
     let cached = false;
@@ -207,28 +238,36 @@ export class GenerationManager {
     const flusher = setInterval(() => persister.flush(live.text), this.#flushMs);
     flusher.unref();
     try {
-      // Rate limits and budgets apply to the user (or key) the generation runs for.
-      const caller = {
-        principal: {
-          userId: spec.userId,
-          apiKeyId: spec.apiKeyId,
-          role: 'user' as const,
-          via: spec.apiKeyId ? ('api_key' as const) : ('jwt' as const),
-        },
-      };
+      const caller = generationCaller(spec);
       // A plain reply may come from the cache (its user's own); regenerate and continue always ask the model.
       const responses = this.options.responses;
       const cacheKey =
         responses &&
         spec.kind === 'reply' &&
         responses.isCacheable(spec.body, { optIn: spec.cacheOptIn === true })
-          ? responses.key(`user:${spec.userId}`, spec.body)
+          ? responses.key(`user:${spec.userId}`, spec.body, undefined, {
+              role: spec.role ?? 'user',
+              apiKeyId: spec.apiKeyId,
+              assistantId: spec.assistantId,
+            })
           : undefined;
-      const hit = cacheKey ? await responses!.replay(cacheKey) : undefined;
+      const hit = cacheKey ? await responses!.replay(cacheKey).catch(() => undefined) : undefined;
       cached = Boolean(hit);
+      // A reply from the cache calls no model: what was reserved for it is given back.
+      if (hit) void spec.admission?.release().catch(() => {});
       const result = hit
         ? { route: hit.route!, ttftMs: 0, events: hit.events }
-        : await abortable(gateway.stream({ body: spec.body, requestId: spec.id, signal, caller }), signal);
+        : await abortable(
+            gateway.stream({
+              body: spec.body,
+              requestId: spec.id,
+              signal,
+              caller,
+              admission: spec.admission,
+              context: { assistantId: spec.assistantId, conversationId: spec.conversationId },
+            }),
+            signal,
+          );
       recorder = cacheKey && !hit ? responses!.recorder(cacheKey, { route: result.route }) : undefined;
       started = true;
       route = result.route;
@@ -241,7 +280,9 @@ export class GenerationManager {
           recorder?.record(next.value);
           const { chunk } = next.value;
           if (chunk.usage) usage = chunk.usage;
-          const content = chunk.choices[0]?.delta?.content;
+          const delta = chunk.choices[0]?.delta;
+          if (delta?.tool_calls) toolCalls.add(delta.tool_calls);
+          const content = delta?.content;
           if (content) {
             newText += content;
             live.text += content;
@@ -275,7 +316,8 @@ export class GenerationManager {
     const finalUsage = usage ?? (started ? await estimateUsage(spec.body.messages, newText) : undefined);
     const message: MessageRow = {
       ...spec.message,
-      content: text,
+      // An upstream's NUL or lone surrogate is stored alike on every database (core/text-normalize.ts).
+      content: storableText(text),
       status,
       error: error?.message ?? null,
       prompt_tokens: finalUsage?.prompt_tokens ?? spec.message.prompt_tokens ?? null,
@@ -283,6 +325,7 @@ export class GenerationManager {
         ? spec.priorCompletionTokens + finalUsage.completion_tokens
         : (spec.message.completion_tokens ?? null),
       updated_at: nowIso(),
+      tool_calls: toolCalls.json() ?? spec.message.tool_calls ?? null,
     };
     const lastEventId = live.events.length + 1;
     try {
@@ -307,6 +350,7 @@ export class GenerationManager {
     const recorded = this.options.usage.record(
       {
         requestId: spec.id,
+        protocol: 'conversations',
         userId: spec.userId,
         apiKeyId: spec.apiKeyId,
         model: spec.body.model,
@@ -404,6 +448,14 @@ export class GenerationManager {
     const { spec } = live;
     const store = this.options.store;
     await store.db.transaction().execute(async (trx) => {
+      // Only while it still runs: a replica that took it over (this one's lease expired: paused or cut off
+      // from Redis for seconds) already saved it as interrupted, and readers were told so.
+      const generation = await trx
+        .selectFrom('generations')
+        .select('status')
+        .where('id', '=', spec.id)
+        .executeTakeFirst();
+      if (generation && generation.status !== 'running') return;
       await trx
         .updateTable('messages')
         .set({
@@ -413,6 +465,7 @@ export class GenerationManager {
           prompt_tokens: message.prompt_tokens,
           completion_tokens: message.completion_tokens,
           updated_at: message.updated_at,
+          tool_calls: message.tool_calls ?? null,
         })
         .where('id', '=', message.id)
         .execute();
@@ -440,6 +493,37 @@ export class GenerationManager {
   }
 }
 
+const MAX_TOOL_CALLS = 128;
+
+/**
+ * A reply's tool calls, assembled from stream deltas: each call's id, name and arguments arrive in pieces,
+ * keyed by `index` (OpenAI's streaming shape).
+ */
+class ToolCallCollector {
+  readonly #calls: ToolCall[] = [];
+
+  add(deltas: NonNullable<ChunkDelta['tool_calls']>) {
+    for (const delta of deltas) {
+      // An index is a small position; anything else would make a sparse array of any length.
+      if (!Number.isInteger(delta.index) || delta.index < 0 || delta.index >= MAX_TOOL_CALLS) continue;
+      let call = this.#calls[delta.index];
+      if (!call) {
+        call = { id: '', type: 'function', function: { name: '', arguments: '' } };
+        this.#calls[delta.index] = call;
+      }
+      if (delta.id) call.id = delta.id;
+      if (delta.function?.name) call.function.name += delta.function.name;
+      if (delta.function?.arguments) call.function.arguments += delta.function.arguments;
+    }
+  }
+
+  /** JSON of the calls made, undefined when there were none. */
+  json(): string | undefined {
+    const calls = this.#calls.filter(Boolean);
+    return calls.length > 0 ? JSON.stringify(calls) : undefined;
+  }
+}
+
 /** Writes the text so far, one write at a time, skipping unchanged text between heartbeats. */
 class Persister {
   #chain: Promise<void> = Promise.resolve();
@@ -461,7 +545,7 @@ class Persister {
       try {
         await this.store.db
           .updateTable('messages')
-          .set({ content: text, updated_at: nowIso() })
+          .set({ content: storableText(text), updated_at: nowIso() })
           .where('id', '=', this.messageId)
           .where('status', '=', 'streaming')
           .execute();
@@ -504,6 +588,11 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
 function describeFailure(failure: unknown, signal: AbortSignal): { code: string; message: string } {
   const reason = signal.reason;
   if (reason instanceof Cancelled) {
+    if (reason.reason === 'revoked')
+      return {
+        code: 'credentials_revoked',
+        message: 'stopped: the API key it ran with was revoked, or its user disabled',
+      };
     return reason.reason === 'cancelled'
       ? { code: 'cancelled', message: 'cancelled by the user' }
       : { code: 'shutdown', message: 'stopped because the server was shutting down' };

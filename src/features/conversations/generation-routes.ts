@@ -4,7 +4,13 @@ import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import { AppError, notFound } from '../../core/errors.js';
 import { bearerSecurity } from '../../plugins/auth.js';
-import { type ConversationApi, callerOf, errorResponses } from './context-deps.js';
+import {
+  type ConversationApi,
+  callerOf,
+  closeOnRevocation,
+  countStream,
+  errorResponses,
+} from './context-deps.js';
 import { GenerationEventsHeaders, GenerationParams } from './schemas.js';
 import { openEventStream } from './sse.js';
 import { toPublicMessage } from './store.js';
@@ -73,14 +79,21 @@ export async function generationRoutes(fastify: FastifyInstance, api: Conversati
         querystring: Type.Object({
           after: Type.Optional(Type.Integer({ minimum: 0, description: 'like Last-Event-ID' })),
         }),
-        response: { 200: Type.String({ description: 'text/event-stream' }), ...errorResponses },
+        response: {
+          200: Type.String({
+            description:
+              'text/event-stream: the events after Last-Event-ID (an empty one counts as none), then the live ' +
+              'rest; `event: closed` (no id) when the credential is revoked or expires',
+          }),
+          ...errorResponses,
+        },
       },
     },
     async (request, reply) => {
       const row = await owned(callerOf(request).userId, request.params.id);
-      const header = request.headers['last-event-id'];
-      const fromHeader =
-        header !== undefined && /^\d+$/.test(header.trim()) ? Number(header.trim()) : undefined;
+      // An empty Last-Event-ID is what EventSource sends before it has seen an id: the same as none.
+      const header = request.headers['last-event-id']?.trim() || undefined;
+      const fromHeader = header !== undefined && /^\d+$/.test(header) ? Number(header) : undefined;
       if (header !== undefined && fromHeader === undefined) {
         throw new AppError('invalid_request', 'Last-Event-ID must be an event number', {
           param: 'Last-Event-ID',
@@ -88,11 +101,15 @@ export async function generationRoutes(fastify: FastifyInstance, api: Conversati
       }
       const after = fromHeader ?? request.query.after ?? 0;
       const events = openEventStream(reply, { 'x-generation-id': row.id }, api.closing);
+      const uncount = countStream(api, 'conversations_sse');
+      const unwatch = closeOnRevocation(api, request, events);
       try {
         for await (const event of feed.follow(row.id, after, events.signal)) await events.send(event);
       } catch (err) {
         request.log.error({ err, generationId: row.id }, 'generation event stream failed');
       } finally {
+        unwatch();
+        uncount();
         events.end();
       }
       return reply;
@@ -137,11 +154,20 @@ export async function generationRoutes(fastify: FastifyInstance, api: Conversati
           'this generation runs on another server and cannot be cancelled from here',
         );
       }
-      await api.redisLog.requestCancel(row.id);
+      // Asked on the channel of the replica holding its lease: nobody listening there means that replica is
+      // gone, and the generation is finished here at once (cancelled), without waiting for its lease to expire.
+      const asked = await api.cancelElsewhere?.(row.id);
+      if (asked === 'finished') return result();
+      // No lease: its replica died long enough ago, finish it here (saved partial), nothing to wait for.
+      if (asked !== 'asked' && (await api.finishAbandoned?.(row.id))) return result();
+      if (asked !== 'asked') await api.redisLog.requestCancel(row.id);
       // The replica running it saves it within moments; wait a little so the answer can say how it ended.
-      for (let i = 0; i < 20; i++) {
+      // A replica that died instead lets its lease expire (a few seconds): then it is finished here.
+      const deadline = Date.now() + (api.leaseTtlMs ? 2 * api.leaseTtlMs : 2_000);
+      for (let i = 0; i < 100 && Date.now() < deadline; i++) {
         const current = await owned(row.user_id, row.id);
         if (current.status !== 'running') return result();
+        if (await api.finishAbandoned?.(row.id)) return result();
         await sleep(100);
       }
       reply.code(202);

@@ -620,6 +620,13 @@ for (const dialect of DIALECTS) {
       const id = await newConversation();
       const done = await say(id, 'before the crash');
       const db = h.database.db;
+      // The sweep takes every streaming row: earlier tests' replies must have settled first (under load a
+      // reply's last write can trail the test that started it). One that never settles is a defect, named here.
+      const streaming = () =>
+        db.selectFrom('messages').select(['id', 'updated_at']).where('status', '=', 'streaming').execute();
+      await waitUntil(async () => (await streaming()).length === 0, 20_000).catch(async () =>
+        assert.fail(`replies still streaming: ${JSON.stringify(await streaming())}`),
+      );
       await insertRunning(id, done.user_message.id, 'orphan', 'half a repl', Date.now() - 60_000);
       assert.equal(await sweepOrphanedGenerations(db, { staleAfterMs: 120_000 }), 0, 'not stale yet');
       assert.equal(await sweepOrphanedGenerations(db), 1);

@@ -10,13 +10,16 @@ import {
   GenerateBody,
   IdempotencyHeaders,
   MessageParams,
+  replyOptions,
   SendMessageBody,
 } from './schemas.js';
 
 const generationResponses = {
   200: Type.String({
     description:
-      'stream (default): text/event-stream with events message, start, delta…, then done or error; each has an `id:`',
+      'stream (default): text/event-stream with events message, start, delta…, then done or error; each has an ' +
+      '`id:`. An `event: closed` (no id) ends it early when the credential is revoked or expires. Refusals by ' +
+      'rate limits and budgets answer 429 before anything is stored.',
   }),
   201: Type.Ref('GenerationResult'),
   ...errorResponses,
@@ -55,11 +58,11 @@ export async function messageRoutes(fastify: FastifyInstance, api: ConversationA
       },
     },
     async (request, reply) => {
-      const { content, parent_id, model, stream } = request.body;
+      const { content, parent_id, model, stream, attachments } = request.body;
       const started = await service.send(
         callerOf(request),
         request.params.id,
-        { content, parentId: parent_id, model },
+        { content, parentId: parent_id, model, attachments, options: replyOptions(request.body) },
         request.headers['idempotency-key'],
       );
       return deliverGeneration(api, request, reply, started, stream ?? true);
@@ -80,12 +83,12 @@ export async function messageRoutes(fastify: FastifyInstance, api: ConversationA
       },
     },
     async (request, reply) => {
-      const { content, model, stream } = request.body;
+      const { content, model, stream, attachments } = request.body;
       const started = await service.edit(
         callerOf(request),
         request.params.id,
         request.params.messageId,
-        { content, model },
+        { content, model, attachments, options: replyOptions(request.body) },
         request.headers['idempotency-key'],
       );
       return deliverGeneration(api, request, reply, started, stream ?? true);
@@ -112,7 +115,7 @@ export async function messageRoutes(fastify: FastifyInstance, api: ConversationA
         callerOf(request),
         request.params.id,
         request.params.messageId,
-        { model },
+        { model, options: replyOptions(request.body) },
         request.headers['idempotency-key'],
       );
       return deliverGeneration(api, request, reply, started, stream ?? true);
@@ -139,7 +142,7 @@ export async function messageRoutes(fastify: FastifyInstance, api: ConversationA
         callerOf(request),
         request.params.id,
         request.params.messageId,
-        { model },
+        { model, options: replyOptions(request.body) },
         request.headers['idempotency-key'],
       );
       return deliverGeneration(api, request, reply, started, stream ?? true);

@@ -19,6 +19,8 @@ export interface RedisEventLogOptions {
  *    last event.
  *  - `colloquy:generations:cancel` — a pub/sub channel: a cancel reaching a replica that does not run the
  *    generation is published there, and the replica running it stops it.
+ *  - `colloquy:generations:cancel:{owner}` — the same, for the one replica whose lease owner id it names:
+ *    PUBLISH counts its receivers, so 0 says that replica is gone (see takeover.ts, cancelElsewhere).
  */
 export class RedisEventLog {
   readonly #prefix: string;
@@ -138,6 +140,12 @@ export class RedisEventLog {
     }
   }
 
+  /** Every event of a generation's log, in order (a replica taking over a dead one's generation reads it). */
+  async readAll(generationId: string): Promise<GenerationEvent[]> {
+    const entries = (await this.redis.xrange(this.streamKey(generationId), '-', '+')) as [string, string[]][];
+    return entries.flatMap(([entryId, fields]) => parseEntry(entryId, fields) ?? []);
+  }
+
   async requestCancel(generationId: string): Promise<boolean> {
     try {
       return (await this.redis.publish(this.cancelChannel, generationId)) > 0;
@@ -147,14 +155,24 @@ export class RedisEventLog {
     }
   }
 
-  /** Listens for cancel requests from other replicas. */
-  onCancelRequest(handler: (generationId: string) => void): void {
+  ownerChannel(owner: string): string {
+    return `${this.cancelChannel}:${owner}`;
+  }
+
+  /** Asks the replica `owner` to stop a generation: how many processes heard it (0: that replica is gone). */
+  async requestCancelOf(owner: string, generationId: string): Promise<number> {
+    return this.redis.publish(this.ownerChannel(owner), generationId);
+  }
+
+  /** Listens for cancel requests from other replicas (also on the channel of this replica's lease owner id). */
+  onCancelRequest(handler: (generationId: string) => void, owner?: string): void {
     const subscriber = this.redis.duplicate({ enableOfflineQueue: true });
     subscriber.on('error', () => {});
+    const channels = [this.cancelChannel, ...(owner ? [this.ownerChannel(owner)] : [])];
     subscriber.on('message', (channel: string, message: string) => {
-      if (channel === this.cancelChannel) handler(message);
+      if (channels.includes(channel)) handler(message);
     });
-    subscriber.subscribe(this.cancelChannel).catch((err: unknown) => {
+    subscriber.subscribe(...channels).catch((err: unknown) => {
       this.logger.warn({ err }, 'could not subscribe to generation cancel requests');
     });
     this.#subscriber = subscriber;

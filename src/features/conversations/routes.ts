@@ -3,22 +3,28 @@ import type { Redis } from 'ioredis';
 import type { ResponseCache } from '../../cache/response-cache.js';
 import type { Logger } from '../../core/logger.js';
 import type { Db } from '../../db/database.js';
+import type { Metrics } from '../../metrics/registry.js';
 import type { ChatGateway } from '../../providers/router/types.js';
 import { assistantRoutes } from '../assistants/routes.js';
 import { AssistantStore } from '../assistants/store.js';
+import type { CredentialWatch } from '../auth/credential-watch.js';
+import type { Attachments } from '../files/attachments.js';
 import type { UsageRecorder } from '../usage/store.js';
 import type { ConversationApi } from './context-deps.js';
 import { conversationCrudRoutes } from './conversation-routes.js';
 import { GenerationFeed } from './feed.js';
+import { adminConversationRoutes, type ConversationFlags } from './flags.js';
 import { GenerationManager } from './generation-manager.js';
 import { generationRoutes } from './generation-routes.js';
 import { IdempotencyStore } from './idempotency.js';
+import { GenerationLeases } from './leases.js';
 import { messageRoutes } from './message-routes.js';
 import { RedisEventLog } from './redis-events.js';
 import { ConversationSchema, GenerationResultSchema, MessageSchema } from './schemas.js';
 import { ConversationService } from './service.js';
 import { ConversationStore } from './store.js';
 import { sweepOrphanedGenerations } from './sweep.js';
+import { cancelElsewhere, finishAbandoned, finishAllAbandoned, type TakeoverDeps } from './takeover.js';
 import { websocketRoutes } from './ws-routes.js';
 
 export { sweepOrphanedGenerations } from './sweep.js';
@@ -40,9 +46,21 @@ export interface ConversationDeps {
   responses?: ResponseCache | undefined;
   /** Streaming rows untouched this long are orphans (their replica died): swept periodically. */
   orphanAfterMs?: number | undefined;
+  /** colloquy_active_streams counts conversation SSE streams and WebSockets (label `api`). */
+  metrics?: Metrics | undefined;
+  /** Revoked keys and disabled users: their streams and sockets end, their running generations stop. */
+  credentials?: CredentialWatch | undefined;
+  /** Files attached to messages (issue 24); without it a message with `attachments` is refused. */
+  attachments?: Attachments | undefined;
+  /** Conversations flagged by a crisis referral (issue 22): listed for admins. */
+  flags?: ConversationFlags | undefined;
+  /** Told after a conversation is deleted (its files go with it). */
+  onConversationDeleted?: ((conversationId: string) => Promise<void>) | undefined;
 }
 
 const MAINTENANCE_MS = 60_000;
+/** How often a replica looks for generations whose replica died (with Redis). */
+const TAKEOVER_SCAN_MS = 2_000;
 
 /**
  * The conversation API under /api: assistants, conversations, message trees, generations (SSE, WebSocket,
@@ -53,15 +71,39 @@ export async function conversationRoutes(app: FastifyInstance, deps: Conversatio
   const assistants = new AssistantStore(deps.db);
   const idempotency = new IdempotencyStore(store.db);
   const redisLog = deps.redis ? new RedisEventLog(deps.redis, deps.logger) : undefined;
+  const leases = deps.redis ? new GenerationLeases(deps.redis, deps.logger) : undefined;
   const manager = new GenerationManager({
+    leases,
     store,
     gateway: deps.gateway,
     usage: deps.usage,
     logger: deps.logger,
     redisLog,
     responses: deps.responses,
+    credentials: deps.credentials,
   });
+  // With Redis, a generation whose replica died is finished by whichever replica notices first.
+  const takeover: TakeoverDeps | undefined =
+    redisLog && leases
+      ? {
+          store,
+          redisLog,
+          leases,
+          logger: deps.logger,
+          runsHere: (id) => manager.get(id) !== undefined,
+          usage: deps.usage,
+          gateway: deps.gateway,
+        }
+      : undefined;
+  const finish = takeover
+    ? (id: string) =>
+        finishAbandoned(takeover, id).catch((err: unknown) => {
+          deps.logger.warn({ err, generationId: id }, 'could not finish an abandoned generation');
+          return false;
+        })
+    : undefined;
   const service = new ConversationService({
+    finishAbandoned: finish,
     store,
     assistants,
     idempotency,
@@ -69,8 +111,9 @@ export async function conversationRoutes(app: FastifyInstance, deps: Conversatio
     gateway: deps.gateway,
     defaultModel: deps.defaultModel,
     contextWindow: deps.contextWindow,
+    attachments: deps.attachments,
   });
-  const feed = new GenerationFeed({ store, manager, redisLog });
+  const feed = new GenerationFeed({ store, manager, redisLog, finishAbandoned: finish });
   const closing = new AbortController();
   const api: ConversationApi = {
     store,
@@ -81,6 +124,20 @@ export async function conversationRoutes(app: FastifyInstance, deps: Conversatio
     logger: deps.logger,
     redisLog,
     closing: closing.signal,
+    metrics: deps.metrics,
+    credentials: deps.credentials,
+    finishAbandoned: finish,
+    cancelElsewhere: takeover
+      ? (id: string) =>
+          cancelElsewhere(takeover, id).catch((err: unknown) => {
+            deps.logger.warn({ err, generationId: id }, 'could not cancel a generation run elsewhere');
+            return 'unknown' as const;
+          })
+      : undefined,
+    leaseTtlMs: leases?.ttlMs,
+    onConversationDeleted: deps.onConversationDeleted,
+    attachments: deps.attachments,
+    flags: deps.flags,
   };
 
   // Housekeeping: expired idempotency keys, and rows orphaned by a replica that died mid-generation.
@@ -96,12 +153,24 @@ export async function conversationRoutes(app: FastifyInstance, deps: Conversatio
       .catch((err) => deps.logger.warn({ err }, 'conversation maintenance failed'));
   }, MAINTENANCE_MS);
   maintenance.unref();
+  // Every few seconds, generations whose replica died (lease expired) are finished, watched or not.
+  const takeovers = takeover
+    ? setInterval(() => {
+        finishAllAbandoned(takeover)
+          .then((finished) => {
+            if (finished) deps.logger.warn({ finished }, 'finished generations of a replica that stopped');
+          })
+          .catch((err) => deps.logger.warn({ err }, 'could not look for abandoned generations'));
+      }, TAKEOVER_SCAN_MS)
+    : undefined;
+  takeovers?.unref();
 
   // Shutdown: running generations get the drain period (until the server ends open streams), then are
   // stopped and saved as partial; reconnection streams and sockets end with them.
   const drainOver = (app as { shutdownSignal?: AbortSignal }).shutdownSignal;
   app.addHook('preClose', async () => {
     clearInterval(maintenance);
+    clearInterval(takeovers);
     await manager.close(deps.shutdownGraceMs ?? 30_000, drainOver);
     closing.abort();
   });
@@ -114,4 +183,5 @@ export async function conversationRoutes(app: FastifyInstance, deps: Conversatio
   await app.register(messageRoutes, api);
   await app.register(generationRoutes, api);
   await app.register(websocketRoutes, api);
+  if (deps.flags) await app.register(adminConversationRoutes, { flags: deps.flags });
 }

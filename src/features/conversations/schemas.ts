@@ -1,5 +1,13 @@
 import Type from 'typebox';
 
+/** Why a conversation was flagged for the operator (a crisis referral); shown to admins only. */
+export const ConversationFlagSchema = Type.Object({
+  reason: Type.String({ description: 'crisis' }),
+  guardrail: Type.String({ description: 'the guardrail that referred the user' }),
+  category: Type.String({ description: 'suicide, self_harm or abuse' }),
+  at: Type.String({ description: 'when (the latest referral)' }),
+});
+
 export const ConversationSchema = Type.Object(
   {
     id: Type.String(),
@@ -13,6 +21,12 @@ export const ConversationSchema = Type.Object(
     }),
     created_at: Type.String(),
     updated_at: Type.String(),
+    flagged: Type.Optional(
+      Type.Union([ConversationFlagSchema, Type.Null()], {
+        description:
+          'admins only (absent for other callers): set when a crisis referral answered a message; null: not flagged',
+      }),
+    ),
   },
   { $id: 'Conversation' },
 );
@@ -48,6 +62,24 @@ export const MessageSchema = Type.Object(
     completion_tokens: Type.Union([Type.Integer(), Type.Null()]),
     created_at: Type.String(),
     updated_at: Type.String(),
+    tool_calls: Type.Union(
+      [
+        Type.Array(
+          Type.Object({
+            id: Type.String(),
+            type: Type.Literal('function'),
+            function: Type.Object({ name: Type.String(), arguments: Type.String() }),
+          }),
+        ),
+        Type.Null(),
+      ],
+      { description: 'the tool calls an assistant reply made (OpenAI’s shape); null when it made none' },
+    ),
+    attachments: Type.Optional(
+      Type.Array(Type.String(), {
+        description: 'ids of the files this user message carried (GET /api/files/{id}); absent when none',
+      }),
+    ),
     sibling_ids: Type.Optional(
       Type.Array(Type.String(), {
         description: 'ids of every message sharing this one’s parent (itself included), oldest first',
@@ -84,7 +116,7 @@ const Stream = Type.Boolean({
   default: true,
   description: 'true (default): answer with server-sent events; false: answer JSON once the reply is done',
 });
-export const Content = Type.String({ minLength: 1, maxLength: 200_000 });
+const Content = Type.String({ minLength: 1, maxLength: 200_000 });
 
 export const CreateConversationBody = Type.Object(
   {
@@ -129,9 +161,36 @@ export const ListMessagesQuery = Type.Object({
   ),
 });
 
+/** Files to send with the message (issue 24): ids from POST /api/files. */
+export const Attachments = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
+  maxItems: 10,
+  description:
+    'ids of your uploaded files (POST /api/files): images go to the model as image parts (vision models only, 400 otherwise), documents as their extracted text',
+});
+
+/**
+ * Per-request settings for the reply (the console's parameter panel): they win over the assistant's for this
+ * reply only and are not stored. Null is refused like any other wrong type (omit a field to keep the default).
+ */
+const ReplySettings = {
+  temperature: Type.Optional(
+    Type.Number({ minimum: 0, maximum: 2, description: 'sampling temperature for this reply, 0 to 2' }),
+  ),
+  max_tokens: Type.Optional(
+    Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'the most tokens this reply may have' }),
+  ),
+  system_prompt: Type.Optional(
+    Type.String({
+      maxLength: 32_000,
+      description: "the system prompt for this reply instead of the assistant's (an empty string sends none)",
+    }),
+  ),
+};
+
 export const SendMessageBody = Type.Object(
   {
     content: Content,
+    attachments: Type.Optional(Attachments),
     parent_id: Type.Optional(
       Type.Union([Type.String({ minLength: 1, maxLength: 64 }), Type.Null()], {
         description: 'the message this one answers; omitted: the active leaf; null: start a new root branch',
@@ -139,20 +198,39 @@ export const SendMessageBody = Type.Object(
     ),
     model: Type.Optional(Model),
     stream: Type.Optional(Stream),
+    ...ReplySettings,
   },
   { additionalProperties: false },
 );
 
 export const EditMessageBody = Type.Object(
-  { content: Content, model: Type.Optional(Model), stream: Type.Optional(Stream) },
+  {
+    content: Content,
+    attachments: Type.Optional(Attachments),
+    model: Type.Optional(Model),
+    stream: Type.Optional(Stream),
+    ...ReplySettings,
+  },
   { additionalProperties: false },
 );
 
 /** Regenerate and continue: the body is optional. */
 export const GenerateBody = Type.Object(
-  { model: Type.Optional(Model), stream: Type.Optional(Stream) },
+  { model: Type.Optional(Model), stream: Type.Optional(Stream), ...ReplySettings },
   { additionalProperties: false },
 );
+
+/** The reply settings of a request body (what the service takes). */
+export interface ReplyOptions {
+  temperature?: number | undefined;
+  max_tokens?: number | undefined;
+  system_prompt?: string | undefined;
+}
+export const replyOptions = (b: ReplyOptions): ReplyOptions => ({
+  ...(b.temperature !== undefined ? { temperature: b.temperature } : {}),
+  ...(b.max_tokens !== undefined ? { max_tokens: b.max_tokens } : {}),
+  ...(b.system_prompt !== undefined ? { system_prompt: b.system_prompt } : {}),
+});
 
 export const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(

@@ -1,6 +1,7 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyReply } from 'fastify';
 import { CallController } from '../../core/call-signal.js';
+import type { ErrorBody } from '../../core/errors.js';
 import type { GenerationEvent } from './events.js';
 
 export const formatSse = (event: GenerationEvent) =>
@@ -10,6 +11,11 @@ export interface EventStream {
   /** Aborts when the client goes away (or the server closes the stream). */
   readonly signal: AbortSignal;
   send(event: GenerationEvent): Promise<void>;
+  /**
+   * Ends the stream early with an `event: closed` (no id: not one of the generation's events) saying why,
+   * e.g. the credential was revoked; the generation is not affected by it.
+   */
+  closeWith(error: ErrorBody['error']): void;
   end(): void;
 }
 
@@ -59,6 +65,11 @@ export function openEventStream(
           controller.signal.addEventListener('abort', done, { once: true });
         });
       }
+    },
+    closeWith(error) {
+      if (!res.destroyed && !res.writableEnded)
+        res.write(`event: closed\ndata: ${JSON.stringify({ error })}\n\n`);
+      controller.abort();
     },
     end() {
       clearInterval(keepalive);

@@ -2,6 +2,7 @@ import { type Kysely, sql, type Transaction } from 'kysely';
 import { newId, nowIso } from '../../core/ids.js';
 import type { Db } from '../../db/database.js';
 import type { ConversationsTable, Database, MessagesTable } from '../../db/schema.js';
+import type { ToolCall } from '../../providers/types.js';
 import { MessageTree } from './branches.js';
 import { type ConversationTables, withConversationTables } from './tables.js';
 
@@ -21,6 +22,17 @@ export function toPublicConversation(row: ConversationRow) {
   };
 }
 
+/** A message's stored tool calls (JSON), null when it made none (or the text is not what was stored). */
+export function parseToolCalls(json: string | null | undefined): ToolCall[] | null {
+  if (!json) return null;
+  try {
+    const calls = JSON.parse(json) as unknown;
+    return Array.isArray(calls) && calls.length > 0 ? (calls as ToolCall[]) : null;
+  } catch {
+    return null;
+  }
+}
+
 export function toPublicMessage(row: MessageRow, siblingIds?: string[]) {
   return {
     id: row.id,
@@ -35,6 +47,7 @@ export function toPublicMessage(row: MessageRow, siblingIds?: string[]) {
     completion_tokens: row.completion_tokens,
     created_at: row.created_at,
     updated_at: row.updated_at,
+    tool_calls: parseToolCalls(row.tool_calls),
     ...(siblingIds ? { sibling_ids: siblingIds } : {}),
   };
 }

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import Type from 'typebox';
 import type { DatabaseHandle } from '../../db/database.js';
-import { currentSchemaVersion, REQUIRED_SCHEMA_VERSION } from '../../db/migrator.js';
+import { migrationStatus, REQUIRED_SCHEMA_VERSION } from '../../db/migrator.js';
 import { VERSION } from '../../version.js';
 
 const Check = Type.Object({
@@ -114,14 +114,17 @@ export async function healthRoutes(app: FastifyInstance, deps: HealthDeps) {
 
   async function checkSchema() {
     try {
-      const version = await withTimeout(currentSchemaVersion(deps.database.db), 'the database');
-      if (version === null || version < REQUIRED_SCHEMA_VERSION) {
+      const status = await withTimeout(migrationStatus(deps.database.db), 'the database');
+      if (!status.compatible) return { status: 'fail' as const, detail: status.summary };
+      if (status.pending.length) {
         return {
           status: 'fail' as const,
-          detail: `schema ${version ?? 'empty'} is older than the required ${REQUIRED_SCHEMA_VERSION}; run colloquy migrate up`,
+          detail: `schema ${status.applied.at(-1) ?? 'empty'} is older than the required ${REQUIRED_SCHEMA_VERSION}; run colloquy migrate up`,
         };
       }
-      return { status: 'ok' as const, detail: version };
+      // A newer, compatible schema (after a rollback) is ready, and the detail says so.
+      if (status.unknown.length) return { status: 'ok' as const, detail: status.summary };
+      return { status: 'ok' as const, detail: REQUIRED_SCHEMA_VERSION };
     } catch (err) {
       return { status: 'fail' as const, detail: (err as Error).message };
     }

@@ -10,6 +10,7 @@ import {
   DIALECTS,
   markSuiteRan,
   type TestDatabase,
+  type TestDialect,
 } from '../../../test/helpers/databases.js';
 import { parseDatabaseUrl } from '../../config/database-url.js';
 import { AppError } from '../../core/errors.js';
@@ -40,7 +41,7 @@ const watchedLogger = pino(
 );
 const uid = (label: string) => `${label}_${randomBytes(5).toString('hex')}`;
 
-async function openTestDatabase(dialect: 'sqlite' | 'postgres') {
+async function openTestDatabase(dialect: TestDialect) {
   const testDb: TestDatabase = await createTestDatabase(dialect);
   const database: DatabaseHandle = openDatabase({
     ...parseDatabaseUrl(testDb.url),
@@ -176,6 +177,31 @@ describe('worst-case cost', () => {
     assert.equal(worstCaseCost(prices, { model: 'unknown-model', promptTokens: 10 }).usd, 0);
   });
 
+  it('TIMEZONE windows: local midnights, a daylight-saving day of 23 hours, a month in Shanghai', () => {
+    // America/New_York springs forward on 2031-03-09: the day runs from 05:00 UTC to 04:00 UTC, 23 hours.
+    const spring = budgetWindow('day', new Date('2031-03-09T12:00:00Z'), 'America/New_York');
+    assert.deepEqual(spring, {
+      period: 'day',
+      id: '2031-03-09',
+      start: '2031-03-09T05:00:00.000Z',
+      end: '2031-03-10T04:00:00.000Z',
+      timeZone: 'America/New_York',
+    });
+    assert.equal(Date.parse(spring.end) - Date.parse(spring.start), 23 * 3600_000);
+    // 03:30 UTC on Mar 10 is still 23:30 on Mar 9 in New York.
+    assert.equal(budgetWindow('day', new Date('2031-03-10T03:30:00Z'), 'America/New_York').id, '2031-03-09');
+    const fall = budgetWindow('day', new Date('2031-11-02T12:00:00Z'), 'America/New_York');
+    assert.equal(Date.parse(fall.end) - Date.parse(fall.start), 25 * 3600_000);
+    // 20:00 UTC on Jan 31 is already February 1 in Shanghai.
+    assert.deepEqual(budgetWindow('month', new Date('2031-01-31T20:00:00Z'), 'Asia/Shanghai'), {
+      period: 'month',
+      id: '2031-02',
+      start: '2031-01-31T16:00:00.000Z',
+      end: '2031-02-28T16:00:00.000Z',
+      timeZone: 'Asia/Shanghai',
+    });
+  });
+
   it('windows are UTC days and months', () => {
     const at = new Date('2031-02-28T23:59:59.999Z');
     assert.deepEqual(budgetWindow('day', at), {
@@ -215,6 +241,106 @@ function budgetBehaviour(
       env = await setup();
     });
     after(async () => env?.close());
+
+    it('a budget set starts from the ledger, and a request admitted before it is charged when it ends', async () => {
+      // Issue 19, item 2: requests admitted while no budget was known (in flight, or on a replica that had
+      // not heard of it) were in the ledger but never in the budget's spend.
+      const clock = manualClock('2031-01-15T10:00:00Z');
+      const budgets = env.make({ now: clock.now });
+      const p = await seedPrincipal(env.db);
+      await ledger(env.db, p, '2031-01-15T09:00:00.000Z', 0.2, [100, 50]);
+      const before = await budgets.reserve({
+        principal: p,
+        requestId: 'r0',
+        worstCaseUsd: 1,
+        worstCaseTokens: 1,
+      });
+      assert.equal(before.budgets.length, 0);
+      await budgets.set({
+        scope: 'key',
+        subjectId: p.apiKeyId!,
+        period: 'day',
+        limitUsd: 10,
+        limitTokens: null,
+      });
+      let [status] = await budgets.status({ scope: 'key', subjectId: p.apiKeyId! });
+      near(status!.spentUsd, 0.2, 'spent from the ledger');
+      assert.equal(status!.spentTokens, 150);
+      await budgets.settle(before, 0.05, 30);
+      await budgets.settle(before, 0.05, 30); // ignored
+      [status] = await budgets.status({ scope: 'key', subjectId: p.apiKeyId! });
+      near(status!.spentUsd, 0.25, 'the request in flight is charged');
+      assert.equal(status!.spentTokens, 180);
+      // Nothing changed while this one ran: nothing more to charge than its reservation's settle.
+      const after = await budgets.reserve({
+        principal: p,
+        requestId: 'r1',
+        worstCaseUsd: 1,
+        worstCaseTokens: 1,
+      });
+      await budgets.settle(after, 0.01, 10);
+      [status] = await budgets.status({ scope: 'key', subjectId: p.apiKeyId! });
+      assert.equal(status!.spentTokens, 190);
+    });
+
+    it('with TIMEZONE=Asia/Shanghai a daily budget resets at Shanghai midnight (16:00 UTC), not UTC midnight', async () => {
+      // 23:00 in Shanghai on Jan 15: 900 of the day's 1000 tokens are spent.
+      const clock = manualClock('2031-01-15T15:00:00Z');
+      const shanghai = env.make({ now: clock.now, timeZone: 'Asia/Shanghai' });
+      const utc = env.make({ now: clock.now });
+      const p = await seedPrincipal(env.db);
+      // 01:00 UTC on Jan 15 is 09:00 in Shanghai, the same local day; 15:30 UTC on Jan 14 is its day before.
+      await ledger(env.db, p, '2031-01-15T01:00:00.000Z', 0, [600, 300]);
+      await ledger(env.db, p, '2031-01-14T15:30:00.000Z', 0, [5000, 0]);
+      await shanghai.set({
+        scope: 'key',
+        subjectId: p.apiKeyId!,
+        period: 'day',
+        limitUsd: null,
+        limitTokens: 1000,
+      });
+      const ask = (service: BudgetService, requestId: string) =>
+        service.reserve({ principal: p, requestId, worstCaseUsd: 0, worstCaseTokens: 200 });
+      let [status] = await shanghai.status({ scope: 'key', subjectId: p.apiKeyId! });
+      assert.equal(status!.spentTokens, 900, 'the local day holds the 09:00 request, not the day before');
+      assert.equal(status!.window.start, '2031-01-14T16:00:00.000Z');
+      assert.equal(status!.window.end, '2031-01-15T16:00:00.000Z');
+      const refused = await refusal(ask(shanghai, 'late'));
+      assert.equal(refused.code, 'budget_exceeded');
+      assert.match(refused.message, /resets at 2031-01-15T16:00:00.000Z/);
+
+      // 00:30 in Shanghai on Jan 16, still Jan 15 in UTC: a new day there.
+      clock.set('2031-01-15T16:30:00Z');
+      [status] = await shanghai.status({ scope: 'key', subjectId: p.apiKeyId! });
+      assert.equal(status!.window.id, '2031-01-16');
+      assert.equal(status!.spentTokens, 0);
+      await shanghai.release(await ask(shanghai, 'after-midnight'));
+      // The same budget counted in UTC days is still on Jan 15 (the 5000 tokens of 15:30 UTC on Jan 14 are
+      // outside it, the 900 inside): refused.
+      assert.equal((await refusal(ask(utc, 'utc'))).code, 'budget_exceeded');
+    });
+
+    it('a request whose worst case is over the whole budget is told that waiting will not help', async () => {
+      const budgets = env.make();
+      const p = await seedPrincipal(env.db);
+      await budgets.set({
+        scope: 'key',
+        subjectId: p.apiKeyId!,
+        period: 'day',
+        limitUsd: null,
+        limitTokens: 2000,
+      });
+      const request = { principal: p, requestId: 'big', worstCaseUsd: 0, worstCaseTokens: 4096 + 8 };
+      const err = await budgets.reserve(request).then(
+        () => assert.fail('expected a refusal'),
+        (e: AppError) => e,
+      );
+      assert.equal(err.code, 'budget_exceeded');
+      assert.match(err.message, /over the whole budget, even after it resets: set a lower max_tokens/);
+      const fits = await budgets.reserve({ ...request, requestId: 'small', worstCaseTokens: 100 });
+      assert.equal(fits.budgets.length, 1);
+      await budgets.release(fits);
+    });
 
     it('reserve, settle and release move the counters; finishing twice does nothing', async () => {
       const clock = manualClock('2031-01-15T10:00:00Z');

@@ -1,5 +1,8 @@
 import { newId, nowIso } from '../../core/ids.js';
 import type { Db } from '../../db/database.js';
+import { onConflictUpdate } from '../../db/portable.js';
+import { LIMITS_CACHE_TTL_MS, type LimitStoreOptions } from './budget-store.js';
+import type { LimitInvalidations } from './invalidations.js';
 import { LIMIT_NAMES, type LimitName, type LimitScope, type LimitsDb, withLimitsTables } from './tables.js';
 
 export type LimitValues = Partial<Record<LimitName, number>>;
@@ -18,17 +21,34 @@ export interface LimitOverride {
 }
 
 /**
- * Per key and per user limit overrides (`limit_overrides`). Reads are cached per subject for `cacheTtlMs`
- * (default 30 s): a change made through this instance applies at once, one made elsewhere within the TTL.
+ * Per key and per user limit overrides (`limit_overrides`). Reads are cached per subject: a change applies
+ * at once here and, through `invalidations` (Redis pub/sub), on every replica; `cacheTtlMs` (default 5 s)
+ * bounds staleness only while pub/sub is down.
  */
 export class LimitOverrideStore implements LimitOverrideSource {
   readonly #db: LimitsDb;
   readonly #cacheTtlMs: number;
   readonly #cache = new Map<string, { values: Promise<LimitValues>; expiresAt: number }>();
+  readonly #invalidations: LimitInvalidations | undefined;
 
-  constructor(db: Db, options: { cacheTtlMs?: number } = {}) {
+  constructor(db: Db, options: LimitStoreOptions = {}) {
     this.#db = withLimitsTables(db);
-    this.#cacheTtlMs = options.cacheTtlMs ?? 30_000;
+    this.#cacheTtlMs = options.cacheTtlMs ?? LIMITS_CACHE_TTL_MS;
+    this.#invalidations = options.invalidations;
+    this.#invalidations?.onChange((setting, scope, subjectId) => {
+      if (setting === 'overrides') this.#forget(scope, subjectId);
+    });
+  }
+
+  #forget(scope: LimitScope, subjectId: string) {
+    if (subjectId === '*') {
+      for (const key of this.#cache.keys()) if (key.startsWith(`${scope}:`)) this.#cache.delete(key);
+    } else this.#cache.delete(`${scope}:${subjectId}`);
+  }
+
+  async #changed(scope: LimitScope, subjectId: string) {
+    if (this.#invalidations) await this.#invalidations.announce('overrides', scope, subjectId);
+    else this.#forget(scope, subjectId);
   }
 
   get(scope: LimitScope, subjectId: string): Promise<LimitValues> {
@@ -80,24 +100,20 @@ export class LimitOverrideStore implements LimitOverrideSource {
     if (!LIMIT_NAMES.includes(override.limitName)) throw new Error(`unknown limit ${override.limitName}`);
     if (!Number.isInteger(override.value)) throw new Error('a limit override is an integer');
     const now = nowIso();
-    await this.#db
-      .insertInto('limit_overrides')
-      .values({
-        id: newId('lim'),
-        scope: override.scope,
-        subject_id: override.subjectId,
-        limit_name: override.limitName,
-        value: override.value,
-        created_at: now,
-        updated_at: now,
-      })
-      .onConflict((oc) =>
-        oc
-          .columns(['scope', 'subject_id', 'limit_name'])
-          .doUpdateSet({ value: override.value, updated_at: now }),
-      )
-      .execute();
-    this.#cache.delete(`${override.scope}:${override.subjectId}`);
+    const insert = this.#db.insertInto('limit_overrides').values({
+      id: newId('lim'),
+      scope: override.scope,
+      subject_id: override.subjectId,
+      limit_name: override.limitName,
+      value: override.value,
+      created_at: now,
+      updated_at: now,
+    });
+    await onConflictUpdate(this.#db, insert, ['scope', 'subject_id', 'limit_name'], {
+      value: override.value,
+      updated_at: now,
+    }).execute();
+    await this.#changed(override.scope, override.subjectId);
   }
 
   /** Removes one override (or all of the subject's); the defaults apply again. */
@@ -108,7 +124,7 @@ export class LimitOverrideStore implements LimitOverrideSource {
       .where('subject_id', '=', subjectId);
     if (limitName) query = query.where('limit_name', '=', limitName);
     const result = await query.executeTakeFirst();
-    this.#cache.delete(`${scope}:${subjectId}`);
+    await this.#changed(scope, subjectId);
     return Number(result.numDeletedRows);
   }
 }

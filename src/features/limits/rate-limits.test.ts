@@ -222,7 +222,43 @@ describe('rate limits (in memory)', () => {
 
     const tooLarge = await rejection(limits.check(viaKey(), undefined, { estimatedTokens: 5000 }));
     assert.match(tooLarge.message, /request too large/);
+    assert.equal(tooLarge.code, 'exceeds_token_limit');
+    assert.equal(tooLarge.status, 413);
     assert.equal(tooLarge.options.headers!['x-should-retry'], 'false');
+    assert.equal(tooLarge.options.headers!['retry-after'], undefined, 'waiting would not help');
+  });
+
+  it('tokens per minute: without max_tokens no output is reserved, so a small request fits a small limit', async () => {
+    // Issue 19, item 10: 4,096 output tokens were reserved per request, so under a limit of 2,000 "hi" was
+    // refused forever with Retry-After 60.
+    const limits = new RateLimitService({ config: config({ tokensPerMinute: 2000 }) });
+    const p = viaKey();
+    for (let i = 0; i < 3; i++) {
+      const ok = await limits.check(p, undefined, { promptTokens: 8, maxOutputTokens: undefined });
+      assert.equal(ok.headers['x-ratelimit-limit-tokens'], '2000');
+      await limits.recordTokens(p, 8 + 30);
+    }
+    // What was used counts: the prompt must fit what is left of the minute.
+    await limits.recordTokens(p, 2000 - 3 * 38 - 5);
+    const full = await rejection(limits.check(p, undefined, { promptTokens: 8 }));
+    assert.equal(full.code, 'rate_limited');
+    assert.ok(Number(full.options.headers!['retry-after']) >= 1);
+  });
+
+  it('tokens per minute: a request whose prompt and max_tokens exceed the limit is a 413 that says why', async () => {
+    const limits = new RateLimitService({ config: config({ tokensPerMinute: 2000 }) });
+    const withMax = await rejection(
+      limits.check(viaKey(), undefined, { promptTokens: 10, maxOutputTokens: 4096 }),
+    );
+    assert.equal(withMax.code, 'exceeds_token_limit');
+    assert.equal(withMax.options.param, 'max_tokens');
+    assert.match(withMax.message, /lower max_tokens to at most 1990/);
+    const longPrompt = await rejection(limits.check(viaKey(), undefined, { promptTokens: 2500 }));
+    assert.equal(longPrompt.code, 'exceeds_token_limit');
+    assert.equal(longPrompt.options.param, 'messages');
+    // max_tokens that fits is reserved in full.
+    const ok = await limits.check(viaKey(), undefined, { promptTokens: 10, maxOutputTokens: 1000 });
+    assert.equal(ok.headers['x-ratelimit-remaining-tokens'], '990');
   });
 
   it('recorded tokens count for the user across keys', async () => {
@@ -348,6 +384,22 @@ describe('rate limits (in memory)', () => {
       (v) => v.labels.limit === 'requests_per_minute' && v.labels.scope === 'key',
     );
     assert.equal(keyMinute[0]?.value, 1);
+  });
+
+  it('counts a refusal once, even when the key and the user are both over their limits', async () => {
+    // Issue 19, item 17: one refusal was counted once per scope over its limit (70 against the usage API's 41).
+    const metrics = createMetrics({ track: 'stable' });
+    const limits = new RateLimitService({ config: config({ requestsPerMinute: 1 }), metrics });
+    const p = viaKey();
+    await limits.check(p, undefined);
+    for (let i = 0; i < 3; i++) await rejection(limits.check(p, undefined));
+    const values = (await metrics.limitRejections.get()).values;
+    assert.equal(
+      values.reduce((sum, v) => sum + v.value, 0),
+      3,
+      JSON.stringify(values.map((v) => [v.labels, v.value])),
+    );
+    assert.ok(values.every((v) => v.labels.scope === 'key' || v.labels.scope === 'user'));
   });
 });
 

@@ -210,15 +210,21 @@ export class RateLimitService {
   }
 
   /**
-   * Counts one request against every request limit of the key, the user and the address, and checks that
-   * `estimatedTokens` (the prompt plus the expected output) fits in the tokens-per-minute limits. Throws
-   * 429 `rate_limited` (nothing counted) or, with Redis down in fail-closed mode, 503; on success returns
-   * the X-RateLimit-* headers for the response.
+   * Counts one request against every request limit of the key, the user and the address, and checks its
+   * tokens against the tokens-per-minute limits. Throws 429 `rate_limited` (nothing counted), 413
+   * `exceeds_token_limit` for a request that could never fit a limit, or, with Redis down in fail-closed
+   * mode, 503; on success returns the X-RateLimit-* headers for the response.
+   *
+   * What must fit what is left of the minute is the prompt plus the request's own `max_tokens` when it sets
+   * one. Without `max_tokens` no output is reserved in advance: the reply's actual tokens are counted when
+   * it ends (`recordTokens`), so a window is passed by at most the replies in flight. Reserving a fixed
+   * 4,096 instead refused every request forever under a limit below that (issue 19, item 10).
+   * `estimatedTokens` is the older form: prompt and output already summed, all of it to fit.
    */
   async check(
     principal: Principal,
     ip: string | undefined,
-    options: { estimatedTokens?: number } = {},
+    options: { promptTokens?: number; maxOutputTokens?: number | null; estimatedTokens?: number } = {},
   ): Promise<RateLimitResult> {
     if (this.#exempt(principal)) return { headers: {} };
     const subjects = await this.#subjects(principal, ip);
@@ -233,7 +239,10 @@ export class RateLimitService {
     }
     const tokenSubjects = subjects.filter((s) => Number.isFinite(s.limits.tokens_per_minute));
     // Read only when a token limit applies: the caller may estimate lazily.
-    const estimated = tokenSubjects.length ? Math.max(0, Math.ceil(options.estimatedTokens ?? 0)) : 0;
+    const estimated = tokenSubjects.length ? tokensToFit(options) : 0;
+    // A request larger than a limit on its own is refused before anything is counted: waiting cannot help.
+    const neverFits = tokenSubjects.find((s) => estimated > s.limits.tokens_per_minute);
+    if (neverFits) throw this.#tooLarge(neverFits, estimated, options.maxOutputTokens);
 
     const [consumed, peeked] = await Promise.all([
       Promise.allSettled(requests.map((r) => r.limiter.consume(r.key, 1))),
@@ -283,17 +292,35 @@ export class RateLimitService {
     const over = [...requestCounters, ...tokenCounters].filter((c) => c.used > c.limit);
     if (over.length > 0) {
       await refund();
-      throw this.#rejection(over, estimated);
+      throw this.#rejection(over);
     }
     return { headers: successHeaders(requestCounters, tokenCounters) };
   }
 
-  #rejection(over: Counter[], estimated: number): AppError {
+  #tooLarge(subject: Subject, estimated: number, maxOutputTokens: number | null | undefined): AppError {
+    const limit = subject.limits.tokens_per_minute;
+    this.#metrics?.limitRejections.inc({ limit: 'tokens_per_minute', scope: subject.scope });
+    const output = maxOutputTokens ?? 0;
+    const hint =
+      output > 0 && estimated - output <= limit
+        ? `; lower max_tokens to at most ${limit - (estimated - output)}`
+        : '; shorten the messages';
+    return new AppError(
+      'exceeds_token_limit',
+      `request too large: about ${estimated} tokens${output > 0 ? ` (max_tokens ${output} included)` : ''}, ` +
+        `more than the limit of ${limit} tokens per minute for ${SCOPE_NAMES[subject.scope]}${hint}`,
+      { param: output > 0 ? 'max_tokens' : 'messages', headers: { 'x-should-retry': 'false' } },
+    );
+  }
+
+  #rejection(over: Counter[]): AppError {
     // The client has to wait for every exceeded window, so the longest wait is the one reported (at equal
     // waits, the most specific subject: key, then user, then address).
     const secondsOf = (c: Counter) => Math.ceil(c.resetMs / 1000);
     const worst = over.reduce((a, b) => (secondsOf(b) > secondsOf(a) ? b : a));
-    for (const c of over) this.#metrics?.limitRejections.inc({ limit: c.name, scope: c.scope });
+    // One refusal, one count, labelled with the scope it reports (issue 19, item 17: a request over both
+    // its key's and its user's limit was counted twice).
+    this.#metrics?.limitRejections.inc({ limit: worst.name, scope: worst.scope });
     const seconds = Math.max(1, Math.ceil(worst.resetMs / 1000));
     const headers: Record<string, string> = {
       'retry-after': String(seconds),
@@ -301,17 +328,6 @@ export class RateLimitService {
       'x-ratelimit-remaining': '0',
       'x-ratelimit-reset': String(seconds),
     };
-    const tooLarge = over.find((c) => c.name === 'tokens_per_minute' && estimated > c.limit);
-    if (tooLarge) {
-      // Waiting would not help: the request alone is over the limit.
-      headers['x-should-retry'] = 'false';
-      return new AppError(
-        'rate_limited',
-        `request too large: about ${estimated} tokens, more than the limit of ${tooLarge.limit} ` +
-          `tokens per minute for ${SCOPE_NAMES[tooLarge.scope]}`,
-        { headers },
-      );
-    }
     return new AppError(
       'rate_limited',
       `rate limit reached: ${worst.limit} ${LIMIT_DESCRIPTIONS[worst.name]} for ${SCOPE_NAMES[worst.scope]}; ` +
@@ -469,6 +485,17 @@ export class RateLimitService {
   async close(): Promise<void> {
     await Promise.all([...this.#held].map((release) => release()));
   }
+}
+
+/** The tokens that must fit what is left of the minute: the prompt, plus max_tokens when the request sets it. */
+function tokensToFit(options: {
+  promptTokens?: number;
+  maxOutputTokens?: number | null;
+  estimatedTokens?: number;
+}): number {
+  const total =
+    options.estimatedTokens ?? (options.promptTokens ?? 0) + Math.max(0, options.maxOutputTokens ?? 0);
+  return Math.max(0, Math.ceil(total));
 }
 
 /** An override wins (negative: unlimited); a default of 0 turns the limit off. */

@@ -288,6 +288,60 @@ for (const dialect of DIALECTS) {
       );
     });
 
+    it('with TIMEZONE=Asia/Shanghai days are Shanghai days: rolled up and live, a minute before and at midnight', async () => {
+      const a = await seedUser(db);
+      const tz = 'Asia/Shanghai';
+      const at = (iso: string, cost = 1) => record(db, { at: iso, userId: a.userId, keyId: a.keys[0], cost });
+      await at('2032-06-01T15:59:00.000Z'); // 23:59 on June 1 in Shanghai
+      await at('2032-06-01T16:00:00.000Z'); // 00:00 on June 2
+      await at('2032-06-02T17:00:00.000Z'); // 01:00 on June 3: today
+      await at('2032-06-02T23:30:00.000Z'); // 07:30 on June 3: today
+      assert.equal((await rollup(db, '2032-06-01', tz)).requests, 1);
+      assert.equal((await rollup(db, '2032-06-02', tz)).requests, 1);
+      const now = new Date('2032-06-03T02:00:00.000Z'); // 10:00 on June 3 in Shanghai
+      const range = { from: '2032-06-01', to: '2032-06-03', now, userId: a.userId };
+      const days = (rows: { key: string | null; requests: number }[]) => rows.map((r) => [r.key, r.requests]);
+      assert.deepEqual(days(await spendByDay(db, { ...range, timeZone: tz })), [
+        ['2032-06-01', 1],
+        ['2032-06-02', 1],
+        ['2032-06-03', 2],
+      ]);
+      // The same records in UTC days (rolled up in UTC from the ledger: the UTC "today" is June 3 as well).
+      await rollup(db, '2032-06-01');
+      await rollup(db, '2032-06-02');
+      assert.deepEqual(days(await spendByDay(db, range)), [
+        ['2032-06-01', 2],
+        ['2032-06-02', 2],
+      ]);
+    });
+
+    it('with TIMEZONE=America/New_York the spring-forward day holds its 23 hours, no more', async () => {
+      const a = await seedUser(db);
+      const tz = 'America/New_York';
+      const at = (iso: string) => record(db, { at: iso, userId: a.userId, keyId: a.keys[0], cost: 1 });
+      // 2032-03-14 is the second Sunday of March: 00:00 EST is 05:00 UTC, the next midnight (EDT) 04:00 UTC.
+      await at('2032-03-14T04:59:00.000Z'); // 23:59 on March 13
+      await at('2032-03-14T05:00:00.000Z'); // 00:00 on March 14
+      await at('2032-03-15T03:59:00.000Z'); // 23:59 on March 14 (EDT)
+      await at('2032-03-15T04:00:00.000Z'); // 00:00 on March 15
+      for (const day of ['2032-03-13', '2032-03-14', '2032-03-15']) await rollup(db, day, tz);
+      const report = await spendByDay(db, {
+        from: '2032-03-13',
+        to: '2032-03-15',
+        now: new Date('2032-03-20T12:00:00.000Z'),
+        userId: a.userId,
+        timeZone: tz,
+      });
+      assert.deepEqual(
+        report.map((r) => [r.key, r.requests]),
+        [
+          ['2032-03-13', 1],
+          ['2032-03-14', 2],
+          ['2032-03-15', 1],
+        ],
+      );
+    });
+
     it('prunes records past the retention in batches, rolling their days up first', async () => {
       const { userId, keys } = await seedUser(db);
       // Days of their own, far from the other tests'.

@@ -1,3 +1,4 @@
+import type { Generated } from 'kysely';
 import type { Db } from '../../db/database.js';
 
 /** Tables added by migration 0003-limits, typed here so the shared schema file stays untouched. */
@@ -42,6 +43,8 @@ export interface UsageDailyTable {
   user_id: string | null;
   api_key_id: string | null;
   model: string;
+  /** The client protocol (migration 0009). */
+  protocol: Generated<string>;
   requests: number;
   prompt_tokens: number;
   completion_tokens: number;

@@ -1,35 +1,27 @@
-import type { OutgoingHttpHeaders } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
-import type { CacheKey } from '../../cache/cache.js';
-import type { CacheScope, ResponseCache } from '../../cache/response-cache.js';
-import { CallController } from '../../core/call-signal.js';
+import type { ResponseCache } from '../../cache/response-cache.js';
+import type { AppError } from '../../core/errors.js';
 import type { Metrics } from '../../metrics/registry.js';
 import { bearerSecurity, principalOf } from '../../plugins/auth.js';
 import { toErrorResponse } from '../../plugins/error-handler.js';
 import { ProviderError } from '../../providers/errors.js';
-import type { ChatGateway, RouteInfo } from '../../providers/router/types.js';
-import { TextBuffer } from '../../providers/text-buffer.js';
-import { estimateUsage } from '../../providers/tokens.js';
-import type { ChatCompletionRequest, Usage } from '../../providers/types.js';
+import { rawBodyOf } from '../../providers/raw-body.js';
+import type { ChatGateway } from '../../providers/router/types.js';
+import type { ChatCompletionRequest } from '../../providers/types.js';
+import { contextWindowFor, replyReserve } from '../conversations/context.js';
+import { type Attachments, expandFileParts } from '../files/attachments.js';
+import { protocolIngress } from '../ingress/call.js';
+import { type CachePlan, planCache } from '../ingress/lifecycle.js';
 import type { UsageRecorder } from '../usage/store.js';
 import {
   ChatCompletionBody,
   ChatCompletionResponse,
   ModelObject,
+  openAiErrors,
   validateWithoutCoercion,
 } from './schemas.js';
-
-const errors = {
-  400: Type.Ref('Error'),
-  401: Type.Ref('Error'),
-  404: Type.Ref('Error'),
-  429: Type.Ref('Error'),
-  502: Type.Ref('Error'),
-  503: Type.Ref('Error'),
-  504: Type.Ref('Error'),
-};
 
 export interface OpenAiV1Deps {
   gateway: ChatGateway;
@@ -37,19 +29,21 @@ export interface OpenAiV1Deps {
   metrics?: Metrics | undefined;
   /** Absent when response caching is off (RESPONSE_CACHE_TTL_SECONDS=0). */
   responses?: ResponseCache | undefined;
+  /** Uploaded files referenced by `{type:'file', file:{file_id}}` parts (issue 24). */
+  attachments?: Attachments | undefined;
 }
 
-interface CachePlan {
-  key: CacheKey;
-  /** False under `Cache-Control: no-cache`: answer fresh, but still store the answer. */
-  read: boolean;
+/** Tokens an uploaded document may take in a /v1 request: the model's window less the reply's share. */
+function documentBudget(body: ChatCompletionRequest) {
+  const window = contextWindowFor(body.model);
+  return window - replyReserve(window, body.max_completion_tokens ?? body.max_tokens) - 256;
 }
 
 /** The OpenAI-compatible API: what the `openai` SDK, LangChain and other OpenAI clients call unchanged. */
 export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Deps) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const common = { tags: ['openai'], security: bearerSecurity };
-  const signalFor = abortOnClose(fastify);
+  const ingress = protocolIngress(fastify, deps, { protocol: 'chat_completions', api: 'v1' });
 
   app.post(
     '/v1/chat/completions',
@@ -61,79 +55,33 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
         summary:
           'Create a chat completion (OpenAI-compatible; `stream: true` answers with server-sent events)',
         body: ChatCompletionBody,
-        response: { 200: ChatCompletionResponse, ...errors },
+        response: { 200: ChatCompletionResponse, ...openAiErrors },
       },
     },
     async (request, reply) => {
-      const body = request.body as ChatCompletionRequest;
-      const cache = cachePlan(request, body);
+      const body = deps.attachments
+        ? await expandFileParts(
+            deps.attachments,
+            principalOf(request).userId,
+            request.body as ChatCompletionRequest,
+            documentBudget(request.body as ChatCompletionRequest),
+          )
+        : (request.body as ChatCompletionRequest);
+      const cache = planCache(deps.responses, request, body);
       if (body.stream) return streamCompletion(request, reply, body, cache);
-      if (cache?.read) {
-        const hit = await deps.responses!.getCompletion(cache.key);
-        if (hit) {
-          reply.header('x-cache', 'hit');
-          void record(request, body, {
-            route: hit.route,
-            usage: hit.usage,
-            latencyMs: 0,
-            status: 'ok',
-            cached: true,
-          });
-          return hit.completion;
-        }
+      const hit = await ingress.cachedCompletion(request, reply, body.model, cache);
+      if (hit) return hit.completion;
+      const { completion } = await ingress.complete(request, reply, body.model, body, cache);
+      // Pass-through (issue 26): an OpenAI-format upstream's answer that nothing transformed goes out as the
+      // bytes it came in, instead of being serialized again from the parsed object (same JSON, same headers).
+      const raw = rawBodyOf(completion);
+      if (raw !== undefined) {
+        reply.header('content-type', 'application/json; charset=utf-8');
+        return raw;
       }
-      const startedAt = performance.now();
-      try {
-        const result = await deps.gateway.complete({
-          body,
-          requestId: request.id,
-          signal: signalFor(reply),
-          caller: { principal: principalOf(request), ip: request.ip },
-        });
-        const usage =
-          result.completion.usage ??
-          (await estimateUsage(
-            body.messages,
-            result.completion.choices.map((c) => c.message.content ?? '').join(''),
-          ));
-        void record(request, body, { route: result.route, usage, latencyMs: result.latencyMs, status: 'ok' });
-        if (cache) {
-          reply.header('x-cache', 'miss');
-          void deps.responses!.putCompletion(cache.key, result.completion, { route: result.route });
-        }
-        reply.headers(result.headers ?? {});
-        reply.header('x-colloquy-deployment', result.route.deployment);
-        return result.completion;
-      } catch (err) {
-        void record(request, body, { latencyMs: performance.now() - startedAt, status: statusOf(err) });
-        throw err;
-      }
+      return completion;
     },
   );
-
-  /**
-   * Deterministic requests (temperature 0, or `X-Colloquy-Cache: on`) are answered from the cache of the
-   * caller's own tenant (its API key, else its user); `Cache-Control: no-store` skips the cache,
-   * `no-cache` skips reading it. The master key, acting for nobody, is never cached.
-   */
-  function cachePlan(request: FastifyRequest, body: ChatCompletionRequest): CachePlan | undefined {
-    const responses = deps.responses;
-    if (!responses) return undefined;
-    const control = String(request.headers['cache-control'] ?? '').toLowerCase();
-    if (control.includes('no-store')) return undefined;
-    const optIn =
-      String(request.headers['x-colloquy-cache'] ?? '').toLowerCase() === 'on' ||
-      principalOf(request).cacheResponses === true;
-    if (!responses.isCacheable(body, { optIn })) return undefined;
-    const principal = principalOf(request);
-    const scope = principal.apiKeyId
-      ? `key:${principal.apiKeyId}`
-      : principal.userId
-        ? `user:${principal.userId}`
-        : undefined;
-    if (!scope) return undefined;
-    return { key: responses.key(scope as CacheScope, body), read: !control.includes('no-cache') };
-  }
 
   async function streamCompletion(
     request: FastifyRequest,
@@ -141,105 +89,45 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
     body: ChatCompletionRequest,
     cache: CachePlan | undefined,
   ) {
-    const startedAt = performance.now();
-    const signal = signalFor(reply);
-    const hit = cache?.read ? await deps.responses!.replay(cache.key) : undefined;
-    // Before the first chunk nothing has been sent, so failures still answer with a proper HTTP error.
-    let result: Awaited<ReturnType<ChatGateway['stream']>>;
-    try {
-      result = hit
-        ? { route: hit.route!, ttftMs: 0, events: hit.events }
-        : await deps.gateway.stream({
-            body,
-            requestId: request.id,
-            signal,
-            caller: { principal: principalOf(request), ip: request.ip },
-          });
-    } catch (err) {
-      void record(request, body, { latencyMs: performance.now() - startedAt, status: statusOf(err) });
-      throw err;
-    }
-    const recorder = cache && !hit ? deps.responses!.recorder(cache.key, { route: result.route }) : undefined;
+    const controller = ingress.signalFor(reply);
+    // Revoking the key, disabling its user or the credential expiring ends the stream (on every replica).
+    let revokedBy: AppError | undefined;
+    const unwatch = fastify.credentials.watch(
+      principalOf(request),
+      (reason) => {
+        revokedBy = reason;
+        controller.abort();
+      },
+      { expiry: true },
+    );
+    // Upstreams are always asked for usage; a client that did not ask must not get the extra chunk.
     const includeUsage = body.stream_options?.include_usage === true;
-    const res = reply.raw;
-    reply.hijack();
-    res.writeHead(200, {
-      // What hooks set (request id, security and CORS headers): hijacking skips Fastify's own writeHead.
-      ...(reply.getHeaders() as OutgoingHttpHeaders),
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache, no-transform',
-      'x-accel-buffering': 'no',
-      ...(result.route ? { 'x-colloquy-deployment': result.route.deployment } : {}),
-      ...(cache ? { 'x-cache': hit ? 'hit' : 'miss' } : {}),
-      ...result.headers,
-    });
-    let usage: Usage | undefined;
-    const text = new TextBuffer();
-    let status = 'ok';
-    deps.metrics?.activeStreams.inc({ api: 'v1' });
     try {
-      for await (const event of result.events) {
-        // Chunks already parsed keep coming after the client left: stop relaying (and reading) at once.
-        if (signal.aborted || res.destroyed) throw clientGone();
-        const { chunk } = event;
-        recorder?.record(event);
-        if (chunk.usage) usage = chunk.usage;
-        const delta = chunk.choices[0]?.delta;
-        if (delta?.content) text.append(delta.content);
-        // Upstreams are always asked for usage; a client that did not ask must not get the extra chunk.
-        if (chunk.choices.length === 0 && !includeUsage) continue;
-        const data = event.raw ?? JSON.stringify(chunk);
-        if (!res.write(`data: ${data}\n\n`)) await drained(res, signal);
-      }
-      res.end('data: [DONE]\n\n');
-      void recorder?.commit();
+      await ingress.stream(
+        request,
+        reply,
+        { model: body.model, internal: body, cache, signal: controller.signal },
+        {
+          event: ({ chunk, raw }) =>
+            chunk.choices.length === 0 && !includeUsage ? '' : `data: ${raw ?? JSON.stringify(chunk)}\n\n`,
+          end: () => 'data: [DONE]\n\n',
+          // After the first byte there is no HTTP status left to change: the error travels in-band, then [DONE].
+          fail: (err) => {
+            const { body: errorBody } = toErrorResponse((revokedBy ?? err) as ProviderError);
+            const payload = { error: { ...errorBody.error, finish_reason: 'error' } };
+            return `data: ${JSON.stringify(payload)}\n\ndata: [DONE]\n\n`;
+          },
+        },
+      );
     } catch (err) {
-      recorder?.fail();
-      status =
-        signal.aborted || (err instanceof ProviderError && err.details.kind === 'cancelled')
-          ? 'cancelled'
-          : 'partial';
-      if (!res.destroyed) {
-        // After the first byte there is no HTTP status left to change: the error travels in-band, then [DONE].
-        const { body: errorBody } = toErrorResponse(err as ProviderError);
-        const payload = { error: { ...errorBody.error, finish_reason: 'error' } };
-        res.end(`data: ${JSON.stringify(payload)}\n\ndata: [DONE]\n\n`);
-      }
-      if (!(err instanceof ProviderError)) request.log.error({ err }, 'stream failed');
+      throw revokedBy ?? err;
     } finally {
-      deps.metrics?.activeStreams.dec({ api: 'v1' });
+      unwatch();
     }
-    void record(request, body, {
-      route: result.route,
-      usage: usage ?? (await estimateUsage(body.messages, text.toString())),
-      latencyMs: performance.now() - startedAt,
-      ttftMs: result.ttftMs,
-      status,
-      cached: Boolean(hit),
-    });
   }
 
-  function record(
-    request: FastifyRequest,
-    body: ChatCompletionRequest,
-    outcome: {
-      route?: RouteInfo | undefined;
-      usage?: Usage | undefined;
-      latencyMs?: number;
-      ttftMs?: number;
-      status: string;
-      cached?: boolean;
-    },
-  ) {
-    const principal = principalOf(request);
-    return deps.usage.record({
-      requestId: request.id,
-      userId: principal.userId,
-      apiKeyId: principal.apiKeyId,
-      model: body.model,
-      ...outcome,
-    });
-  }
+  const endpointsField = (model: string) =>
+    deps.gateway.modelEndpoints ? { endpoints: deps.gateway.modelEndpoints(model) } : {};
 
   app.get(
     '/v1/models',
@@ -250,14 +138,25 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
         summary: 'List the models a client may ask for',
         response: {
           200: Type.Object({ object: Type.Literal('list'), data: Type.Array(ModelObject) }),
-          ...errors,
+          ...openAiErrors,
         },
       },
     },
-    async () => ({
-      object: 'list' as const,
-      data: (await deps.gateway.listModels()).map((m) => ({ ...m, object: 'model' as const, created: 0 })),
-    }),
+    async (request) => {
+      // A key restricted to some models (allowed_models) is shown only those.
+      const allowed = principalOf(request).allowedModels;
+      return {
+        object: 'list' as const,
+        data: (await deps.gateway.listModels())
+          .filter((m) => !allowed || allowed.includes(m.id))
+          .map((m) => ({
+            ...m,
+            object: 'model' as const,
+            created: 0,
+            ...endpointsField(m.id),
+          })),
+      };
+    },
   );
 
   app.get(
@@ -268,83 +167,35 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
         ...common,
         summary: 'One model',
         params: Type.Object({ model: Type.String() }),
-        response: { 200: ModelObject, ...errors },
+        response: { 200: ModelObject, ...openAiErrors },
       },
     },
     async (request) => {
-      const found = (await deps.gateway.listModels()).find((m) => m.id === request.params.model);
-      if (!found && !deps.gateway.hasModel(request.params.model)) {
-        throw new ProviderError(
-          `The model \`${request.params.model}\` does not exist or you do not have access to it.`,
-          {
-            provider: 'colloquy',
-            status: 404,
-            code: 'model_not_found',
-            type: 'invalid_request_error',
-            param: 'model',
-            retryable: false,
-          },
-        );
+      const model = request.params.model;
+      const allowed = principalOf(request).allowedModels;
+      const found =
+        allowed && !allowed.includes(model)
+          ? undefined
+          : deps.gateway.findModel
+            ? await deps.gateway.findModel(model)
+            : (await deps.gateway.listModels()).find((m) => m.id === model);
+      if (!found) {
+        throw new ProviderError(`The model \`${model}\` does not exist or you do not have access to it.`, {
+          provider: 'colloquy',
+          status: 404,
+          code: 'model_not_found',
+          type: 'invalid_request_error',
+          param: 'model',
+          retryable: false,
+        });
       }
       return {
-        id: request.params.model,
+        id: model,
         object: 'model' as const,
         created: 0,
-        owned_by: found?.owned_by ?? 'colloquy',
+        owned_by: found.owned_by,
+        ...endpointsField(model),
       };
     },
   );
-}
-
-/**
- * Aborts the upstream call when the client goes away (nobody would read the rest) or when shutdown ends the
- * open streams. One shutdown listener serves every request: an EventTarget listener per request costs more
- * than the request's own signal.
- */
-function abortOnClose(app: FastifyInstance) {
-  const open = new Set<CallController>();
-  app.shutdownSignal.addEventListener('abort', () => {
-    for (const controller of open) controller.abort();
-  });
-  return (reply: FastifyReply): AbortSignal => {
-    const controller = new CallController();
-    if (app.shutdownSignal.aborted) controller.abort();
-    open.add(controller);
-    // 'close' before the response finished means the client disconnected (not a keep-alive socket
-    // listener, which would pile up across requests).
-    reply.raw.once('close', () => {
-      open.delete(controller);
-      if (!reply.raw.writableFinished) controller.abort();
-    });
-    return controller.signal;
-  };
-}
-
-/** Resolves once the client can take more, or is gone (a destroyed response never drains). */
-function drained(res: NodeJS.WritableStream & { destroyed?: boolean }, signal: AbortSignal): Promise<void> {
-  if (signal.aborted || res.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    res.once('drain', done);
-    res.once('close', done);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
-const clientGone = () =>
-  new ProviderError('request cancelled: the client went away', {
-    provider: 'colloquy',
-    status: 499,
-    code: 'cancelled',
-    retryable: false,
-    kind: 'cancelled',
-  });
-
-function statusOf(err: unknown): string {
-  return err instanceof ProviderError && err.details.kind === 'cancelled' ? 'cancelled' : 'error';
 }

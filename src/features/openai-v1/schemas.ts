@@ -23,6 +23,17 @@ const Message = Type.Object(
  * The fields Colloquy reads are checked here; everything else is allowed and forwarded untouched to
  * OpenAI-compatible upstreams (new OpenAI parameters work without a Colloquy release).
  */
+/** The error answers of the OpenAI-compatible model endpoints (chat, completions, embeddings, responses). */
+export const openAiErrors = {
+  400: Type.Ref('Error'),
+  401: Type.Ref('Error'),
+  404: Type.Ref('Error'),
+  429: Type.Ref('Error'),
+  502: Type.Ref('Error'),
+  503: Type.Ref('Error'),
+  504: Type.Ref('Error'),
+};
+
 export const ChatCompletionBody = Type.Object(
   {
     model: Type.String({ minLength: 1, maxLength: 256 }),
@@ -63,6 +74,13 @@ export const ModelObject = Type.Object({
   object: Type.Literal('model'),
   created: Type.Integer(),
   owned_by: Type.String(),
+  /** Colloquy's extension (issue 20): the endpoints that serve the model; OpenAI clients ignore it. */
+  endpoints: Type.Optional(
+    Type.Array(Type.String(), {
+      description:
+        'Colloquy endpoints serving this model: chat.completions, messages, responses, embeddings, completions',
+    }),
+  ),
 });
 
 /**

@@ -1,12 +1,14 @@
 import { sql } from 'kysely';
 import type { Logger } from '../../core/logger.js';
+import { localDay } from '../../core/timezone.js';
 import type { Db } from '../../db/database.js';
+import { onConflictUpdate, proposed } from '../../db/portable.js';
 import type { Principal } from '../auth/principal.js';
 
 export type RejectionReason = 'rate_limited' | 'budget_exceeded';
 
 export interface LimitRejectionsDailyTable {
-  /** YYYY-MM-DD (UTC). */
+  /** YYYY-MM-DD in TIMEZONE (UTC by default). */
   day: string;
   /** '' for none (the master key, an address limit). */
   user_id: string;
@@ -34,9 +36,14 @@ export class RejectionCounter {
   #pending = new Map<string, number>();
   #flushing: Promise<void> | undefined;
   readonly #timer: NodeJS.Timeout;
+  readonly #timeZone: string;
 
-  constructor(db: Db, options: { logger?: Logger | undefined; flushIntervalMs?: number } = {}) {
+  constructor(
+    db: Db,
+    options: { logger?: Logger | undefined; flushIntervalMs?: number; timeZone?: string } = {},
+  ) {
     this.#db = db;
+    this.#timeZone = options.timeZone ?? 'UTC';
     this.#logger = options.logger;
     this.#timer = setInterval(() => void this.flush(), options.flushIntervalMs ?? 5_000);
     this.#timer.unref();
@@ -44,7 +51,7 @@ export class RejectionCounter {
 
   count(principal: Principal, reason: RejectionReason, now = new Date()) {
     const key = [
-      now.toISOString().slice(0, 10),
+      localDay(now, this.#timeZone),
       principal.userId ?? '',
       principal.apiKeyId ?? '',
       reason,
@@ -74,15 +81,12 @@ export class RejectionCounter {
         RejectionReason,
       ];
       try {
-        await db
+        const insert = db
           .insertInto('limit_rejections_daily')
-          .values({ day, user_id, api_key_id, reason, rejections: n })
-          .onConflict((oc) =>
-            oc.columns(['day', 'user_id', 'api_key_id', 'reason']).doUpdateSet({
-              rejections: sql`limit_rejections_daily.rejections + excluded.rejections`,
-            }),
-          )
-          .execute();
+          .values({ day, user_id, api_key_id, reason, rejections: n });
+        await onConflictUpdate(db, insert, ['day', 'user_id', 'api_key_id', 'reason'], {
+          rejections: sql`limit_rejections_daily.rejections + ${proposed(db, 'rejections')}`,
+        }).execute();
       } catch (err) {
         this.#pending.set(key, (this.#pending.get(key) ?? 0) + n);
         this.#logger?.warn({ err }, 'could not write limit rejection counts; retrying at the next flush');

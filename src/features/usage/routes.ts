@@ -2,14 +2,18 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { AppError } from '../../core/errors.js';
+import { addDays, dayStartIso, localDay } from '../../core/timezone.js';
 import type { Db } from '../../db/database.js';
 import { bearerSecurity, principalOf } from '../../plugins/auth.js';
-import { usageReport } from '../limits/rollups.js';
+import { isDay, usageReport } from '../limits/rollups.js';
 import { usageLabels } from './labels.js';
 import { type RejectionQuery, rejectionReport } from './rejections.js';
 import type { UsageRecorder } from './store.js';
 
-const Day = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: 'YYYY-MM-DD (UTC)' });
+const Day = Type.String({
+  pattern: '^\\d{4}-\\d{2}-\\d{2}$',
+  description: 'YYYY-MM-DD (a day in TIMEZONE, UTC by default)',
+});
 const Totals = Type.Object({
   key: Type.Union([Type.String(), Type.Null()], { description: 'the key id, user id, model or day' }),
   label: Type.Optional(
@@ -83,13 +87,14 @@ async function dailyPercentiles(
     userId?: string | undefined;
     apiKeyId?: string | undefined;
     model?: string | undefined;
+    timeZone: string;
   },
 ) {
   let query = db
     .selectFrom('usage_records')
     .select(['created_at', 'latency_ms', 'ttft_ms'])
-    .where('created_at', '>=', `${q.from}T00:00:00.000Z`)
-    .where('created_at', '<=', `${q.to}T23:59:59.999Z`)
+    .where('created_at', '>=', dayStartIso(q.from, q.timeZone))
+    .where('created_at', '<', dayStartIso(addDays(q.to, 1), q.timeZone))
     .where('cached', '=', 0)
     .orderBy('created_at', 'desc')
     .limit(PERCENTILE_ROW_CAP);
@@ -98,7 +103,7 @@ async function dailyPercentiles(
   if (q.model) query = query.where('model', '=', q.model);
   const byDay = new Map<string, { latency: number[]; ttft: number[] }>();
   for (const row of await query.execute()) {
-    const day = row.created_at.slice(0, 10);
+    const day = localDay(Date.parse(row.created_at), q.timeZone);
     let entry = byDay.get(day);
     if (!entry) {
       entry = { latency: [], ttft: [] };
@@ -133,9 +138,11 @@ const errors = { 400: Type.Ref('Error'), 401: Type.Ref('Error'), 403: Type.Ref('
 /** Spend and usage so far, from the daily roll-ups (today live). A user sees their own; admins everyone's. */
 export async function usageRoutes(
   fastify: FastifyInstance,
-  deps: { db: Db; recorder: Pick<UsageRecorder, 'flush'> },
+  deps: { db: Db; recorder: Pick<UsageRecorder, 'flush'>; timeZone?: string },
 ) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  // Days are TIMEZONE's: "today", the default 30 days, and every day bucket begin at its midnight.
+  const timeZone = deps.timeZone ?? 'UTC';
   app.get(
     '/api/usage',
     {
@@ -143,17 +150,23 @@ export async function usageRoutes(
       schema: {
         tags: ['usage'],
         security: bearerSecurity,
-        summary: 'Usage and spend for a date range, grouped by day, model, API key or user',
+        summary: 'Usage and spend for a date range, grouped by day, model, API key, user or client protocol',
         querystring: Type.Object({
           from: Type.Optional(Day),
           to: Type.Optional(Day),
           group_by: Type.Union(
-            ['day', 'model', 'api_key', 'user'].map((g) => Type.Literal(g)),
+            ['day', 'model', 'api_key', 'user', 'protocol'].map((g) => Type.Literal(g)),
             { default: 'day' },
           ),
           user_id: Type.Optional(Type.String({ description: 'admins: one user' })),
           api_key_id: Type.Optional(Type.String()),
           model: Type.Optional(Type.String()),
+          protocol: Type.Optional(
+            Type.String({
+              description:
+                'one client protocol (chat_completions, messages, responses, embeddings, completions, conversations), or guardrail: the calls guardrail checks made to a chat model',
+            }),
+          ),
         }),
         response: {
           200: Type.Object({ from: Day, to: Day, group_by: Type.String(), data: Type.Array(Totals) }),
@@ -164,10 +177,14 @@ export async function usageRoutes(
     async (request) => {
       const principal = principalOf(request);
       const q = request.query;
-      const today = new Date().toISOString().slice(0, 10);
+      for (const param of ['from', 'to'] as const) {
+        const day = q[param];
+        if (day !== undefined && !isDay(day))
+          throw new AppError('validation_error', `\`${param}\` is not a calendar day: ${day}`, { param });
+      }
+      const today = localDay(new Date(), timeZone);
       const to = q.to ?? today;
-      const from =
-        q.from ?? new Date(Date.parse(`${to}T00:00:00Z`) - 29 * 86_400_000).toISOString().slice(0, 10);
+      const from = q.from ?? addDays(to, -29);
       if (from > to)
         throw new AppError('validation_error', '`from` must not be after `to`', { param: 'from' });
       let userId = q.user_id;
@@ -176,14 +193,14 @@ export async function usageRoutes(
           throw new AppError('forbidden', 'only admins see other users’ usage');
         userId = principal.userId ?? undefined;
       }
-      const filters = { userId, apiKeyId: q.api_key_id, model: q.model };
-      const groupBy = q.group_by as 'day' | 'model' | 'api_key' | 'user';
+      const filters = { userId, apiKeyId: q.api_key_id, model: q.model, protocol: q.protocol };
+      const groupBy = q.group_by as 'day' | 'model' | 'api_key' | 'user' | 'protocol';
       // Rows are written in batches a few milliseconds late: write them first, so a client reading its usage
       // right after a request sees that request (on this replica).
       await deps.recorder.flush();
-      let data: TotalsRow[] = await usageReport(deps.db, { from, to, groupBy, ...filters });
-      // Refusals happen before a model is routed: they have no model to group or filter by.
-      if (groupBy !== 'model' && q.model === undefined)
+      let data: TotalsRow[] = await usageReport(deps.db, { from, to, groupBy, timeZone, ...filters });
+      // Refusals happen before a model is routed: they have no model (nor protocol) to group or filter by.
+      if (groupBy !== 'model' && groupBy !== 'protocol' && q.model === undefined && q.protocol === undefined)
         data = await withRejections(deps.db, data, { from, to, groupBy, userId, apiKeyId: q.api_key_id });
       if (groupBy === 'api_key' || groupBy === 'user') {
         const ids = data.flatMap((row) => (row.key === null ? [] : [row.key]));
@@ -199,7 +216,7 @@ export async function usageRoutes(
         };
       }
       if (groupBy !== 'day') return { from, to, group_by: q.group_by, data };
-      const percentiles = await dailyPercentiles(deps.db, { from, to, ...filters });
+      const percentiles = await dailyPercentiles(deps.db, { from, to, timeZone, ...filters });
       const empty = { p50_latency_ms: null, p95_latency_ms: null, p50_ttft_ms: null, p95_ttft_ms: null };
       return {
         from,

@@ -1,7 +1,8 @@
-import type { CompiledQuery } from 'kysely';
+import type { CompiledQuery, Insertable } from 'kysely';
 import { newId, nowIso } from '../../core/ids.js';
 import type { Logger } from '../../core/logger.js';
 import type { Db } from '../../db/database.js';
+import { onConflictIgnore } from '../../db/portable.js';
 import type { UsageRecordsTable } from '../../db/schema.js';
 import type { Metrics } from '../../metrics/registry.js';
 import type { RouteInfo } from '../../providers/router/types.js';
@@ -9,8 +10,21 @@ import type { Usage } from '../../providers/types.js';
 import type { Tracing } from '../../tracing/tracing.js';
 import type { PriceTable } from './prices.js';
 
+/** The client protocol a request came in by (issue 20); a ledger column and a metrics label. */
+export type UsageProtocol =
+  | 'chat_completions'
+  | 'messages'
+  | 'responses'
+  | 'embeddings'
+  | 'completions'
+  | 'conversations'
+  /** A guardrail's moderation check calling a chat model on behalf of the request's caller. */
+  | 'guardrail';
+
 export interface UsageEvent {
   requestId: string;
+  /** Absent: `chat_completions`, what every caller recorded before protocols were told apart. */
+  protocol?: UsageProtocol | undefined;
   userId: string | null;
   apiKeyId: string | null;
   /** The model the client asked for when no route was found. */
@@ -24,6 +38,9 @@ export interface UsageEvent {
   cached?: boolean;
 }
 
+/** The ledger's and the metrics' model for a request no route answered (see #ledgerModel). */
+export const UNROUTED = 'unrouted';
+
 /** Rows written per statement at most; more waiting rows go in the next statement right away. */
 const MAX_BATCH = 256;
 /**
@@ -34,8 +51,11 @@ const MAX_BATCH = 256;
  */
 const FLUSH_DELAY_MS = 50;
 
+/** A ledger row as written: every column bound, the protocol included (see #insert). */
+type LedgerRow = Insertable<UsageRecordsTable> & { protocol: string };
+
 interface Pending {
-  row: UsageRecordsTable;
+  row: LedgerRow;
   written: () => void;
 }
 
@@ -62,19 +82,40 @@ export class UsageRecorder {
     private readonly logger: Logger,
     private readonly metrics?: Metrics,
     private readonly tracing?: Tracing,
+    /** How long a batch waits for company (tests lengthen it to tell batched rows from `soon` ones). */
+    private readonly flushDelayMs = FLUSH_DELAY_MS,
   ) {}
+
+  /**
+   * Whether a model name may be written to the ledger as sent (a configured alias or a listed model). A name
+   * that never reached a model is recorded as `unrouted`: the ledger and its CSV exports must not hold any
+   * string a client sends (a model named `=cmd|…` was a spreadsheet formula in an admin's export, issue 19).
+   */
+  isKnownModel: (model: string) => boolean = () => false;
+
+  #ledgerModel(event: UsageEvent): string {
+    if (event.route) return event.route.requestedModel;
+    return this.isKnownModel(event.model) ? event.model : UNROUTED;
+  }
 
   #observe(event: UsageEvent, costUsd: number) {
     const m = this.metrics;
     if (!m) return;
     // Labels come from the resolved route (configured names), never from what the client typed.
     const provider = event.route?.provider ?? 'none';
-    const model = event.route?.requestedModel ?? 'unrouted';
-    m.llmRequests.inc({ provider, model, status: event.status, cached: event.cached ? 'true' : 'false' });
+    const model = event.route?.requestedModel ?? UNROUTED;
+    const protocol = event.protocol ?? 'chat_completions';
+    m.llmRequests.inc({
+      provider,
+      model,
+      status: event.status,
+      cached: event.cached ? 'true' : 'false',
+      protocol,
+    });
     // A cache hit called no upstream: it counts as a request, not as upstream latency, tokens or spend.
     if (!event.route || event.cached) return;
     if (event.latencyMs !== undefined)
-      m.llmDuration.observe({ provider, model, status: event.status }, event.latencyMs / 1000);
+      m.llmDuration.observe({ provider, model, status: event.status, protocol }, event.latencyMs / 1000);
     if (event.ttftMs !== undefined) m.llmTtft.observe({ provider, model }, event.ttftMs / 1000);
     m.tokens.inc({ provider, model, type: 'prompt' }, event.usage?.prompt_tokens ?? 0);
     m.tokens.inc({ provider, model, type: 'completion' }, event.usage?.completion_tokens ?? 0);
@@ -94,13 +135,13 @@ export class UsageRecorder {
     const costUsd = event.cached ? 0 : this.prices.cost(pricedModel, promptTokens, completionTokens);
     this.#observe(event, costUsd);
     this.tracing?.recordLlmCall(event);
-    const row: UsageRecordsTable = {
+    const row: LedgerRow = {
       id: newId('use'),
       request_id: event.requestId,
       // Never undefined: every row must bind every column (see #insert).
       user_id: event.userId ?? null,
       api_key_id: event.apiKeyId ?? null,
-      model: event.route?.requestedModel ?? event.model,
+      model: this.#ledgerModel(event),
       provider: event.route?.provider ?? null,
       deployment: event.route?.deployment ?? null,
       prompt_tokens: promptTokens,
@@ -113,12 +154,13 @@ export class UsageRecorder {
       retries: Math.max(0, (event.route?.attempts ?? 1) - 1),
       fallback: event.route?.fallback ? 1 : 0,
       created_at: nowIso(),
+      protocol: event.protocol ?? 'chat_completions',
     };
     return new Promise<void>((written) => {
       this.#pending.push({ row, written });
       if (this.#closed || this.#pending.length >= MAX_BATCH) void this.flush();
       else if (when === 'soon') this.#soon ??= setImmediate(() => void this.flush());
-      else this.#timer ??= setTimeout(() => void this.flush(), FLUSH_DELAY_MS);
+      else this.#timer ??= setTimeout(() => void this.flush(), this.flushDelayMs);
     });
   }
 
@@ -169,14 +211,14 @@ export class UsageRecorder {
   }
 
   /** INSERT … ON CONFLICT (request_id) DO NOTHING for these rows: a replayed request id is recorded once. */
-  #insert(rows: UsageRecordsTable[]): CompiledQuery {
+  #insert(rows: LedgerRow[]): CompiledQuery {
     let compiled = this.#batchSql.get(rows.length);
     if (!compiled) {
-      compiled = this.db
-        .insertInto('usage_records')
-        .values(rows)
-        .onConflict((oc) => oc.column('request_id').doNothing())
-        .compile();
+      compiled = onConflictIgnore(
+        this.db,
+        this.db.insertInto('usage_records').values(rows),
+        'request_id',
+      ).compile();
       this.#batchSql.set(rows.length, compiled);
     }
     // Kysely binds the values row by row, column by column in the rows' key order (the literal above).
@@ -193,6 +235,10 @@ export class UsageRecorder {
 /** A row the database refuses for its content (a constraint, a bad value), not the database failing. */
 function isRowError(err: unknown): boolean {
   const code = String((err as { code?: unknown } | null)?.code ?? '');
-  // PostgreSQL classes 22 (data exception) and 23 (integrity constraint); SQLite's per-row refusals.
-  return /^2[23]/.test(code) || /^SQLITE_(CONSTRAINT|MISMATCH|TOOBIG|RANGE)/.test(code);
+  const sqlState = String((err as { sqlState?: unknown } | null)?.sqlState ?? '');
+  // SQLSTATE classes 22 (data exception) and 23 (integrity constraint): PostgreSQL's code, MySQL's sqlState;
+  // SQLite's per-row refusals.
+  return (
+    /^2[23]/.test(code) || /^2[23]/.test(sqlState) || /^SQLITE_(CONSTRAINT|MISMATCH|TOOBIG|RANGE)/.test(code)
+  );
 }

@@ -7,6 +7,8 @@ import { bearerSecurity, principalOf } from '../../plugins/auth.js';
 import { assertPasswordAcceptable, hashPassword, verifyPassword } from '../auth/passwords.js';
 import type { RefreshTokenStore } from '../auth/refresh-tokens.js';
 import type { AuthService } from '../auth/service.js';
+import type { AccountMail } from '../mail/account-mail.js';
+import { pickLocale } from '../mail/templates.js';
 import { toPublicUser, type UserStore } from './store.js';
 
 const Role = Type.Union([Type.Literal('admin'), Type.Literal('user')]);
@@ -19,7 +21,13 @@ const errors = {
 
 export async function userRoutes(
   fastify: FastifyInstance,
-  deps: { users: UserStore; auth: AuthService; refreshTokens: RefreshTokenStore },
+  deps: {
+    users: UserStore;
+    auth: AuthService;
+    refreshTokens: RefreshTokenStore;
+    /** Mails the owner a notice when their password changes (when mail is configured). */
+    notices?: AccountMail | undefined;
+  },
 ) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const me = { tags: ['users'], security: bearerSecurity };
@@ -76,8 +84,15 @@ export async function userRoutes(
         changes.password_hash = await hashPassword(password);
       }
       const updated = await deps.users.update(user.id, changes);
-      // A new password signs every other session out.
-      if (password !== undefined) await deps.refreshTokens.revokeAllForUser(user.id);
+      // A new password signs every other session out (their access tokens too); the caller's stays.
+      if (password !== undefined) {
+        await deps.refreshTokens.revokeAllForUser(user.id, { except: principalOf(request).sessionId });
+        await deps.notices?.notify(
+          user.id,
+          'password_changed',
+          pickLocale(request.headers['accept-language']),
+        );
+      }
       return toPublicUser(updated!);
     },
   );
@@ -110,7 +125,7 @@ export async function userRoutes(
           email: Email,
           password: Password,
           role: Type.Optional(Role),
-          display_name: Type.Optional(Type.String({ maxLength: 200 })),
+          display_name: Type.Optional(Type.Union([Type.String({ maxLength: 200 }), Type.Null()])),
         }),
         response: { 201: Type.Ref('User'), 409: Type.Ref('Error'), ...errors },
       },
@@ -144,7 +159,7 @@ export async function userRoutes(
       // Others' accounts are "not found", not "forbidden": a user learns nothing about who exists.
       if (principal.role !== 'admin' && principal.userId !== request.params.id) throw notFound('user');
       const user = await deps.users.findById(request.params.id);
-      if (!user) throw notFound('user');
+      if (!user || user.deleted_at) throw notFound('user');
       return toPublicUser(user);
     },
   );
@@ -170,7 +185,7 @@ export async function userRoutes(
     },
     async (request) => {
       const user = await deps.users.findById(request.params.id);
-      if (!user) throw notFound('user');
+      if (!user || user.deleted_at) throw notFound('user');
       const { role, disabled, display_name } = request.body;
       const changes: Parameters<UserStore['update']>[1] = {};
       if (role !== undefined) changes.role = role;

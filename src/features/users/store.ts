@@ -30,7 +30,20 @@ export const normaliseEmail = (email: string) => email.trim().toLowerCase();
 export class UserStore {
   constructor(private readonly db: Db) {}
 
-  async create(input: { email: string; passwordHash: string; role: Role; displayName?: string | null }) {
+  /**
+   * `verificationPending`: a self sign-up that must confirm its address before it may sign in. `db`: a
+   * transaction, when the caller writes more with the account (an invitation's token, a verification mail).
+   */
+  async create(
+    input: {
+      email: string;
+      passwordHash: string;
+      role: Role;
+      displayName?: string | null;
+      verificationPending?: boolean;
+    },
+    db: Db = this.db,
+  ) {
     const now = nowIso();
     const row: UserRow = {
       id: newId('usr'),
@@ -41,8 +54,10 @@ export class UserStore {
       disabled_at: null,
       created_at: now,
       updated_at: now,
+      verification_pending_at: input.verificationPending ? now : null,
+      deleted_at: null,
     };
-    await this.db.insertInto('users').values(row).execute();
+    await db.insertInto('users').values(row).execute();
     return row;
   }
 
@@ -59,7 +74,13 @@ export class UserStore {
   }
 
   list(options: { limit: number; after?: string | undefined }): Promise<UserRow[]> {
-    let query = this.db.selectFrom('users').selectAll().orderBy('id').limit(options.limit);
+    // Deleted accounts stay as tombstones for the usage they name (migration 0020): never listed.
+    let query = this.db
+      .selectFrom('users')
+      .selectAll()
+      .where('deleted_at', 'is', null)
+      .orderBy('id')
+      .limit(options.limit);
     if (options.after) query = query.where('id', '>', options.after);
     return query.execute();
   }
@@ -74,9 +95,12 @@ export class UserStore {
 
   async update(
     id: string,
-    changes: Partial<Pick<UserRow, 'role' | 'display_name' | 'disabled_at' | 'password_hash'>>,
+    changes: Partial<
+      Pick<UserRow, 'role' | 'display_name' | 'disabled_at' | 'password_hash' | 'verification_pending_at'>
+    >,
+    db: Db = this.db,
   ): Promise<UserRow | undefined> {
-    await this.db
+    await db
       .updateTable('users')
       .set({ ...changes, updated_at: nowIso() })
       .where('id', '=', id)

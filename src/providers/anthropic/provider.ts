@@ -7,17 +7,21 @@ import {
   parseJsonEvent,
   postForText,
   postJson,
+  probeUpstream,
   readSse,
   type UpstreamResponse,
   upstreamList,
 } from '../http.js';
-import type {
-  CallOptions,
-  ChatCompletion,
-  ChatCompletionRequest,
-  LlmProvider,
-  StreamEvent,
-  Timeouts,
+import {
+  type CallOptions,
+  type ChatCompletion,
+  type ChatCompletionRequest,
+  type LlmProvider,
+  NATIVE_REQUEST,
+  NATIVE_RESPONSE,
+  type NativeRequest,
+  type StreamEvent,
+  type Timeouts,
 } from '../types.js';
 import {
   type AnthropicMessage,
@@ -47,9 +51,11 @@ const MAX_MODEL_PAGES = 10;
  */
 export class AnthropicProvider implements LlmProvider {
   readonly kind = 'anthropic' as const;
+  readonly nativeProtocols = ['messages'] as const;
   readonly name: string;
   readonly #baseUrl: string;
   readonly #messagesUrl: URL;
+  readonly #countUrl: URL;
   readonly #headers: Record<string, string>;
 
   constructor({
@@ -62,17 +68,22 @@ export class AnthropicProvider implements LlmProvider {
     this.name = name;
     this.#baseUrl = baseUrl.replace(/\/+$/, '').replace(/\/v1$/, '');
     this.#messagesUrl = new URL(joinUrl(this.#baseUrl, 'v1/messages'));
+    this.#countUrl = new URL(joinUrl(this.#baseUrl, 'v1/messages/count_tokens'));
     this.#headers = { ...headers, 'x-api-key': apiKey, 'anthropic-version': version };
   }
 
   async complete(body: ChatCompletionRequest, options: CallOptions): Promise<ChatCompletion> {
-    const payload = toAnthropicRequest({ ...body, stream: false }, this.name);
+    const native = messagesRequest(body);
+    const payload = native
+      ? { ...native.body, model: body.model }
+      : toAnthropicRequest({ ...body, stream: false }, this.name);
     const text = await this.#post(
       postForText,
       payload,
       options,
       options.timeouts.firstTokenMs,
       'application/json',
+      native,
     );
     let message: AnthropicMessage | { type: 'error'; error?: { type?: string; message?: string } };
     try {
@@ -84,12 +95,18 @@ export class AnthropicProvider implements LlmProvider {
     if (message?.type !== 'message' || !Array.isArray(message.content)) {
       throw protocolError(this.name, 'the answer is not a message');
     }
-    return fromAnthropicMessage(message);
+    const completion = fromAnthropicMessage(message);
+    // A Messages client gets Anthropic's answer as it came (thinking signatures, citations…).
+    if (native) completion[NATIVE_RESPONSE] = message;
+    return completion;
   }
 
   async stream(body: ChatCompletionRequest, options: CallOptions): Promise<AsyncIterable<StreamEvent>> {
     const startedAt = Date.now();
-    const payload = toAnthropicRequest({ ...body, stream: true }, this.name);
+    const native = messagesRequest(body);
+    const payload = native
+      ? { ...native.body, model: body.model, stream: true }
+      : toAnthropicRequest({ ...body, stream: true }, this.name);
     // Anthropic answers a stream's headers at once, but allow for a slow first token before them anyway.
     const response = await this.#post(
       postJson,
@@ -97,9 +114,59 @@ export class AnthropicProvider implements LlmProvider {
       options,
       options.timeouts.connectMs + options.timeouts.firstTokenMs,
       'text/event-stream',
+      native,
     );
     const translator = new AnthropicStreamTranslator(this.name, { model: body.model });
-    return relayAnthropicStream(this.name, response, translator, { ...options, startedAt });
+    return relayAnthropicStream(this.name, response, translator, { ...options, startedAt }, Boolean(native));
+  }
+
+  /**
+   * Anthropic's own count of a Messages request's input tokens
+   * (https://docs.anthropic.com/en/api/messages-count-tokens): the client's count_tokens body, model replaced.
+   */
+  async countTokens(body: ChatCompletionRequest, options: CallOptions): Promise<number> {
+    const native = messagesRequest(body);
+    if (!native) throw protocolError(this.name, 'count_tokens needs the client’s Messages request');
+    const text = await this.#post(
+      postForText,
+      { ...native.body, model: body.model },
+      options,
+      options.timeouts.firstTokenMs,
+      'application/json',
+      native,
+      this.#countUrl,
+    );
+    let answer: { input_tokens?: unknown };
+    try {
+      answer = JSON.parse(text);
+    } catch {
+      throw protocolError(this.name, `the answer is not JSON: ${text.slice(0, 100)}`);
+    }
+    if (typeof answer?.input_tokens !== 'number' || !Number.isFinite(answer.input_tokens)) {
+      throw protocolError(this.name, 'the count_tokens answer has no input_tokens');
+    }
+    return answer.input_tokens;
+  }
+
+  /**
+   * `colloquy doctor`'s check, the cheapest authenticated call: List Models
+   * (https://docs.anthropic.com/en/api/models-list, `GET /v1/models` with `x-api-key` and `anthropic-version`),
+   * one model asked for. Errors as the calls get them (a refused key is `upstream_auth_failed`).
+   */
+  async checkAccess(signal: AbortSignal): Promise<void> {
+    const url = new URL(joinUrl(this.#baseUrl, 'v1/models'));
+    url.searchParams.set('limit', '1');
+    try {
+      await probeUpstream({
+        provider: this.name,
+        url,
+        headers: this.#headers,
+        signal,
+        secrets: [this.#headers['x-api-key'] ?? ''].filter(Boolean),
+      });
+    } catch (err) {
+      throw err instanceof ProviderError ? anthropicHttpError(err, '') : err;
+    }
   }
 
   async listModels(options: { signal: AbortSignal }): Promise<string[]> {
@@ -153,15 +220,17 @@ export class AnthropicProvider implements LlmProvider {
     options: CallOptions,
     headersTimeoutMs: number,
     accept: string,
+    native?: NativeRequest,
+    url = this.#messagesUrl,
   ): Promise<T> {
     try {
       return await send({
         provider: this.name,
-        url: this.#messagesUrl,
-        headers: { ...this.#headers, accept },
+        url,
+        headers: { ...this.#headers, ...clientHeaders(this.#headers, native), accept },
         body: JSON.stringify(payload),
         signal: options.signal,
-        abort: options.abort,
+        deadline: options.deadline,
         timeouts: options.timeouts,
         headersTimeoutMs,
       });
@@ -171,6 +240,29 @@ export class AnthropicProvider implements LlmProvider {
         : err;
     }
   }
+}
+
+/** The client's own Messages request, when it came by the Messages API (pass-through). */
+function messagesRequest(body: ChatCompletionRequest): NativeRequest | undefined {
+  const native = body[NATIVE_REQUEST];
+  return native?.protocol === 'messages' ? native : undefined;
+}
+
+/**
+ * The client headers a pass-through forwards (the documented allow-list; the client's key never): its
+ * `anthropic-version`, and its `anthropic-beta` flags added to the configured ones.
+ */
+function clientHeaders(configured: Record<string, string>, native: NativeRequest | undefined) {
+  const out: Record<string, string> = {};
+  if (!native) return out;
+  const version = native.headers['anthropic-version'];
+  if (version) out['anthropic-version'] = version;
+  const beta = native.headers['anthropic-beta'];
+  if (beta) {
+    const flags = [configured['anthropic-beta'] ?? '', beta].flatMap((v) => v.split(','));
+    out['anthropic-beta'] = [...new Set(flags.map((f) => f.trim()).filter(Boolean))].join(',');
+  }
+  return out;
 }
 
 /**
@@ -277,18 +369,27 @@ const STATUS_TYPES: Record<number, string> = {
 };
 
 // Module-level, like every stream generator (see relayOpenAiStream).
-async function* relayAnthropicStream(
+export async function* relayAnthropicStream(
   provider: string,
   response: UpstreamResponse,
   translator: AnthropicStreamTranslator,
   options: CallOptions & { startedAt: number },
+  passThrough = false,
 ): AsyncGenerator<StreamEvent> {
   for await (const message of readSse(provider, response.body, options)) {
     const event = parseJsonEvent<AnthropicStreamEvent>(provider, message.data);
     if (!event || typeof event !== 'object')
       throw protocolError(provider, 'a stream event that is not an object');
     if (typeof event.type !== 'string' && message.event) (event as { type: string }).type = message.event;
-    for (const chunk of translator.push(event)) yield { chunk };
+    const chunks = translator.push(event);
+    if (passThrough) {
+      // Every upstream event is relayed as it came; its translation (usage, text) rides along for the
+      // ledger and budgets. An event with no translation (ping, block stop) still carries itself.
+      const native = { event: event.type, data: message.data };
+      const last = chunks.pop() ?? { ...translator.emptyChunk() };
+      for (const chunk of chunks) yield { chunk };
+      yield { chunk: last, native };
+    } else for (const chunk of chunks) yield { chunk };
     if (translator.done) return;
   }
   throw protocolError(provider, 'the stream ended without message_stop');

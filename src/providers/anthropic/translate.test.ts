@@ -482,6 +482,16 @@ describe('anthropic stream translation', () => {
     assert.deepEqual(chunks.at(-1)!.usage, { prompt_tokens: 14, completion_tokens: 20, total_tokens: 34 });
   });
 
+  it('streams thinking as reasoning_content and its signature as a thinking block (LiteLLM’s convention)', () => {
+    const { chunks } = translateAll(recordedEvents('stream-max-tokens.sse'));
+    const reasoning = chunks.map((c) => c.choices[0]?.delta.reasoning_content ?? '').join('');
+    assert.equal(reasoning, "The user wants a count. I'll start at one.");
+    const blocks = chunks.flatMap((c) => c.choices[0]?.delta.thinking_blocks ?? []);
+    assert.deepEqual(blocks, [
+      { type: 'thinking', thinking: '', signature: 'EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds' },
+    ]);
+  });
+
   it('throws a ProviderError on an error event, after relaying what came before', () => {
     const translator = new AnthropicStreamTranslator('anthropic');
     const events = recordedEvents('stream-error.sse');

@@ -2,6 +2,7 @@
  * Pure translation between Colloquy's internal format (OpenAI chat completions) and Anthropic's Messages
  * API: requests one way, whole answers and streamed events the other. No I/O here; `provider.ts` does it.
  */
+import { JsonShapeError, parseBoundedJson } from '../../core/json-shape.js';
 import { ProviderError } from '../errors.js';
 import type {
   ChatCompletion,
@@ -11,6 +12,7 @@ import type {
   ChunkDelta,
   ContentPart,
   FinishReason,
+  ThinkingBlock,
   ToolCall,
   Usage,
 } from '../types.js';
@@ -34,6 +36,7 @@ export type AnthropicRequestBlock =
       source: { type: 'base64'; media_type: string; data: string } | { type: 'url'; url: string };
     }
   | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> }
+  | ThinkingBlock
   | {
       type: 'tool_result';
       tool_use_id: string;
@@ -69,6 +72,8 @@ export interface AnthropicRequest {
   tool_choice?: AnthropicToolChoice;
   metadata?: { user_id: string };
   stream?: boolean;
+  top_k?: number;
+  thinking?: unknown;
 }
 
 export interface AnthropicUsage {
@@ -215,8 +220,10 @@ function parseArguments(provider: string, call: ToolCall, param: string): Record
   if (text.trim() === '') return {};
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
-  } catch {
+    // Bounded like a body: the arguments are client JSON inside a string, forwarded re-serialised.
+    parsed = parseBoundedJson(text);
+  } catch (err) {
+    if (err instanceof JsonShapeError) throw invalid(provider, `tool call arguments: ${err.message}`, param);
     throw invalid(provider, 'tool call arguments must be a JSON object', param);
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
@@ -291,7 +298,9 @@ export function toAnthropicRequest(body: ChatCompletionRequest, provider = 'anth
         push('user', contentBlocks(provider, message.content, `${param}.content`));
         break;
       case 'assistant': {
-        const blocks = contentBlocks(provider, message.content, `${param}.content`);
+        // Thinking comes first and goes back exactly as it came, signature included: Anthropic checks it.
+        const blocks: AnthropicRequestBlock[] = [...(message.thinking_blocks ?? [])];
+        blocks.push(...contentBlocks(provider, message.content, `${param}.content`));
         (message.tool_calls ?? []).forEach((call, j) => {
           blocks.push({
             type: 'tool_use',
@@ -334,6 +343,8 @@ export function toAnthropicRequest(body: ChatCompletionRequest, provider = 'anth
   // OpenAI accepts temperatures up to 2, Anthropic up to 1.
   if (typeof body.temperature === 'number') request.temperature = Math.min(1, Math.max(0, body.temperature));
   if (typeof body.top_p === 'number') request.top_p = body.top_p;
+  if (typeof body.top_k === 'number') request.top_k = body.top_k;
+  if (body.thinking && typeof body.thinking === 'object') request.thinking = body.thinking;
   const stops = (typeof body.stop === 'string' ? [body.stop] : (body.stop ?? [])).filter((s) => s !== '');
   if (stops.length) request.stop_sequences = stops;
   if (body.tools?.length) {
@@ -390,11 +401,26 @@ export function toUsage(usage: AnthropicUsage | undefined): Usage {
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
+/** A thinking or redacted-thinking block as the OpenAI format carries it (LiteLLM's `thinking_blocks`). */
+function thinkingBlock(block: AnthropicResponseBlock): ThinkingBlock | undefined {
+  if (block.type === 'thinking' && typeof block.thinking === 'string') {
+    return typeof block.signature === 'string'
+      ? { type: 'thinking', thinking: block.thinking, signature: block.signature }
+      : { type: 'thinking', thinking: block.thinking };
+  }
+  if (block.type === 'redacted_thinking' && typeof block.data === 'string')
+    return { type: 'redacted_thinking', data: block.data };
+  return undefined;
+}
+
 export function fromAnthropicMessage(message: AnthropicMessage, created = nowSeconds()): ChatCompletion {
   let text = '';
   const toolCalls: ToolCall[] = [];
+  const thinking: ThinkingBlock[] = [];
   for (const block of message.content ?? []) {
-    if (block.type === 'text' && typeof block.text === 'string') text += block.text;
+    const thought = thinkingBlock(block);
+    if (thought) thinking.push(thought);
+    else if (block.type === 'text' && typeof block.text === 'string') text += block.text;
     else if (block.type === 'tool_use') {
       const use = block as { id: string; name: string; input: unknown };
       toolCalls.push({
@@ -417,6 +443,12 @@ export function fromAnthropicMessage(message: AnthropicMessage, created = nowSec
           content: text || (toolCalls.length ? null : ''),
           ...(toolCalls.length ? { tool_calls: toolCalls } : {}),
           refusal: null,
+          ...(thinking.length
+            ? {
+                reasoning_content: thinking.map((b) => (b.type === 'thinking' ? b.thinking : '')).join(''),
+                thinking_blocks: thinking,
+              }
+            : {}),
         },
         finish_reason: toFinishReason(message.stop_reason) ?? 'stop',
         logprobs: null,
@@ -503,7 +535,13 @@ export class AnthropicStreamTranslator {
             }),
           ];
         }
-        return []; // thinking, server tools and their results have no chat-completions equivalent
+        if (block?.type === 'thinking' && typeof block.thinking === 'string' && block.thinking) {
+          return [this.#chunk({ reasoning_content: block.thinking })];
+        }
+        if (block?.type === 'redacted_thinking' && typeof block.data === 'string') {
+          return [this.#chunk({ thinking_blocks: [{ type: 'redacted_thinking', data: block.data }] })];
+        }
+        return []; // server tools and their results have no chat-completions equivalent
       }
       case 'content_block_delta': {
         const delta = event.delta;
@@ -512,6 +550,17 @@ export class AnthropicStreamTranslator {
           const index = this.#tools.get(event.index);
           if (index === undefined) return []; // a server tool's input
           return [this.#chunk({ tool_calls: [{ index, function: { arguments: delta.partial_json } }] })];
+        }
+        if (delta?.type === 'thinking_delta' && typeof delta.thinking === 'string' && delta.thinking) {
+          return [this.#chunk({ reasoning_content: delta.thinking })];
+        }
+        if (delta?.type === 'signature_delta' && typeof delta.signature === 'string') {
+          // The signature closes its thinking block (LiteLLM: a thinking block with empty text and the signature).
+          return [
+            this.#chunk({
+              thinking_blocks: [{ type: 'thinking', thinking: '', signature: delta.signature }],
+            }),
+          ];
         }
         return [];
       }
@@ -538,6 +587,11 @@ export class AnthropicStreamTranslator {
       default:
         return []; // ping, content_block_stop, and event types added later
     }
+  }
+
+  /** A chunk that says nothing (no choices, no usage): the carrier of a relayed event that has no translation. */
+  emptyChunk(): ChatCompletionChunk {
+    return { ...this.#base(), choices: [] };
   }
 
   #mergeUsage(usage: AnthropicUsage | undefined) {

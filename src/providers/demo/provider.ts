@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { truncateGraphemes } from '../../core/text-normalize.js';
 import { ProviderError } from '../errors.js';
 import { countTexts, countTextTokens, estimateUsage, messageText } from '../tokens.js';
 import type {
@@ -103,7 +104,9 @@ export class DemoProvider implements LlmProvider {
       { length: count },
       (_, i) => SENTENCES[(digest[i + 1]! + i) % SENTENCES.length],
     );
-    const quote = said ? `You said: “${said.length > 200 ? `${said.slice(0, 200)}…` : said}”. ` : '';
+    const quote = said
+      ? `You said: “${said.length > 200 ? `${truncateGraphemes(said, 200)}…` : said}”. `
+      : '';
     let text = `[demo] ${quote}${picked.join(' ')}`;
     let finish: FinishReason = 'stop';
 

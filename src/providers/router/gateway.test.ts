@@ -156,6 +156,28 @@ function setup(
   return { router, gateway: new RoutingGateway(router, policy(options.policy), logger) };
 }
 
+/**
+ * Whether `promise` settles before a timer of `ms`, the wait the code under test must not do (a backoff, a
+ * Retry-After): an ordering of two events, with the product's own wait as the margin, not a speed figure.
+ */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const waited = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([
+      promise.then(
+        () => true,
+        () => true,
+      ),
+      waited,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 let requestNo = 0;
 const req = (model: string, signal?: AbortSignal) => ({
   body: { model, messages: [{ role: 'user' as const, content: 'hi' }] },
@@ -374,9 +396,9 @@ describe('RoutingGateway: retries, fallbacks and breakers', () => {
       routing: twoDeployments({}, { priority: 1 }),
       policy: { backoff: { initialMs: 5_000, maxMs: 5_000 } },
     });
-    const started = performance.now();
-    const result = await gateway.complete(req('smart'));
-    assert.ok(performance.now() - started < 1_000, 'no backoff before a fallback');
+    const completing = gateway.complete(req('smart'));
+    assert.ok(await settlesWithin(completing, 5_000), 'answered before the 5 s backoff could have ended');
+    const result = await completing;
     assert.equal(result.route.provider, 'p2');
     assert.equal(result.route.fallback, true);
     assert.equal(result.route.attempts, 2);
@@ -400,7 +422,6 @@ describe('RoutingGateway: retries, fallbacks and breakers', () => {
     for (const [i, gap] of gaps.entries()) {
       const ceiling = 40 * 2 ** i;
       assert.ok(gap >= ceiling / 2 - 5, `gap ${i + 1} was ${gap.toFixed(0)} ms, expected ≥ ${ceiling / 2}`);
-      assert.ok(gap <= ceiling + 100, `gap ${i + 1} was ${gap.toFixed(0)} ms, expected ≤ ${ceiling}`);
     }
   });
 
@@ -410,20 +431,23 @@ describe('RoutingGateway: retries, fallbacks and breakers', () => {
     const result = await gateway.complete(req('gpt-4o-mini'));
     assert.equal(result.route.attempts, 2);
     const waited = p.calls[1]!.at - p.calls[0]!.at;
-    assert.ok(waited >= 980 && waited < 1_500, `waited ${waited.toFixed(0)} ms`);
+    assert.ok(waited >= 980, `waited ${waited.toFixed(0)} ms`);
   });
 
   it('does not wait for a Retry-After longer than max_retry_after_ms: relays the 429 at once', async () => {
     const p = new FakeProvider('openai').queue({ reject: http('openai', 429, '60', 'slow down') });
     const { gateway } = setup([p], { policy: { maxRetryAfterMs: 2_000 } });
-    const started = performance.now();
+    const completing = gateway.complete(req('gpt-4o-mini'));
+    assert.ok(
+      await settlesWithin(completing, 2_000),
+      'relayed before the longest wait allowed (2 s) could end',
+    );
     await assert.rejects(
-      gateway.complete(req('gpt-4o-mini')),
+      completing,
       (err: unknown) =>
         rejectsWithProviderError({ status: 429, message: /slow down/ })(err) &&
         (err as ProviderError).details.retryAfterMs === 60_000,
     );
-    assert.ok(performance.now() - started < 300);
     assert.equal(p.calls.length, 1);
   });
 
@@ -494,8 +518,7 @@ describe('RoutingGateway: retries, fallbacks and breakers', () => {
     assert.equal(deployment.breaker.state, CircuitState.Open);
     assert.equal(p.calls.length, 3);
 
-    // Open: answered fast, without calling the upstream.
-    const started = performance.now();
+    // Open: answered without calling the upstream (the call count below).
     await assert.rejects(
       gateway.complete(req('gpt-4o')),
       (err: unknown) =>
@@ -503,7 +526,6 @@ describe('RoutingGateway: retries, fallbacks and breakers', () => {
         (err as ProviderError).details.retryAfterMs !== undefined,
     );
     await assert.rejects(gateway.stream(req('gpt-4o')), rejectsWithProviderError({ status: 503 }));
-    assert.ok(performance.now() - started < 100, 'answered without waiting on anything');
     assert.equal(p.calls.length, 3);
 
     // After the cooldown, one half-open probe goes through; its success closes the breaker.
@@ -567,9 +589,9 @@ describe('RoutingGateway: retries, fallbacks and breakers', () => {
     const { gateway } = setup([p]);
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 100);
-    const started = performance.now();
-    await assert.rejects(gateway.complete(req('gpt-4o', controller.signal)));
-    assert.ok(performance.now() - started < 500);
+    const completing = gateway.complete(req('gpt-4o', controller.signal));
+    assert.ok(await settlesWithin(completing, 1_000), 'ended before the 1 s Retry-After could have');
+    await assert.rejects(completing);
     assert.equal(p.calls.length, 1);
   });
 
@@ -584,8 +606,9 @@ describe('RoutingGateway: retries, fallbacks and breakers', () => {
     } finally {
       clearInterval(keepAlive);
     }
+    // It ended at all (the upstream never answers) and not before its deadline.
     const elapsed = performance.now() - started;
-    assert.ok(elapsed >= 190 && elapsed < 1_000, `took ${elapsed.toFixed(0)} ms`);
+    assert.ok(elapsed >= 190, `took ${elapsed.toFixed(0)} ms`);
     assert.equal(p.calls.length, 1, 'no retry once the deadline has passed');
   });
 });
@@ -645,6 +668,23 @@ describe('RoutingGateway: streams', () => {
     assert.equal(p2.calls.length, 0);
   });
 
+  it('counts a stream that fails mid-way as a failed attempt on the Providers page (issue 23, #16)', async () => {
+    const died = { failAfter: 1, error: http('openai', 500, undefined, 'died') };
+    const p = new FakeProvider('openai').queue(died, died, died);
+    const { gateway } = setup([p]);
+    for (let i = 0; i < 3; i++) {
+      const result = await gateway.stream(req('gpt-4o'));
+      await assert.rejects(collect(result.events));
+    }
+    const healthy = await gateway.stream(req('gpt-4o'));
+    const stats = () => gateway.providerHealth().flatMap((r) => r.deployments)[0];
+    assert.equal(stats()?.attempts, 3, 'an attempt is counted when its stream ends, not at its first chunk');
+    await collect(healthy.events);
+    assert.equal(stats()?.attempts, 4);
+    assert.equal(stats()?.failures, 3);
+    assert.equal(stats()?.error_ratio, 0.75);
+  });
+
   it('closes the upstream iterator when the consumer stops early', async () => {
     let returned = false;
     const provider: LlmProvider = {
@@ -683,6 +723,38 @@ describe('RoutingGateway: listModels', () => {
       { id: 'gpt-4o', owned_by: 'openai' },
       { id: 'gpt-4o-mini', owned_by: 'openai' },
     ]);
+  });
+});
+
+describe('RoutingGateway: findModel and isKnownModel', () => {
+  it('finds listed models, aliases and models the provider they route to lists; nothing else', async () => {
+    const openai = new FakeProvider('openai', 'openai', ['gpt-4o']);
+    const anthropic = new FakeProvider('anthropic', 'anthropic', ['claude-sonnet-4-5']);
+    const { gateway, router } = setup([openai, anthropic], {
+      routing: { models: [{ name: 'smart', deployments: [{ provider: 'openai', model: 'gpt-4o' }] }] },
+    });
+    assert.deepEqual(await gateway.findModel('gpt-4o'), { id: 'gpt-4o', owned_by: 'openai' });
+    assert.deepEqual(await gateway.findModel('smart'), { id: 'smart', owned_by: 'colloquy' });
+    assert.deepEqual(await gateway.findModel('claude-sonnet-4-5'), {
+      id: 'claude-sonnet-4-5',
+      owned_by: 'anthropic',
+    });
+    assert.deepEqual(await gateway.findModel('anthropic/claude-sonnet-4-5'), {
+      id: 'anthropic/claude-sonnet-4-5',
+      owned_by: 'anthropic',
+    });
+    // Routable (passed through to the default upstream), but no such model exists.
+    assert.equal(gateway.hasModel('gpt-nope'), true);
+    assert.equal(await gateway.findModel('gpt-nope'), undefined);
+    assert.equal(await gateway.findModel('claude-nope'), undefined);
+    // Asking about names makes no deployments (their map is bounded and shared with real traffic).
+    const deployments = router.deployments().length;
+    for (let i = 0; i < 50; i++) await gateway.findModel(`junk-${i}`);
+    assert.equal(router.deployments().length, deployments);
+
+    assert.equal(gateway.isKnownModel('smart'), true);
+    assert.equal(gateway.isKnownModel('gpt-4o'), true, 'listed above');
+    assert.equal(gateway.isKnownModel('=2+5+cmd'), false);
   });
 });
 

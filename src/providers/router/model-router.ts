@@ -88,6 +88,21 @@ export class ModelRouter {
     return { name: model, deployments: [deployment], contextWindow: undefined };
   }
 
+  /**
+   * Where a name that is not an alias would go (provider and upstream model), without making a deployment:
+   * for questions about a name (GET /v1/models/<id>) that must not fill the bounded map of dynamic ones.
+   */
+  target(model: string): { provider: LlmProvider; model: string } | undefined {
+    const alias = this.#aliases.get(model)?.deployments[0];
+    if (alias) return { provider: alias.provider, model: alias.model };
+    const provider = this.#providerFor(model);
+    if (!provider) return undefined;
+    const upstreamModel = model.startsWith(`${provider.name}/`)
+      ? model.slice(provider.name.length + 1)
+      : model;
+    return upstreamModel ? { provider, model: upstreamModel } : undefined;
+  }
+
   /** Every deployment with a breaker, for health views and metrics. */
   deployments(): Deployment[] {
     return [...[...this.#aliases.values()].flatMap((r) => r.deployments), ...this.#dynamic.values()];

@@ -1,6 +1,6 @@
 import { type FormEvent, useCallback, useEffect, useState } from 'react';
 import { errorText } from '../App';
-import { type Assistant, api, type Model } from '../api/client';
+import { type Assistant, api, type Model, type User } from '../api/client';
 
 type Draft = {
   id: string | null;
@@ -9,13 +9,31 @@ type Draft = {
   system_prompt: string;
   temperature: string;
   max_tokens: string;
+  /** Visible to every user (the console's assistants are for the team); fixed once created. */
+  shared: boolean;
 };
-const empty: Draft = { id: null, name: '', model: '', system_prompt: '', temperature: '', max_tokens: '' };
+const empty: Draft = {
+  id: null,
+  name: '',
+  model: '',
+  system_prompt: '',
+  temperature: '',
+  max_tokens: '',
+  shared: true,
+};
 
-export function AssistantsPage() {
+/**
+ * Admins manage every assistant and choose whether a new one is shared. A plain user creates, edits and
+ * deletes their own private assistants and sees the shared ones read-only: the server refuses them
+ * shared assistants (403 "shared assistants are managed by admins"), so no control for them is shown.
+ */
+export function AssistantsPage({ self }: { self: User }) {
+  const isAdmin = self.role === 'admin';
+  const blank: Draft = { ...empty, shared: isAdmin };
+  const manageable = (a: Assistant) => isAdmin || a.owner_id === self.id;
   const [list, setList] = useState<Assistant[]>([]);
   const [models, setModels] = useState<Model[]>([]);
-  const [draft, setDraft] = useState<Draft>(empty);
+  const [draft, setDraft] = useState<Draft>(blank);
   const [error, setError] = useState('');
   const load = useCallback(
     () =>
@@ -46,8 +64,8 @@ export function AssistantsPage() {
     };
     try {
       if (draft.id) await api.updateAssistant(draft.id, body);
-      else await api.createAssistant(body);
-      setDraft(empty);
+      else await api.createAssistant({ ...body, shared: draft.shared });
+      setDraft(blank);
       setError('');
       await load();
     } catch (err) {
@@ -63,6 +81,7 @@ export function AssistantsPage() {
       system_prompt: a.system_prompt,
       temperature: a.params.temperature?.toString() ?? '',
       max_tokens: a.params.max_tokens?.toString() ?? '',
+      shared: a.shared,
     });
 
   const set = (k: keyof Draft) => (e: { target: { value: string } }) =>
@@ -102,6 +121,24 @@ export function AssistantsPage() {
             <input type="number" min={1} value={draft.max_tokens} onChange={set('max_tokens')} />
           </label>
         </div>
+        {isAdmin ? (
+          <label className="inline">
+            <input
+              type="checkbox"
+              checked={draft.shared}
+              disabled={!!draft.id}
+              onChange={(e) => setDraft({ ...draft, shared: e.target.checked })}
+            />
+            Shared with every user
+            <span className="muted">
+              {draft.id ? '(set when the assistant was created)' : '(otherwise only you can use it)'}
+            </span>
+          </label>
+        ) : (
+          <p className="muted">
+            Your assistants are private: only you can use them. Shared ones are managed by administrators.
+          </p>
+        )}
         <label>
           System prompt
           <textarea rows={4} value={draft.system_prompt} onChange={set('system_prompt')} />
@@ -109,7 +146,7 @@ export function AssistantsPage() {
         <div className="row">
           <button type="submit">{draft.id ? 'Save assistant' : 'Create assistant'}</button>
           {draft.id && (
-            <button type="button" onClick={() => setDraft(empty)}>
+            <button type="button" onClick={() => setDraft(blank)}>
               Cancel
             </button>
           )}
@@ -120,11 +157,12 @@ export function AssistantsPage() {
           {error}
         </p>
       )}
-      <table>
+      <table className="cards">
         <thead>
           <tr>
             <th scope="col">Name</th>
             <th scope="col">Model</th>
+            <th scope="col">Who can use it</th>
             <th scope="col">System prompt</th>
             <th scope="col">
               <span className="sr-only">Actions</span>
@@ -135,23 +173,32 @@ export function AssistantsPage() {
           {list.map((a) => (
             <tr key={a.id}>
               <th scope="row">{a.name}</th>
-              <td>{a.model}</td>
-              <td className="clip">{a.system_prompt}</td>
-              <td className="row">
-                <button type="button" onClick={() => edit(a)} aria-label={`Edit ${a.name}`}>
-                  Edit
-                </button>
-                <button
-                  type="button"
-                  aria-label={`Delete ${a.name}`}
-                  onClick={async () => {
-                    if (!confirm(`Delete the assistant “${a.name}”?`)) return;
-                    await api.deleteAssistant(a.id).catch((err) => setError(errorText(err)));
-                    await load();
-                  }}
-                >
-                  Delete
-                </button>
+              <td data-label="Model">{a.model}</td>
+              <td data-label="Who can use it">{a.shared ? 'Every user' : 'Only its owner'}</td>
+              <td className="clip" data-label="System prompt">
+                {a.system_prompt}
+              </td>
+              <td className="row actions">
+                {manageable(a) ? (
+                  <>
+                    <button type="button" onClick={() => edit(a)} aria-label={`Edit ${a.name}`}>
+                      Edit
+                    </button>
+                    <button
+                      type="button"
+                      aria-label={`Delete ${a.name}`}
+                      onClick={async () => {
+                        if (!confirm(`Delete the assistant “${a.name}”?`)) return;
+                        await api.deleteAssistant(a.id).catch((err) => setError(errorText(err)));
+                        await load();
+                      }}
+                    >
+                      Delete
+                    </button>
+                  </>
+                ) : (
+                  <span className="muted">Managed by administrators</span>
+                )}
               </td>
             </tr>
           ))}

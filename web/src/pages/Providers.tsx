@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'react';
+import { type FormEvent, useEffect, useState } from 'react';
 import { errorText } from '../App';
 import { api, type DeploymentHealth, type ProviderHealth } from '../api/client';
 
@@ -8,16 +8,28 @@ const ms = (v: number | null) => (v === null ? '—' : `${Math.round(v)} ms`);
 const ratio = (d: DeploymentHealth) =>
   d.error_ratio === null ? '—' : `${(d.error_ratio * 100).toFixed(1)}%`;
 
-const STATE_TEXT: Record<DeploymentHealth['state'], string> = {
-  closed: 'healthy (circuit closed)',
-  'half-open': 'probing (circuit half-open)',
-  open: 'failing (circuit open)',
-};
+/**
+ * What the admin should think of a deployment: the breaker's state first (open or probing), then its
+ * recent errors — a breaker stays closed until enough failures in a row, so a deployment failing every
+ * request would otherwise read "healthy" meanwhile.
+ */
+function verdict(d: DeploymentHealth): { cls: string; text: string } {
+  if (d.state === 'open') return { cls: 'state-open', text: 'failing (circuit open)' };
+  if (d.state === 'half-open') return { cls: 'state-half-open', text: 'probing (circuit half-open)' };
+  const ratio = d.error_ratio ?? 0;
+  if (d.attempts > 0 && ratio >= 0.5)
+    return { cls: 'state-open', text: `failing (${Math.round(ratio * 100)}% errors)` };
+  if (ratio > 0) return { cls: 'state-half-open', text: `degraded (${Math.round(ratio * 100)}% errors)` };
+  return d.attempts
+    ? { cls: 'state-closed', text: 'healthy' }
+    : { cls: 'state-closed', text: 'healthy (no recent traffic)' };
+}
 
-function StateBadge({ state }: { state: DeploymentHealth['state'] }) {
+function StateBadge({ d }: { d: DeploymentHealth }) {
+  const v = verdict(d);
   return (
-    <span className={`badge state-${state}`} data-testid="circuit-state">
-      {STATE_TEXT[state]}
+    <span className={`badge ${v.cls}`} data-testid="circuit-state" data-state={d.state}>
+      {v.text}
     </span>
   );
 }
@@ -102,7 +114,7 @@ export function ProvidersPage() {
                   </th>
                   <td>{d.provider}</td>
                   <td>
-                    <StateBadge state={d.state} />
+                    <StateBadge d={d} />
                   </td>
                   <td>{d.attempts}</td>
                   <td data-testid="error-ratio">{ratio(d)}</td>
@@ -118,6 +130,53 @@ export function ProvidersPage() {
           </table>
         </div>
       ))}
+      <CacheInvalidation />
     </section>
+  );
+}
+
+/** Drops cached responses by pattern (`POST /api/admin/cache/invalidate`): after a model or prompt change. */
+function CacheInvalidation() {
+  const [pattern, setPattern] = useState('responses:*');
+  const [outcome, setOutcome] = useState<{ ok: boolean; text: string } | null>(null);
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    if (!confirm(`Drop every cached entry matching ${pattern}?`)) return;
+    try {
+      const r = await api.invalidateCache(pattern.trim());
+      setOutcome({
+        ok: true,
+        text: `Removed ${r.removed} cached ${r.removed === 1 ? 'entry' : 'entries'}${r.complete ? '.' : ' (more may remain: run it again).'}`,
+      });
+    } catch (err) {
+      setOutcome({ ok: false, text: errorText(err) });
+    }
+  };
+  return (
+    <form className="stack" onSubmit={submit} aria-labelledby="cache-title">
+      <h2 id="cache-title">Response cache</h2>
+      <p className="muted">
+        A pattern of cached entries: <code>responses:*</code> for all,{' '}
+        <code>responses:key:&lt;key id&gt;:*</code> or <code>responses:user:&lt;user id&gt;:*</code> for one
+        key or user.
+      </p>
+      <div className="row">
+        <label>
+          Pattern
+          <input value={pattern} onChange={(e) => setPattern(e.target.value)} required minLength={3} />
+        </label>
+        <button type="submit">Invalidate</button>
+      </div>
+      {outcome &&
+        (outcome.ok ? (
+          <p className="notice" role="status">
+            {outcome.text}
+          </p>
+        ) : (
+          <p className="error" role="alert">
+            {outcome.text}
+          </p>
+        ))}
+    </form>
   );
 }

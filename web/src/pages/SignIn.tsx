@@ -1,10 +1,18 @@
-import { type FormEvent, useState } from 'react';
+import { type FormEvent, useEffect, useState } from 'react';
 import { errorText } from '../App';
 import { api, type User } from '../api/client';
 
 export function SignIn({ onSignedIn }: { onSignedIn: (u: User) => void }) {
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
+  // Without mail on the server there is no reset link to send: the link is hidden (GET /api/auth/options).
+  const [canReset, setCanReset] = useState(false);
+  useEffect(() => {
+    api.authOptions().then(
+      (o) => setCanReset(o.password_reset),
+      () => setCanReset(false),
+    );
+  }, []);
   const submit = async (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
     const form = new FormData(e.currentTarget);
@@ -38,6 +46,11 @@ export function SignIn({ onSignedIn }: { onSignedIn: (u: User) => void }) {
         <button type="submit" disabled={busy}>
           {busy ? 'Signing in…' : 'Sign in'}
         </button>
+        {canReset && (
+          <a className="small" href="/console/reset-password">
+            Forgot password?
+          </a>
+        )}
       </form>
     </main>
   );

@@ -1,24 +1,27 @@
 import { useEffect, useState } from 'react';
 import { errorText } from '../App';
 import { api, type UsageRow } from '../api/client';
+import { csvLine } from '../csv';
+import { decimal, filterQuery, type UsageFilters } from './Usage';
 
-type Dimension = 'model' | 'api_key' | 'user';
+type Dimension = 'model' | 'api_key' | 'user' | 'protocol';
 
 const DIMENSIONS: { id: Dimension; label: string; column: string; adminOnly: boolean }[] = [
   { id: 'model', label: 'Model', column: 'Model', adminOnly: false },
   { id: 'api_key', label: 'API key', column: 'API key', adminOnly: false },
   { id: 'user', label: 'User', column: 'User', adminOnly: true },
+  // The client protocol: chat_completions, messages (Anthropic), conversations… (issue 20).
+  { id: 'protocol', label: 'API', column: 'Client API', adminOnly: false },
 ];
 
 /** What a row is called: the model, the key's name and prefix, the user's email — never a bare id. */
 export function rowName(dimension: Dimension, row: UsageRow): string {
   if (dimension === 'model') return row.key ?? '(unknown model)';
+  if (dimension === 'protocol') return row.key ?? '(unknown)';
   if (row.key === null)
     return dimension === 'api_key' ? 'No key (console or master key)' : 'No user (master key)';
   return row.label ?? `${row.key} (deleted)`;
 }
-
-const quote = (v: string) => (/[",\n]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v);
 
 const TOTALS_COLUMNS =
   'requests,prompt_tokens,completion_tokens,cost_usd,cached_requests,errors,rate_limited,budget_exceeded';
@@ -26,8 +29,8 @@ const TOTALS_COLUMNS =
 /** CSV of usage rows: the caller's leading columns (what names the row), then every total. */
 export function usageCsv(leadHead: string, rows: UsageRow[], lead: (row: UsageRow) => string[]) {
   const lines = rows.map((r) =>
-    [
-      ...lead(r).map(quote),
+    csvLine([
+      ...lead(r),
       r.requests,
       r.prompt_tokens,
       r.completion_tokens,
@@ -36,7 +39,7 @@ export function usageCsv(leadHead: string, rows: UsageRow[], lead: (row: UsageRo
       r.errors,
       r.rate_limited ?? 0,
       r.budget_exceeded ?? 0,
-    ].join(','),
+    ]),
   );
   return `${[`${leadHead},${TOTALS_COLUMNS}`, ...lines].join('\n')}\n`;
 }
@@ -59,35 +62,43 @@ export function Breakdown({
   from,
   to,
   refresh,
+  filters,
 }: {
   isAdmin: boolean;
   from: string;
   to: string;
   refresh: number;
+  filters: UsageFilters;
 }) {
   const [dimension, setDimension] = useState<Dimension>('model');
   const [rows, setRows] = useState<UsageRow[]>([]);
   const [error, setError] = useState('');
+  const [loading, setLoading] = useState(true);
 
   // biome-ignore lint/correctness/useExhaustiveDependencies: `refresh` is the reload trigger
   useEffect(() => {
     let stale = false;
-    api.usage({ from, to, group_by: dimension }).then(
-      (u) => {
-        if (stale) return;
-        setRows(u.data);
-        setError('');
-      },
-      (err) => !stale && setError(errorText(err)),
-    );
+    setLoading(true);
+    api
+      .usage({ from, to, group_by: dimension, ...filterQuery(filters) })
+      .then(
+        (u) => {
+          if (stale) return;
+          setRows(u.data);
+          setError('');
+        },
+        (err) => !stale && setError(errorText(err)),
+      )
+      .finally(() => !stale && setLoading(false));
     return () => {
       stale = true;
     };
-  }, [dimension, from, to, refresh]);
+  }, [dimension, from, to, refresh, filters]);
 
   const current = DIMENSIONS.find((d) => d.id === dimension)!;
   const most = Math.max(1, ...rows.map((r) => r.requests));
-  const refusals = dimension !== 'model';
+  // Refusals come before a model or a protocol is known.
+  const refusals = dimension !== 'model' && dimension !== 'protocol';
 
   return (
     <section aria-labelledby="breakdown-heading">
@@ -123,7 +134,8 @@ export function Breakdown({
           {error}
         </p>
       )}
-      <div className="scroll">
+      {/* biome-ignore lint/a11y/noNoninteractiveTabindex: a scrolling region is reached by keyboard */}
+      <section className="scroll" tabIndex={0} aria-label="Breakdown, scrollable">
         <table data-testid="usage-breakdown">
           <caption className="sr-only">
             Usage by {current.label.toLowerCase()} from {from} to {to}
@@ -154,7 +166,7 @@ export function Breakdown({
                   />
                 </td>
                 <td>{r.prompt_tokens + r.completion_tokens}</td>
-                <td>{r.cost_usd.toFixed(6)}</td>
+                <td>{decimal(r.cost_usd)}</td>
                 <td>{r.requests ? `${((100 * r.cached_requests) / r.requests).toFixed(0)}%` : '—'}</td>
                 <td>{r.errors}</td>
                 {refusals && <td>{(r.rate_limited ?? 0) + (r.budget_exceeded ?? 0)}</td>}
@@ -162,12 +174,12 @@ export function Breakdown({
             ))}
             {rows.length === 0 && (
               <tr>
-                <td colSpan={refusals ? 8 : 7}>No usage in this range.</td>
+                <td colSpan={refusals ? 8 : 7}>{loading ? 'Loading usage…' : 'No usage in this range.'}</td>
               </tr>
             )}
           </tbody>
         </table>
-      </div>
+      </section>
     </section>
   );
 }

@@ -59,6 +59,8 @@ export interface FakeScript {
   gate?: Gate;
   /** The usage chunk the upstream reports; null: none (the caller must count tokens itself). */
   usage?: Usage | null;
+  /** Tool calls the reply makes after its chunks, each streamed in two pieces; it finishes with `tool_calls`. */
+  toolCalls?: { id: string; name: string; arguments: string }[];
   /** Runs when the call arrives, before anything else: tests look at the database from here. */
   onCall?: (request: GatewayRequest) => Promise<void> | void;
 }
@@ -152,7 +154,14 @@ export class FakeGateway implements ChatGateway {
     const chunks = script.chunks ?? [];
     const signal = request.signal;
     const base = { id: `chatcmpl-${request.requestId}`, object: 'chat.completion.chunk' as const, model };
-    const chunk = (content: string | null, finish: 'stop' | null = null): StreamEvent => ({
+    const toolCallChunk = (delta: ChatCompletionChunk['choices'][number]['delta']): StreamEvent => ({
+      chunk: {
+        ...base,
+        created: Math.floor(Date.now() / 1000),
+        choices: [{ index: 0, delta, finish_reason: null }],
+      },
+    });
+    const chunk = (content: string | null, finish: 'stop' | 'tool_calls' | null = null): StreamEvent => ({
       chunk: {
         ...base,
         created: Math.floor(Date.now() / 1000),
@@ -172,7 +181,21 @@ export class FakeGateway implements ChatGateway {
       }
       if (script.holdAfter === chunks.length && script.gate) await script.gate.pass(signal);
       if (script.failAfter === chunks.length) throw script.failWith ?? upstreamFailure('stream broke');
-      yield chunk(null, 'stop');
+      for (const [index, call] of (script.toolCalls ?? []).entries()) {
+        const half = Math.floor(call.arguments.length / 2);
+        yield toolCallChunk({
+          tool_calls: [
+            {
+              index,
+              id: call.id,
+              type: 'function',
+              function: { name: call.name, arguments: call.arguments.slice(0, half) },
+            },
+          ],
+        });
+        yield toolCallChunk({ tool_calls: [{ index, function: { arguments: call.arguments.slice(half) } }] });
+      }
+      yield chunk(null, script.toolCalls?.length ? 'tool_calls' : 'stop');
       const usage =
         script.usage === undefined
           ? { prompt_tokens: 11, completion_tokens: chunks.length, total_tokens: 11 + chunks.length }

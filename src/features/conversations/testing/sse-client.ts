@@ -7,6 +7,12 @@ export interface SseEvent {
   data: any;
 }
 
+/** What a failed wait got, shortened: a test may stream megabytes. */
+const excerpt = (items: unknown[]) => {
+  const text = JSON.stringify(items);
+  return text.length > 4_000 ? `${text.slice(0, 2_000)} … ${text.slice(-2_000)}` : text;
+};
+
 /** Parses a complete text/event-stream body (comments and keep-alives skipped). */
 export function parseSse(text: string): SseEvent[] {
   const events: SseEvent[] = [];
@@ -90,7 +96,7 @@ export class SseConnection {
       const found = this.events.find(predicate);
       if (found) return found;
       if (Date.now() > deadline)
-        throw new Error(`timed out waiting for an event; got ${JSON.stringify(this.events)}`);
+        throw new Error(`timed out waiting for an event; got ${this.events.length}: ${excerpt(this.events)}`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, Math.max(1, deadline - Date.now()));
         this.#waiters.push(() => {

@@ -1,0 +1,75 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from '../../core/logger.js';
+
+/**
+ * Tells every replica that the stored guardrails changed, so each reloads them at once (issue 22: a change
+ * binds every replica within a second). The same design as the limits' invalidations
+ * (src/features/limits/invalidations.ts): applied here synchronously, then published; after the subscription
+ * comes back from an outage, listeners are told anyway (a message may have been lost), and the store's
+ * periodic reload bounds what is left.
+ */
+export class GuardrailChanges {
+  readonly #listeners = new Set<() => void>();
+  readonly #subscriber: Redis | undefined;
+
+  constructor(
+    private readonly options: {
+      redis?: Redis | undefined;
+      logger?: Logger | undefined;
+      channel?: string;
+    } = {},
+  ) {
+    if (options.redis) this.#subscriber = this.#subscribe(options.redis);
+  }
+
+  get channel() {
+    return this.options.channel ?? 'colloquy:guardrails:changed';
+  }
+
+  #subscribe(redis: Redis): Redis {
+    const subscriber = redis.duplicate({ autoResubscribe: false });
+    // Once subscribed, listeners are told (at start-up too: a change may have come between the first load and
+    // the subscription, as in a replica started under load).
+    subscriber.on('ready', () => {
+      subscriber
+        .subscribe(this.channel)
+        .then(() => this.#emit())
+        .catch((err) => this.options.logger?.warn({ err }, 'could not subscribe to guardrail changes'));
+    });
+    subscriber.on('error', () => {});
+    subscriber.on('message', () => this.#emit());
+    return subscriber;
+  }
+
+  onChange(listener: () => void) {
+    this.#listeners.add(listener);
+  }
+
+  /**
+   * Tells the other replicas (this one has applied the change already; its own subscriber hears it too, and
+   * one more reload is harmless). Never throws: a lost message is logged, the periodic reload catches up.
+   */
+  async announce(): Promise<void> {
+    if (!this.options.redis) return;
+    try {
+      await this.options.redis.publish(this.channel, String(Date.now()));
+    } catch (err) {
+      this.options.logger?.warn({ err }, 'could not announce a guardrail change to replicas');
+    }
+  }
+
+  #emit() {
+    for (const listener of this.#listeners) {
+      try {
+        listener();
+      } catch (err) {
+        this.options.logger?.warn({ err }, 'a guardrail listener failed');
+      }
+    }
+  }
+
+  close() {
+    this.#subscriber?.disconnect();
+    this.#listeners.clear();
+  }
+}
