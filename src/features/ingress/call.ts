@@ -8,7 +8,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { CacheKey } from '../../cache/cache.js';
 import type { ResponseCache } from '../../cache/response-cache.js';
+import type { AppError } from '../../core/errors.js';
 import type { Metrics } from '../../metrics/registry.js';
+import { principalOf } from '../../plugins/auth.js';
 import { ProviderError } from '../../providers/errors.js';
 import type { ChatGateway, RouteInfo, StreamResult } from '../../providers/router/types.js';
 import { TextBuffer } from '../../providers/text-buffer.js';
@@ -61,13 +63,11 @@ export interface StreamRelay {
   settle?(): Promise<void>;
 }
 
-/** A streamed call: the model the client named, the internal request, its cache plan and abort signal. */
+/** A streamed call: the model the client named, the internal request and its cache plan. */
 export interface StreamCall {
   model: string;
   internal: ChatCompletionRequest;
   cache?: CachePlan | undefined;
-  /** The caller's own (one it may abort itself); else one that aborts when the client leaves. */
-  signal?: AbortSignal;
 }
 
 /** An upstream's own event (pass-through), as it came. */
@@ -191,9 +191,35 @@ export function protocolIngress(
    * event ends the stream. A stream cut short is recorded with what it produced (status `partial`).
    */
   async function stream(request: FastifyRequest, reply: FastifyReply, call: StreamCall, relay: StreamRelay) {
+    const controller = signalFor(reply);
+    // Revoking the key, disabling its user or the credential expiring ends the stream, on every replica
+    // (the README promises it at once), whatever the protocol: the relay's own error event carries why.
+    let revokedBy: AppError | undefined;
+    const unwatch = fastify.credentials.watch(
+      principalOf(request),
+      (reason) => {
+        revokedBy = reason;
+        controller.abort();
+      },
+      { expiry: true },
+    );
+    try {
+      await relayStream(request, reply, call, relay, controller.signal, () => revokedBy);
+    } finally {
+      unwatch();
+    }
+  }
+
+  async function relayStream(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    call: StreamCall,
+    relay: StreamRelay,
+    signal: AbortSignal,
+    revokedBy: () => AppError | undefined,
+  ) {
     const { model, internal, cache } = call;
     const startedAt = performance.now();
-    const signal = call.signal ?? signalFor(reply).signal;
     const hit = cache?.read ? await deps.responses?.replay(cache.key) : undefined;
     let result: StreamResult;
     try {
@@ -205,7 +231,9 @@ export function protocolIngress(
             signal,
             caller: callerOf(request),
           });
-    } catch (err) {
+    } catch (caught) {
+      // Revoked before the first byte: the route's error handler answers 401 in the protocol's shape.
+      const err = revokedBy() ?? caught;
       void record(request, model, { latencyMs: performance.now() - startedAt, status: statusOf(err) });
       throw err;
     }
@@ -239,12 +267,17 @@ export function protocolIngress(
       if (!res.destroyed) res.end(end);
       status = relay.completedStatus?.() ?? 'ok';
       void recorder?.commit();
-    } catch (err) {
+    } catch (caught) {
       recorder?.fail();
-      status = streamFailureStatus(err, signal);
+      const revoked = revokedBy();
+      // A revoked credential cuts the stream as an upstream fault would (`partial`), not as a client leaving.
+      status = revoked ? 'partial' : streamFailureStatus(caught, signal);
+      const err = revoked ?? caught;
       const out = relay.fail(err);
       if (!res.destroyed) res.end(out);
-      if (!(err instanceof ProviderError)) request.log.error({ err }, 'stream failed');
+      if (revoked)
+        request.log.info({ code: revoked.code }, 'stream ended: its credential stopped being valid');
+      else if (!(err instanceof ProviderError)) request.log.error({ err }, 'stream failed');
     } finally {
       deps.metrics?.activeStreams.dec({ api: names.api });
     }

@@ -2,7 +2,6 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import type { ResponseCache } from '../../cache/response-cache.js';
-import type { AppError } from '../../core/errors.js';
 import type { Metrics } from '../../metrics/registry.js';
 import { bearerSecurity, principalOf } from '../../plugins/auth.js';
 import { toErrorResponse } from '../../plugins/error-handler.js';
@@ -83,47 +82,31 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
     },
   );
 
-  async function streamCompletion(
+  function streamCompletion(
     request: FastifyRequest,
     reply: FastifyReply,
     body: ChatCompletionRequest,
     cache: CachePlan | undefined,
   ) {
-    const controller = ingress.signalFor(reply);
-    // Revoking the key, disabling its user or the credential expiring ends the stream (on every replica).
-    let revokedBy: AppError | undefined;
-    const unwatch = fastify.credentials.watch(
-      principalOf(request),
-      (reason) => {
-        revokedBy = reason;
-        controller.abort();
-      },
-      { expiry: true },
-    );
     // Upstreams are always asked for usage; a client that did not ask must not get the extra chunk.
     const includeUsage = body.stream_options?.include_usage === true;
-    try {
-      await ingress.stream(
-        request,
-        reply,
-        { model: body.model, internal: body, cache, signal: controller.signal },
-        {
-          event: ({ chunk, raw }) =>
-            chunk.choices.length === 0 && !includeUsage ? '' : `data: ${raw ?? JSON.stringify(chunk)}\n\n`,
-          end: () => 'data: [DONE]\n\n',
-          // After the first byte there is no HTTP status left to change: the error travels in-band, then [DONE].
-          fail: (err) => {
-            const { body: errorBody } = toErrorResponse((revokedBy ?? err) as ProviderError);
-            const payload = { error: { ...errorBody.error, finish_reason: 'error' } };
-            return `data: ${JSON.stringify(payload)}\n\ndata: [DONE]\n\n`;
-          },
+    return ingress.stream(
+      request,
+      reply,
+      { model: body.model, internal: body, cache },
+      {
+        event: ({ chunk, raw }) =>
+          chunk.choices.length === 0 && !includeUsage ? '' : `data: ${raw ?? JSON.stringify(chunk)}\n\n`,
+        end: () => 'data: [DONE]\n\n',
+        // After the first byte there is no HTTP status left to change: the error travels in-band, then [DONE]
+        // (a revoked credential's too: the ingress passes its reason).
+        fail: (err) => {
+          const { body: errorBody } = toErrorResponse(err as ProviderError);
+          const payload = { error: { ...errorBody.error, finish_reason: 'error' } };
+          return `data: ${JSON.stringify(payload)}\n\ndata: [DONE]\n\n`;
         },
-      );
-    } catch (err) {
-      throw revokedBy ?? err;
-    } finally {
-      unwatch();
-    }
+      },
+    );
   }
 
   const endpointsField = (model: string) =>
