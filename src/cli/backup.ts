@@ -102,7 +102,14 @@ export function registerRestore(program: Command) {
       const summary = await operatorErrors(() =>
         restoreBackup(database, source, { onProgress: progress('restoring') }),
       );
-      const files = await operatorErrors(() => restoreFiles(filesConfig.storage, source));
+      const files = await operatorErrors(() =>
+        restoreFiles(filesConfig.storage, source).catch((err: unknown) => {
+          throw new BackupError(
+            `the database is restored, but its files are not: ${(err as Error).message}`,
+            { cause: err },
+          );
+        }),
+      );
       console.error(
         `files: ${files ? describeRestored(files) : 'none in the backup; the file storage is unchanged'}`,
       );

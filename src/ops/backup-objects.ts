@@ -79,7 +79,20 @@ export async function eachLimited<T>(
       }
     }
   };
-  await Promise.all(Array.from({ length: limit }, worker));
+  // Every worker is finished before the caller cleans up: none is left writing into a removed directory.
+  const outcomes = await Promise.allSettled(Array.from({ length: limit }, worker));
+  const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+  if (failure) throw failure.reason;
+}
+
+/** A storage failure names the key and the storage (the SDK's own message alone says neither). */
+async function storageStep<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof BackupError) throw err;
+    throw new BackupError(`${what}: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /** Counts and hashes what streams through it. */
@@ -136,21 +149,25 @@ export async function backupObjects(
     await line({ format: 'colloquy-files', version: 1, source: storage.describe() });
     await eachLimited(keys, CONCURRENCY, async (key) => {
       assertSafeKey(key);
-      const object = await storage.open(key);
-      if (!object) {
+      const got = await storageStep(`${key} could not be copied from ${storage.describe()}`, async () => {
+        const object = await storage.open(key);
+        if (!object) return undefined;
+        const target = path.join(staging, key);
+        await mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+        const d = digester();
+        await pipeline(object.body, d.stream, createWriteStream(target, { mode: 0o600 }));
+        return { ...d.result(), expected: object.bytes, mediaType: object.mediaType };
+      });
+      if (!got) {
         if (++result.missing <= MISSING_SHOWN) result.missingKeys.push(key);
         return line({ key, missing: true });
       }
-      const target = path.join(staging, key);
-      await mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
-      const d = digester();
-      await pipeline(object.body, d.stream, createWriteStream(target, { mode: 0o600 }));
-      const got = d.result();
-      if (got.bytes !== object.bytes)
-        throw new BackupError(`${key}: the bucket sent ${got.bytes} of ${object.bytes} bytes`);
+      if (got.bytes !== got.expected)
+        throw new BackupError(`${key}: ${storage.describe()} sent ${got.bytes} of ${got.expected} bytes`);
       result.files++;
       result.bytes += got.bytes;
-      await line({ key, ...got, mediaType: object.mediaType });
+      const { expected: _, ...entry } = got;
+      await line({ key, ...entry });
     });
     out.end();
     await once(out, 'close');
@@ -283,12 +300,19 @@ export async function restoreObjects(
       result.problems.push({ key: entry.key, problem });
       return;
     }
-    if (await alreadyThere(storage, entry)) {
+    const uploaded = await storageStep(
+      `${entry.key} could not be uploaded to ${storage.describe()}`,
+      async () => {
+        if (await alreadyThere(storage, entry)) return false;
+        const mediaType = entry.mediaType ?? 'application/octet-stream';
+        await storage.putFile(entry.key, path.join(dir, entry.key), entry.bytes, mediaType);
+        return true;
+      },
+    );
+    if (!uploaded) {
       result.skipped++;
       return;
     }
-    const mediaType = entry.mediaType ?? 'application/octet-stream';
-    await storage.putFile(entry.key, path.join(dir, entry.key), entry.bytes, mediaType);
     result.uploaded++;
     result.bytes += entry.bytes;
   });

@@ -122,6 +122,22 @@ describe('colloquy backup / restore with files in S3 (built CLI, SQLite)', () =>
     assert.equal(source.refused() + spare.refused(), 0, 'every S3 request carried a valid signature');
   });
 
+  it('a bucket that refuses the credentials fails the restore with a message naming key and bucket', async () => {
+    const r = await cli(['restore', backup, '--yes'], dir, {
+      ...envFor(spare),
+      AWS_SECRET_ACCESS_KEY: 'a-wrong-secret-for-this-access-key-id',
+    });
+    assert.equal(r.code, 1, show(r));
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^colloquy: the database is restored, but its files are not: ${key} could not be uploaded to s3 bucket colloquy-recovered`,
+        'm',
+      ),
+    );
+    assert.doesNotMatch(r.stderr, /at .*\.js:\d+/, 'no stack trace');
+  });
+
   it('restore exits 1 naming a damaged copy, and uploads nothing damaged', async () => {
     const copy = path.join(filesBackupDir(backup), key);
     writeFileSync(copy, Buffer.from('What the CLI backs up!\n'));
