@@ -34,7 +34,11 @@ interface ManifestHeader {
   source: string;
 }
 
-/** Keys every row references, a page at a time (a large table is never read whole). */
+/**
+ * Keys every row references, a page at a time (a large table is never read whole). Read from the live
+ * database after its backup: rows added since bring their (already stored) bytes along; a row deleted since
+ * is a file its owner deleted, whose bytes may be gone already — it downloads as 404 from a restore.
+ */
 export async function* referencedKeys(db: Db, pageSize = 500): AsyncGenerator<string> {
   const tables = await db.introspection.getTables();
   if (!tables.some((t) => t.name === 'files')) return;
