@@ -49,7 +49,7 @@ export function registerBackup(program: Command) {
       console.error(`files: ${describeFiles(files)}`);
       if (files.missing)
         console.error(
-          `files: warning: ${files.missing} file${files.missing === 1 ? '' : 's'} the database references ${files.missing === 1 ? 'is' : 'are'} missing from the storage, so not in the backup (downloading ${files.missing === 1 ? 'it answers' : 'them answers'} 404): ${namedKeys(files.missingKeys, files.missing)}`,
+          `files: warning: ${files.missing} file${files.missing === 1 ? '' : 's'} the database references ${files.missing === 1 ? 'is' : 'are'} missing from the storage, so not in the backup (${files.missing === 1 ? 'its download answers' : 'their downloads answer'} 404): ${namedKeys(files.missingKeys, files.missing)}`,
         );
       if (options.verify) {
         const result = await operatorErrors(() => verifyBackup(database, file, summary.tables));
