@@ -3,6 +3,8 @@ import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { describeDatabaseTarget } from '../config/database-url.js';
+import type { Config } from '../config/load-config.js';
+import { type Db, openDatabase } from '../db/database.js';
 import {
   BackupError,
   type BackupSummary,
@@ -15,7 +17,8 @@ import {
   restoreBackup,
   verifyBackup,
 } from '../ops/backup.js';
-import { backupFiles, type FilesBackupSummary, restoreFiles } from '../ops/backup-files.js';
+import { backupFiles, type FilesBackupSummary, restoreFiles, verifyFiles } from '../ops/backup-files.js';
+import { manifestFile, type ObjectProblem } from '../ops/backup-objects.js';
 import { CliError, cliConfig } from './context.js';
 
 export function registerBackup(program: Command) {
@@ -28,7 +31,10 @@ export function registerBackup(program: Command) {
       '--out <file>',
       'where to write it (default ./backups/colloquy-<dialect>-<timestamp>.db|.dump|.sql)',
     )
-    .option('--verify', 'restore into a scratch database and compare row counts per table')
+    .option(
+      '--verify',
+      'restore into a scratch database and compare row counts per table; check copied S3 objects against their manifest',
+    )
     .action(async (options: { out?: string; verify?: boolean }) => {
       const { database, files: filesConfig } = cliConfig();
       const file = path.resolve(options.out ?? defaultBackupFile(database.dialect));
@@ -37,7 +43,14 @@ export function registerBackup(program: Command) {
         createBackup(database, file, { onProgress: progress('backing up') }),
       );
       // Uploaded files after the database: every row backed up has its bytes (see ops/backup-files.ts).
-      console.error(`files: ${describeFiles(await backupFiles(filesConfig.storage, file))}`);
+      const files = await operatorErrors(() =>
+        withDb(database, (db) => backupFiles(filesConfig.storage, file, db)),
+      );
+      console.error(`files: ${describeFiles(files)}`);
+      if (files.missing)
+        console.error(
+          `files: warning: ${files.missing} file${files.missing === 1 ? '' : 's'} the database references ${files.missing === 1 ? 'is' : 'are'} missing from the storage, so not in the backup (${files.missing === 1 ? 'its download answers' : 'their downloads answer'} 404): ${namedKeys(files.missingKeys, files.missing)}`,
+        );
       if (options.verify) {
         const result = await operatorErrors(() => verifyBackup(database, file, summary.tables));
         if (!result.ok) {
@@ -47,6 +60,15 @@ export function registerBackup(program: Command) {
           );
         }
         console.error(`verified: ${result.tables.length} tables restore with the same row counts`);
+        const objects = await operatorErrors(() => verifyFiles(file));
+        if (objects?.problems.length) {
+          console.error(problemList(objects.problems));
+          throw new CliError(
+            `verification failed: ${objects.problems.length} of ${objects.checked} files in ${files.location} do not match ${manifestFile(file)} (see the list above)`,
+          );
+        }
+        if (objects)
+          console.error(`verified: ${objects.checked} files match their manifest (size and SHA-256)`);
       }
       console.log(`backup: ${summarize(summary)}`);
     });
@@ -80,18 +102,57 @@ export function registerRestore(program: Command) {
       const summary = await operatorErrors(() =>
         restoreBackup(database, source, { onProgress: progress('restoring') }),
       );
-      const files = await restoreFiles(filesConfig.storage, source);
-      console.error(
-        `files: ${files ? describeFiles(files) : 'none in the backup; the file storage is unchanged'}`,
+      const files = await operatorErrors(() =>
+        restoreFiles(filesConfig.storage, source).catch((err: unknown) => {
+          throw new BackupError(
+            `the database is restored, but its files are not: ${(err as Error).message}`,
+            { cause: err },
+          );
+        }),
       );
+      console.error(
+        `files: ${files ? describeRestored(files) : 'none in the backup; the file storage is unchanged'}`,
+      );
+      if (files?.problems.length) {
+        console.error(problemList(files.problems));
+        throw new CliError(
+          `${files.problems.length} files of the backup do not match ${manifestFile(source)} and were not uploaded (see the list above); the database and the other files are restored`,
+        );
+      }
       console.log(`restored: ${summarize(summary)}`);
     });
 }
 
 function describeFiles(summary: FilesBackupSummary): string {
-  if (summary.kind === 's3')
-    return `kept in ${summary.location}, not copied: back the bucket up with its versioning or replication`;
-  return `${summary.files} files (${formatBytes(summary.bytes)}) in ${summary.location}`;
+  const copied = `${summary.files} files (${formatBytes(summary.bytes)}) in ${summary.location}`;
+  return summary.manifest ? `${copied}, listed in ${summary.manifest}` : copied;
+}
+
+function describeRestored(summary: FilesBackupSummary): string {
+  if (summary.kind === 'disk')
+    return `${summary.files} files (${formatBytes(summary.bytes)}) in ${summary.location}`;
+  const absent = summary.missing ? `; ${summary.missing} were missing when the backup was taken` : '';
+  return `${summary.files} uploaded (${formatBytes(summary.bytes)}) to ${summary.location}, ${summary.skipped} already there with the same bytes${absent}`;
+}
+
+function namedKeys(keys: string[], total: number) {
+  return `${keys.join(', ')}${total > keys.length ? `, … (${total - keys.length} more)` : ''}`;
+}
+
+function problemList(problems: ObjectProblem[]): string {
+  const shown = problems.slice(0, 20).map((p) => `  ${p.key}: ${p.problem}`);
+  if (problems.length > shown.length) shown.push(`  … ${problems.length - shown.length} more`);
+  return shown.join('\n');
+}
+
+/** The live database for one step (the keys the files table references). */
+async function withDb<T>(target: Config['database'], fn: (db: Db) => Promise<T>): Promise<T> {
+  const handle = openDatabase(target);
+  try {
+    return await fn(handle.db);
+  } finally {
+    await handle.close();
+  }
 }
 
 /** BackupError is the operator's problem (bad file, database in use…): no stack trace. */

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { parseDatabaseUrl } from '../../src/config/database-url.js';
+import type { FileTables } from '../../src/features/files/store.js';
 import { createBackup, restoreBackup } from '../../src/ops/backup.js';
 import { backupFiles, filesBackupDir, restoreFiles } from '../../src/ops/backup-files.js';
 import { bearer, createUser, startTestApp } from '../helpers/app.js';
@@ -61,6 +62,41 @@ describe('backup and restore of uploaded files (SQLite, disk)', () => {
       const content = await t.inject({ method: 'GET', url: `/api/files/${fileId}/content`, headers: auth });
       assert.equal(content.statusCode, 200);
       assert.ok(content.rawPayload.equals(image), 'the same bytes');
+    } finally {
+      await t.close();
+      await testDb.drop();
+    }
+  });
+
+  it('names a file the database references but FILES_DIR lacks, and still copies the rest', async () => {
+    const testDb = await createTestDatabase('sqlite');
+    const filesDir = path.join(dir, 'files-missing');
+    const t = await startTestApp({ testDb, env: { FILES_DIR: filesDir } });
+    let key: string;
+    try {
+      const auth = bearer((await createUser(t, 'backup-missing@example.com')).accessToken);
+      const body = multipart('notes.txt', 'a note whose bytes get lost\n');
+      const res = await t.inject({
+        method: 'POST',
+        url: '/api/files',
+        headers: { ...auth, ...body.headers },
+        payload: body.payload,
+      });
+      assert.equal(res.statusCode, 201, res.body);
+      key = (
+        await t.database.db
+          .withTables<FileTables>()
+          .selectFrom('files')
+          .select('storage_key')
+          .executeTakeFirstOrThrow()
+      ).storage_key;
+      rmSync(path.join(filesDir, key));
+      const backup = path.join(dir, 'missing.db');
+      await createBackup(parseDatabaseUrl(testDb.url), backup);
+      const copied = await backupFiles(t.config.files.storage, backup, t.database.db);
+      assert.equal(copied.files, 0);
+      assert.equal(copied.missing, 1);
+      assert.deepEqual(copied.missingKeys, [key]);
     } finally {
       await t.close();
       await testDb.drop();

@@ -10,9 +10,15 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import type { FilesStorageConfig } from './config.js';
-import { assertSafeKey, type FileStorage } from './storage.js';
+import { assertSafeKey, type FileStorage, type StoredObjectInfo } from './storage.js';
 
 type S3Config = Extract<FilesStorageConfig, { kind: 's3' }>;
+
+const info = (out: { ContentLength?: number; ContentType?: string; ETag?: string }): StoredObjectInfo => ({
+  bytes: out.ContentLength ?? 0,
+  mediaType: out.ContentType,
+  etag: out.ETag?.replace(/^(W\/)?"|"$/g, ''),
+});
 
 /**
  * Files in an S3-compatible bucket, with AWS's own client: credentials come from the AWS chain (environment,
@@ -63,11 +69,27 @@ export class S3Storage implements FileStorage {
   }
 
   async get(key: string) {
+    return (await this.open(key))?.body;
+  }
+
+  async open(key: string) {
     try {
       const out = await this.client.send(
         new GetObjectCommand({ Bucket: this.config.bucket, Key: this.#key(key) }),
       );
-      return out.Body instanceof Readable ? out.Body : undefined;
+      if (!(out.Body instanceof Readable)) return undefined;
+      return { body: out.Body, ...info(out) };
+    } catch (err) {
+      if (err instanceof NoSuchKey || err instanceof NotFound) return undefined;
+      throw err;
+    }
+  }
+
+  async head(key: string) {
+    try {
+      return info(
+        await this.client.send(new HeadObjectCommand({ Bucket: this.config.bucket, Key: this.#key(key) })),
+      );
     } catch (err) {
       if (err instanceof NoSuchKey || err instanceof NotFound) return undefined;
       throw err;
@@ -84,6 +106,10 @@ export class S3Storage implements FileStorage {
     await this.client.send(new HeadObjectCommand({ Bucket: this.config.bucket, Key: this.#key(key) }));
     await this.delete(key);
     return `bucket ${this.config.bucket} writable`;
+  }
+
+  close() {
+    this.client.destroy();
   }
 
   describe() {

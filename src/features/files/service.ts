@@ -12,7 +12,7 @@ import type { FilesConfig } from './config.js';
 import { extractText } from './extract.js';
 import { ImageRefused, prepareImage } from './images.js';
 import { sanitizeFilename, sniff } from './sniff.js';
-import type { FileStorage } from './storage.js';
+import { type FileStorage, modelImageKey } from './storage.js';
 import type { FileMeta, FileStore } from './store.js';
 import { zipBombReason } from './zip-guard.js';
 
@@ -23,8 +23,8 @@ export interface FilesServiceDeps {
   logger: Logger;
 }
 
-/** The key of the model-ready image derived at upload (resized, EXIF stripped). */
-export const modelImageKey = (key: string) => `${key}.model`;
+// Kept importable from here; it lives in storage.ts so backups need not load sharp and the extractors.
+export { modelImageKey };
 
 const keyPart = (s: string) => s.replace(/[^A-Za-z0-9_-]/g, '_');
 

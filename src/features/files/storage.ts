@@ -10,6 +10,15 @@ import type { FilesStorageConfig } from './config.js';
  * Where file bytes live: one interface, two backends (local disk, S3-compatible object store). Keys are
  * made by Colloquy (`<user>/<file id>` and a suffix), never from a client's file name.
  */
+/** What a backup needs to know of a stored object besides its bytes (src/ops/backup-objects.ts). */
+export interface StoredObjectInfo {
+  bytes: number;
+  /** The media type it was stored with, when the storage keeps one (S3). */
+  mediaType?: string | undefined;
+  /** S3's ETag without its quotes: the MD5 of the bytes for a single-part, non-KMS upload. */
+  etag?: string | undefined;
+}
+
 export interface FileStorage {
   readonly kind: 'disk' | 's3';
   /** Stores the local file `source` (a finished upload) under `key`; the source may be moved away. */
@@ -17,12 +26,21 @@ export interface FileStorage {
   putBuffer(key: string, data: Buffer, mediaType: string): Promise<void>;
   /** The bytes, streamed; undefined when the object is missing. */
   get(key: string): Promise<Readable | undefined>;
+  /** The bytes with their size and media type, in one request; undefined when the object is missing. */
+  open(key: string): Promise<(StoredObjectInfo & { body: Readable }) | undefined>;
+  /** Size (and ETag) without the bytes; undefined when the object is missing. */
+  head(key: string): Promise<StoredObjectInfo | undefined>;
   delete(key: string): Promise<void>;
   /** Proves the storage is reachable and writable (doctor): writes, reads back and deletes a probe. */
   check(): Promise<string>;
   /** A human description for logs and doctor: the directory or the bucket. */
   describe(): string;
+  /** Lets go of connections (a CLI command ends; the server keeps its storage for its lifetime). */
+  close?(): void;
 }
+
+/** The key of the model-ready image derived at upload (resized, EXIF stripped). */
+export const modelImageKey = (key: string) => `${key}.model`;
 
 const SAFE_KEY = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
 
@@ -60,13 +78,21 @@ export class DiskStorage implements FileStorage {
   }
 
   async get(key: string) {
-    const file = this.#path(key);
+    return (await this.open(key))?.body;
+  }
+
+  async open(key: string) {
+    const info = await this.head(key);
+    return info && { ...info, body: createReadStream(this.#path(key)) };
+  }
+
+  async head(key: string) {
     try {
-      await stat(file);
+      const found = await stat(this.#path(key));
+      return found.isFile() ? { bytes: found.size } : undefined;
     } catch {
       return undefined;
     }
-    return createReadStream(file);
   }
 
   async delete(key: string) {

@@ -29,6 +29,9 @@ const xmlError = (res: http.ServerResponse, status: number, code: string, messag
   );
 };
 
+/** A single-part upload's ETag is the MD5 of its bytes, quoted (API_Object.html, "ETag"). */
+const etagOf = (data: Buffer) => `"${createHash('md5').update(data).digest('hex')}"`;
+
 export async function startFakeS3(options: {
   bucket: string;
   region: string;
@@ -70,7 +73,7 @@ export async function startFakeS3(options: {
     switch (req.method) {
       case 'PUT':
         objects.set(key, { data, contentType: String(req.headers['content-type'] ?? 'binary/octet-stream') });
-        res.writeHead(200, { etag: `"${createHash('md5').update(data).digest('hex')}"` });
+        res.writeHead(200, { etag: etagOf(data) });
         return res.end();
       case 'GET':
       case 'HEAD':
@@ -81,9 +84,11 @@ export async function startFakeS3(options: {
           }
           return xmlError(res, 404, 'NoSuchKey', 'The specified key does not exist.');
         }
+        // GetObject and HeadObject return the ETag the PutObject did (API_HeadObject.html, "ETag").
         res.writeHead(200, {
           'content-type': object.contentType,
           'content-length': String(object.data.length),
+          etag: etagOf(object.data),
         });
         return res.end(req.method === 'GET' ? object.data : undefined);
       case 'DELETE':
