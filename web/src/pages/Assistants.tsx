@@ -32,7 +32,9 @@ export function AssistantsPage({ self }: { self: User }) {
   const blank: Draft = { ...empty, shared: isAdmin };
   const manageable = (a: Assistant) => isAdmin || a.owner_id === self.id;
   const [list, setList] = useState<Assistant[]>([]);
-  const [models, setModels] = useState<Model[]>([]);
+  // Undefined while loading: a draft saved before the list arrives would have no model and be refused.
+  const [loadedModels, setModels] = useState<Model[]>();
+  const models = loadedModels ?? [];
   const [draft, setDraft] = useState<Draft>(blank);
   const [error, setError] = useState('');
   const load = useCallback(
@@ -47,7 +49,10 @@ export function AssistantsPage({ self }: { self: User }) {
     void load();
     api.models().then(
       (m) => setModels(m.data),
-      () => {},
+      (e) => {
+        setModels([]);
+        setError(errorText(e));
+      },
     );
   }, [load]);
 
@@ -144,7 +149,11 @@ export function AssistantsPage({ self }: { self: User }) {
           <textarea rows={4} value={draft.system_prompt} onChange={set('system_prompt')} />
         </label>
         <div className="row">
-          <button type="submit">{draft.id ? 'Save assistant' : 'Create assistant'}</button>
+          <button type="submit" disabled={!draft.model && models.length === 0}>
+            {draft.id ? 'Save assistant' : 'Create assistant'}
+          </button>
+          {loadedModels === undefined && <span className="muted">Loading models…</span>}
+          {loadedModels?.length === 0 && <span className="muted">No models are configured.</span>}
           {draft.id && (
             <button type="button" onClick={() => setDraft(blank)}>
               Cancel
