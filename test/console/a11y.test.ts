@@ -1,20 +1,9 @@
 // Accessibility and small screens (issue 23): axe-core on every page, light and dark; the keyboard (skip
 // link, visible focus, Edit moves focus); a 375 px phone: no sideways scroll, buttons on screen (#13).
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
-import {
-  ADMIN,
-  axeViolations,
-  DESKTOP,
-  type Harness,
-  PLAIN,
-  skipBrowser,
-  startHarness,
-  until,
-} from './harness.js';
-
-if (skipBrowser) console.log(`note: ${skipBrowser}`);
+import { ADMIN, axeViolations, DESKTOP, PLAIN, skipBrowser, until, useHarness } from './harness.js';
 
 const ADMIN_PAGES = [
   'chat',
@@ -32,12 +21,11 @@ const PLAIN_PAGES = ['chat', 'usage', 'keys', 'assistants'];
 const PHONE_375 = { width: 375, height: 740 };
 
 describe('the console’s accessibility and phone layout', { skip: skipBrowser }, () => {
-  let h: Harness;
+  const h = useHarness();
   let adminToken: string;
   let conversationId: string;
 
   before(async () => {
-    h = await startHarness();
     adminToken = await h.login(ADMIN);
     // Something on every page: a conversation with a reply, a key, an assistant, usage, provider traffic.
     const c = await h.api('POST', '/api/conversations', adminToken, { model: 'fake-route' });
@@ -63,9 +51,6 @@ describe('the console’s accessibility and phone layout', { skip: skipBrowser }
       model: 'fake-route',
     });
     assert.equal(p.status, 201, JSON.stringify(p.body));
-  });
-  after(async () => {
-    await h?.close();
   });
 
   const pageReady = async (page: Page, hash: string) => {

@@ -1,42 +1,18 @@
 // The console's admin pages in a browser (issue 23, round two): keys (#9), users (#10), usage (#11),
 // sign-in messages (#14), provider health (#16), budgets & limits, the audit log — what an admin sees.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import type { Page } from 'playwright-core';
-import { ADMIN, DESKTOP, type Harness, PLAIN, skipBrowser, startHarness, until } from './harness.js';
-
-if (skipBrowser) console.log(`note: ${skipBrowser}`);
+import { before, describe, it } from 'node:test';
+import { ADMIN, DESKTOP, nextDialog, PLAIN, skipBrowser, until, useHarness } from './harness.js';
 
 describe('the console’s admin pages in a browser', { skip: skipBrowser }, () => {
-  let h: Harness;
+  const h = useHarness();
   let adminToken: string;
   let plainId: string;
 
   before(async () => {
-    h = await startHarness();
     adminToken = await h.login(ADMIN);
-    const users = await h.api('GET', '/api/users?limit=100', adminToken);
-    plainId = users.body.data.find((u: { email: string }) => u.email === PLAIN.email).id;
+    plainId = await h.userId(adminToken, PLAIN.email);
   });
-  after(async () => {
-    await h?.close();
-  });
-
-  /** Answers the next confirm() with `accept` and returns its text. */
-  const nextDialog = (page: Page, accept: boolean) =>
-    new Promise<string>((resolve) => {
-      page.once('dialog', async (d) => {
-        resolve(d.message());
-        if (accept) await d.accept();
-        else await d.dismiss();
-      });
-    });
-  const chat = (token: string, extra: Record<string, unknown> = {}) =>
-    fetch(`${h.base}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'fake-route', messages: [{ role: 'user', content: 'hi' }], ...extra }),
-    });
 
   it('calls a deployment failing every request “failing” before its breaker opens; mid-stream failures count (#16)', async () => {
     // The harness's breaker opens after 50 failures: these three leave it closed.
@@ -46,7 +22,7 @@ describe('the console’s admin pages in a browser', { skip: skipBrowser }, () =
       { kind: 'error-event', afterChunks: 2 },
     );
     for (let i = 0; i < 3; i++) {
-      const res = await chat(adminToken, { stream: true });
+      const res = await h.chat(adminToken, { stream: true });
       assert.equal(res.status, 200); // the stream started, then failed mid-way
       assert.match(await res.text(), /error/);
     }
@@ -58,7 +34,7 @@ describe('the console’s admin pages in a browser', { skip: skipBrowser }, () =
     assert.equal((await row.getByTestId('error-ratio').textContent())?.trim(), '100.0%');
     await h.shot(page, 'providers-failing-closed');
     // Healthy requests bring it down to "degraded" (and the badge says how many fail).
-    for (let i = 0; i < 4; i++) assert.equal((await chat(adminToken)).status, 200);
+    for (let i = 0; i < 4; i++) assert.equal((await h.chat(adminToken)).status, 200);
     await row.getByText('degraded (43% errors)').waitFor();
     await page.context().close();
   });
@@ -238,7 +214,7 @@ describe('the console’s admin pages in a browser', { skip: skipBrowser }, () =
 
   it('usage: totals in full decimals, singular counts, one plain message for a reversed range, no stale charts (#11)', async () => {
     const plainToken = await h.login(PLAIN);
-    assert.equal((await chat(plainToken)).status, 200);
+    assert.equal((await h.chat(plainToken)).status, 200);
     const page = await h.newPage(DESKTOP, 'usage');
     await h.signIn(page, PLAIN, '#/usage');
     const totals = page.getByTestId('usage-totals');
@@ -357,7 +333,7 @@ describe('the console’s admin pages in a browser', { skip: skipBrowser }, () =
   it('invalidates the response cache from the Providers page: the next identical request is a miss', async () => {
     const cached = async () =>
       (
-        await chat(adminToken, { temperature: 0, messages: [{ role: 'user', content: 'cache me' }] })
+        await h.chat(adminToken, { temperature: 0, messages: [{ role: 'user', content: 'cache me' }] })
       ).headers.get('x-cache');
     await cached();
     assert.equal(await cached(), 'hit');

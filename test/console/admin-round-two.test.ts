@@ -2,21 +2,19 @@
 // budget, rate limits and allowed models; deleting a user and resetting a password; usage filtered by user,
 // key and model with date presets — light and dark.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 import {
   ADMIN,
   axeViolations,
   DESKTOP,
-  type Harness,
+  nextDialog,
   PHONE,
   PLAIN,
   skipBrowser,
-  startHarness,
   until,
+  useHarness,
 } from './harness.js';
-
-if (skipBrowser) console.log(`note: ${skipBrowser}`);
 
 const VIEWPORTS = [
   ['desktop', DESKTOP],
@@ -52,34 +50,14 @@ async function assertAccessible(page: Page, label: string) {
 }
 
 describe('the console’s admin pages, round two', { skip: skipBrowser }, () => {
-  let h: Harness;
+  const h = useHarness();
   let adminToken: string;
   let plainId: string;
 
   before(async () => {
-    h = await startHarness();
     adminToken = await h.login(ADMIN);
-    const users = await h.api('GET', '/api/users?limit=100', adminToken);
-    plainId = users.body.data.find((u: { email: string }) => u.email === PLAIN.email).id;
+    plainId = await h.userId(adminToken, PLAIN.email);
   });
-  after(async () => {
-    await h?.close();
-  });
-
-  const nextDialog = (page: Page, accept: boolean) =>
-    new Promise<string>((resolve) => {
-      page.once('dialog', async (d) => {
-        resolve(d.message());
-        if (accept) await d.accept();
-        else await d.dismiss();
-      });
-    });
-  const chat = (token: string, model = 'fake-route') =>
-    fetch(`${h.base}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }),
-    });
 
   it('API keys: each with owner, last use, expiry, budget, rate limits and allowed models; models can be restricted', async () => {
     const created = await h.api('POST', '/api/keys', adminToken, {
@@ -89,7 +67,7 @@ describe('the console’s admin pages, round two', { skip: skipBrowser }, () => 
     });
     assert.equal(created.status, 201);
     const key = created.body as { id: string; key: string; prefix: string };
-    assert.equal((await chat(key.key)).status, 200);
+    assert.equal((await h.chat(key.key)).status, 200);
     await h.api('PUT', `/api/budgets/key/${key.id}`, adminToken, { period: 'month', limit_usd: 5 });
     await h.api('PUT', `/api/limits/key/${key.id}`, adminToken, { limit: 'requests_per_minute', value: 30 });
 
@@ -126,11 +104,11 @@ describe('the console’s admin pages, round two', { skip: skipBrowser }, () => 
       assert.equal(await dialog.count(), 0, 'the dialog closed');
       const stored = await h.api('GET', `/api/keys/${key.id}`, adminToken);
       assert.deepEqual(stored.body.allowed_models, name === 'desktop' ? ['fake-route'] : null);
-      const other = await chat(key.key, 'demo');
+      const other = await h.chat(key.key, { model: 'demo' });
       if (name === 'desktop') {
         assert.equal(other.status, 403);
         assert.equal(((await other.json()) as { error: { code: string } }).error.code, 'model_not_allowed');
-        assert.equal((await chat(key.key)).status, 200, 'the allowed model still answers');
+        assert.equal((await h.chat(key.key)).status, 200, 'the allowed model still answers');
       } else assert.equal(other.status, 200, 'every model again');
       await h.shot(page, `round-two-keys-${name}`, true);
       await page.context().close();
@@ -145,7 +123,7 @@ describe('the console’s admin pages, round two', { skip: skipBrowser }, () => 
         assert.equal((await h.api('POST', '/api/users', adminToken, who)).status, 201);
       const doomedToken = await h.login(doomed);
       const doomedKey = (await h.api('POST', '/api/keys', doomedToken, { name: 'doomed key' })).body.key;
-      assert.equal((await chat(doomedKey)).status, 200);
+      assert.equal((await h.chat(doomedKey)).status, 200);
 
       const page = await h.newPage(viewport, `users-${name}`);
       await h.signIn(page, ADMIN, '#/users');
@@ -167,7 +145,7 @@ describe('the console’s admin pages, round two', { skip: skipBrowser }, () => 
         .getByRole('button', { name: `Delete ${doomed.email}` })
         .click();
       assert.match(await asked, new RegExp(`^Delete ${doomed.email}\\?`));
-      assert.equal((await chat(doomedKey)).status, 200);
+      assert.equal((await h.chat(doomedKey)).status, 200);
       asked = nextDialog(page, true);
       await row(doomed.email)
         .getByRole('button', { name: `Delete ${doomed.email}` })
@@ -175,7 +153,7 @@ describe('the console’s admin pages, round two', { skip: skipBrowser }, () => 
       await asked;
       await page.getByRole('status').getByText(`Deleted ${doomed.email}`).waitFor();
       await until(async () => (await row(doomed.email).count()) === 0, 'the row to go');
-      assert.equal((await chat(doomedKey)).status, 401);
+      assert.equal((await h.chat(doomedKey)).status, 401);
 
       // The reset dialog: the browser refuses a short password; a good one signs the user in.
       await row(resettable.email)
@@ -210,8 +188,8 @@ describe('the console’s admin pages, round two', { skip: skipBrowser }, () => 
   it('usage: filters by user, key and model ask the server, date presets set the range', async () => {
     const plainToken = await h.login(PLAIN);
     const plainKey = (await h.api('POST', '/api/keys', plainToken, { name: 'plain usage key' })).body;
-    assert.equal((await chat(plainKey.key)).status, 200);
-    assert.equal((await chat(adminToken)).status, 200);
+    assert.equal((await h.chat(plainKey.key)).status, 200);
+    assert.equal((await h.chat(adminToken)).status, 200);
     const total = async (query: string) => {
       const res = await h.api('GET', `/api/usage?group_by=day${query}`, adminToken);
       return (res.body.data as { requests: number }[]).reduce((n, r) => n + r.requests, 0);

@@ -1,39 +1,34 @@
 // Files in the console chat (issue 24): attach by button and by drag-and-drop, upload progress and cancel,
 // image previews, a document's text, the files reaching the model, and the server's refusals explained.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 import sharp from 'sharp';
 import {
   ADMIN,
+  assertAxeLightAndDark,
   axeViolations,
   DESKTOP,
-  type Harness,
   PHONE,
+  scrollsSideways,
   skipBrowser,
-  startHarness,
   until,
+  useHarness,
 } from './harness.js';
-
-if (skipBrowser) console.log(`note: ${skipBrowser}`);
 
 const MAX = 1_000_000;
 const DOC_TEXT = 'The worksheet asks: why do leaves need sunlight for photosynthesis?';
 
 describe('files in the console chat', { skip: skipBrowser }, () => {
-  let h: Harness;
+  const h = useHarness({ MAX_UPLOAD_SIZE: String(MAX) });
   let png: Buffer;
 
   before(async () => {
-    h = await startHarness({ MAX_UPLOAD_SIZE: String(MAX) });
     png = await sharp({
       create: { width: 96, height: 64, channels: 3, background: { r: 200, g: 30, b: 30 } },
     })
       .png()
       .toBuffer();
-  });
-  after(async () => {
-    await h?.close();
   });
 
   /** Console errors of the pages labelled `label`, less the HTTP refusals a test provokes on purpose. */
@@ -234,18 +229,13 @@ describe('files in the console chat', { skip: skipBrowser }, () => {
       'uploads',
     );
     await imageShown(page);
-    const sideways = await page.evaluate(
-      'document.documentElement.scrollWidth > document.documentElement.clientWidth',
-    );
+    const sideways = await scrollsSideways(page);
     await h.shot(page, 'chat-attachments-phone');
     assert.equal(sideways, false, 'the page scrolls sideways');
     const send = page.getByRole('button', { name: 'Send' });
     const box = (await send.boundingBox())!;
     assert.ok(box.x >= 0 && box.x + box.width <= PHONE.width, 'Send stays on screen');
-    for (const scheme of ['light', 'dark'] as const) {
-      await page.emulateMedia({ colorScheme: scheme });
-      assert.deepEqual(await axeViolations(page), [], `axe: phone, ${scheme}`);
-    }
+    await assertAxeLightAndDark(page, 'phone');
     assert.deepEqual(errorsOf('phone'), []);
     await page.context().close();
   });

@@ -2,180 +2,41 @@
 // playwright-core) against a real `colloquy serve` on SQLite with the demo model. Screenshots go to
 // test-artifacts/console/. Skipped (with a note) only when Chromium is missing outside CI.
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { copyFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { type Browser, chromium, type Page } from 'playwright-core';
-import { type FakeUpstream, startFakeUpstream } from '../fake-upstream/server.js';
-import { freePort } from '../helpers/net.js';
+import { describe, it } from 'node:test';
+import type { Page } from 'playwright-core';
+import { ADMIN, ARTIFACTS, PLAIN, ROOT, skipBrowser, until, useHarness } from './harness.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const ARTIFACTS = path.join(ROOT, 'test-artifacts', 'console');
-const ADMIN_KEY = 'console-e2e-admin-key-0123456789abcdefghij';
-const UPSTREAM_KEY = 'sk-console-e2e-fake-upstream';
-const ci = process.env.CI === 'true' || process.env.CI === '1';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium && ci) throw new Error(`console browser tests: ${CHROMIUM} is missing (required in CI)`);
-/** Polls `check` (run here, not in the page) until it holds. */
-async function until(check: () => Promise<boolean>, what: string, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-const skip = haveChromium
-  ? false
-  : `console browser tests NOT RUN: ${CHROMIUM} is missing (run .ci/install-console-tools)`;
-if (skip) console.log(`note: ${skip}`);
-
-const ADMIN = { email: 'admin@example.com', password: 'admin-password-123' };
-const PLAIN = { email: 'plain@example.com', password: 'plain-password-123' };
 const LONG =
   'Please explain, in as much detail as you can manage, how streaming replies work in this chat ' +
   'service and why a client would want to see every token as soon as it is produced by the model.';
 
-describe('console in a browser', { skip }, () => {
-  let dir: string;
-  let child: ChildProcess;
-  let output = '';
-  let base: string;
-  let browser: Browser;
-  let upstream: FakeUpstream;
+describe('console in a browser', { skip: skipBrowser }, () => {
+  // The demo model's words come slowly enough to watch the reply grow; two failures open fake-route's
+  // circuit for ten minutes (the provider-health test).
+  const h = useHarness({ DEMO_WORD_DELAY_MS: '20' }, { breaker: { failures: 2, cooldown_ms: 600_000 } });
   const cspErrors: string[] = [];
 
-  const api = async (method: string, url: string, token: string, body?: unknown) => {
-    const res = await fetch(base + url, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : null,
-    });
-    return {
-      status: res.status,
-      body: (await res.json().catch(() => null)) as Record<string, unknown> | null,
-    };
-  };
-
   const newPage = async (): Promise<Page> => {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
-    const page = await context.newPage();
+    const page = await h.newPage({ width: 1280, height: 860 }, 'browser');
+    // This file's waits were written for Playwright's default of 30 s (the harness's pages wait 15 s).
+    page.setDefaultTimeout(30_000);
     page.on('console', (m) => {
       if (/Content[- ]Security[- ]Policy/i.test(m.text())) cspErrors.push(m.text());
     });
     return page;
   };
 
-  const signIn = async (page: Page, who: { email: string; password: string }) => {
-    await page.goto(`${base}/console/`);
-    await page.getByLabel('Email').fill(who.email);
-    await page.getByLabel('Password').fill(who.password);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('button', { name: 'Sign out' }).waitFor();
-  };
-
-  const shot = (page: Page, name: string, fullPage = false) =>
-    page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage });
-
   const streaming = (page: Page) => page.getByTestId('streaming');
   const idle = (page: Page) => streaming(page).waitFor({ state: 'detached', timeout: 30_000 });
 
-  before(async () => {
-    execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'ensure-ready.mjs')], { stdio: 'inherit' });
-    mkdirSync(ARTIFACTS, { recursive: true });
-    dir = mkdtempSync(path.join(os.tmpdir(), 'colloquy-console-e2e-'));
-    // A route to a real HTTP upstream whose faults the tests control (the demo model stays the default).
-    upstream = await startFakeUpstream({ apiKey: UPSTREAM_KEY });
-    const routing = path.join(dir, 'routing.json');
-    writeFileSync(
-      routing,
-      JSON.stringify({
-        // biome-ignore lint/suspicious/noTemplateCurlyInString: the routing file's own ${VAR} syntax
-        providers: [{ name: 'fake', type: 'openai', base_url: upstream.baseUrl, api_key: '${FAKE_API_KEY}' }],
-        models: [{ name: 'fake-route', deployments: [{ provider: 'fake', model: 'gpt-4o-mini' }] }],
-        router: {
-          backoff: { initial_ms: 10, max_ms: 20 },
-          circuit_breaker: { failures: 2, cooldown_ms: 600_000 },
-        },
-      }),
-    );
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    child = spawn(process.execPath, [path.join(ROOT, 'dist', 'main.js'), 'serve'], {
-      cwd: dir,
-      env: {
-        PATH: process.env.PATH ?? '',
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        DATABASE_URL: `sqlite:${path.join(dir, 'colloquy.db')}`,
-        COLLOQUY_ADMIN_KEY: ADMIN_KEY,
-        DEMO_WORD_DELAY_MS: '20',
-        LOG_LEVEL: 'warn',
-        COLLOQUY_CONFIG: routing,
-        FAKE_API_KEY: UPSTREAM_KEY,
-        // The busy test machine would otherwise shed load with 503s.
-        OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: '0',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout?.on('data', (d) => {
-      output += d;
-    });
-    child.stderr?.on('data', (d) => {
-      output += d;
-    });
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`the server exited:\n${output}`);
-      const ok = await fetch(`${base}/health/live`).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (ok) break;
-      if (Date.now() > deadline) throw new Error(`the server did not start:\n${output}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    for (const [who, role] of [
-      [ADMIN, 'admin'],
-      [PLAIN, 'user'],
-    ] as const) {
-      const res = await api('POST', '/api/users', ADMIN_KEY, { ...who, role });
-      assert.equal(res.status, 201, JSON.stringify(res.body));
-    }
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-    });
-  });
-
-  after(async () => {
-    await browser?.close();
-    if (child && child.exitCode === null) {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-    }
-    await upstream?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-
   it('an admin chats (streaming, stop, regenerate, edit and branches), manages keys and sees usage', async () => {
     const page = await newPage();
-    await page.goto(`${base}/console/`);
+    await page.goto(`${h.base}/console/`);
     await page.getByRole('heading', { name: 'Sign in to Colloquy' }).waitFor();
-    await shot(page, 'sign-in');
-    await signIn(page, ADMIN);
+    await h.shot(page, 'sign-in');
+    await h.signIn(page, ADMIN);
     await page.getByLabel('Model or assistant').selectOption('model:demo');
 
     // Streaming: the reply grows word by word.
@@ -211,7 +72,7 @@ describe('console in a browser', { skip }, () => {
     await replies.nth(1).getByRole('button', { name: 'Regenerate' }).click();
     await idle(page);
     await page.getByTestId('msg-assistant').nth(1).getByText('2 / 2').waitFor();
-    await shot(page, 'chat');
+    await h.shot(page, 'chat');
 
     // Edit the first message: a new branch; switch back to the original and forth again.
     const users = page.getByTestId('msg-user');
@@ -228,7 +89,7 @@ describe('console in a browser', { skip }, () => {
     await until(async () => (await users.count()) === 2, 'the original branch (two user messages)');
     await users.first().getByRole('button', { name: 'Next branch' }).click();
     await users.first().getByText('2 / 2').waitFor();
-    await shot(page, 'chat-branches');
+    await h.shot(page, 'chat-branches');
 
     // The conversation list: rename, search, delete.
     const sidebar = page.getByRole('complementary', { name: 'Conversations' });
@@ -246,18 +107,17 @@ describe('console in a browser', { skip }, () => {
     await page.getByLabel('Search conversations').fill('');
 
     // API keys: created (shown once), then used against the OpenAI-compatible API.
-    await page.goto(`${base}/console/#/keys`);
+    await page.goto(`${h.base}/console/#/keys`);
     await page.getByLabel('Key name').fill('e2e key');
     await page.getByRole('button', { name: 'Create key' }).click();
     const key = ((await page.getByTestId('new-key').textContent()) ?? '').trim();
     assert.ok(key.length > 20, key);
     await page.getByRole('row', { name: /e2e key/ }).waitFor();
-    await shot(page, 'api-keys');
+    await h.shot(page, 'api-keys');
     const completion = async () => {
-      const res = await fetch(`${base}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: 'hello from a key' }] }),
+      const res = await h.chat(key, {
+        model: 'demo',
+        messages: [{ role: 'user', content: 'hello from a key' }],
       });
       assert.equal(res.status, 200, await res.clone().text());
       const body = (await res.json()) as { choices: { message: { content: string } }[] };
@@ -270,7 +130,7 @@ describe('console in a browser', { skip }, () => {
     assert.doesNotMatch((await lastUsed.textContent()) ?? '', /never/);
 
     // Usage: the chart and the table change after more requests.
-    await page.goto(`${base}/console/#/usage`);
+    await page.goto(`${h.base}/console/#/usage`);
     const totals = page.getByTestId('usage-totals');
     const requests = async () => Number(/(\d+) requests?/.exec((await totals.textContent()) ?? '')?.[1]);
     await until(async () => (await requests()) > 0, 'usage to show requests');
@@ -285,19 +145,19 @@ describe('console in a browser', { skip }, () => {
     await until(async () => (await requests()) >= before + 2, 'usage to count the new requests');
     assert.ok((await requests()) >= before + 2);
     assert.ok((await page.getByRole('table', { name: 'Usage per day' }).getByRole('row').count()) >= 2);
-    await shot(page, 'usage');
+    await h.shot(page, 'usage');
 
-    await page.goto(`${base}/console/#/users`);
+    await page.goto(`${h.base}/console/#/users`);
     await page.getByRole('row', { name: /plain@example.com/ }).waitFor();
-    await shot(page, 'users');
-    await page.goto(`${base}/console/#/assistants`);
+    await h.shot(page, 'users');
+    await page.goto(`${h.base}/console/#/assistants`);
     await page.getByLabel('Name').fill('Terse helper');
     await page.getByLabel('System prompt').fill('Answer in one sentence.');
     await page.getByRole('button', { name: 'Create assistant' }).click();
     await page.getByRole('row', { name: /Terse helper/ }).waitFor();
-    await shot(page, 'assistants');
+    await h.shot(page, 'assistants');
 
-    await page.goto(`${base}/console/#/chat`);
+    await page.goto(`${h.base}/console/#/chat`);
     await page.getByRole('link', { name: 'Streaming questions', exact: true }).click();
     await page.getByTestId('msg-assistant').first().waitFor();
     await page.getByLabel('Model or assistant').selectOption('model:demo');
@@ -316,29 +176,15 @@ describe('console in a browser', { skip }, () => {
   });
 
   it('an admin watches provider health, usage by model, key and user, cache hits and limit refusals', async () => {
-    const login = await fetch(`${base}/api/auth/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(ADMIN),
-    });
-    const { access_token: adminToken } = (await login.json()) as { access_token: string };
-    const created = await api('POST', '/api/keys', adminToken, { name: 'health key' });
+    const adminToken = await h.login(ADMIN);
+    const created = await h.api('POST', '/api/keys', adminToken, { name: 'health key' });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const key = created.body as { id: string; key: string; prefix: string };
-    const call = (body: Record<string, unknown> = {}) =>
-      fetch(`${base}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' },
-        body: JSON.stringify({
-          model: 'fake-route',
-          messages: [{ role: 'user', content: `hello ${Math.random()}` }],
-          ...body,
-        }),
-      });
+    const call = () => h.chat(key.key, { messages: [{ role: 'user', content: `hello ${Math.random()}` }] });
 
     // Providers: the route's deployment is healthy, and the page follows new traffic on its own.
     const page = await newPage();
-    await signIn(page, ADMIN);
+    await h.signIn(page, ADMIN);
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Providers' }).click();
     await page.getByText('this replica').waitFor();
     const route = page.getByRole('table', { name: /fake-route/ });
@@ -352,21 +198,21 @@ describe('console in a browser', { skip }, () => {
       throw new Error(`${err.message}; the row says: ${await deployment.textContent().catch(() => '?')}`);
     });
     assert.equal((await deployment.getByTestId('error-ratio').textContent())?.trim(), '0.0%');
-    await shot(page, 'providers');
+    await h.shot(page, 'providers');
 
     // Faults injected into the upstream: two failures open the circuit, the ratio goes up.
-    upstream.queue({ kind: 'status', status: 500 }, { kind: 'status', status: 500 });
+    h.upstream.queue({ kind: 'status', status: 500 }, { kind: 'status', status: 500 });
     assert.notEqual((await call()).status, 200);
     await deployment.getByText('failing (circuit open)').waitFor({ timeout: 15_000 });
     assert.equal((await deployment.getByTestId('error-ratio').textContent())?.trim(), '50.0%');
-    await shot(page, 'providers-open');
+    await h.shot(page, 'providers-open');
     await page.emulateMedia({ colorScheme: 'dark' });
-    await shot(page, 'providers-dark');
+    await h.shot(page, 'providers-dark');
     await page.emulateMedia({ colorScheme: 'light' });
 
     // Usage broken down by model, key and user, with names; the figures follow new requests.
-    upstream.set({});
-    await page.goto(`${base}/console/#/usage`);
+    h.upstream.set({});
+    await page.goto(`${h.base}/console/#/usage`);
     const breakdown = page.getByTestId('usage-breakdown');
     const requestsOf = async (name: RegExp) =>
       Number(
@@ -376,15 +222,7 @@ describe('console in a browser', { skip }, () => {
     // The deployment is isolated for ten minutes: the next requests use the demo model, by name.
     const demoBefore = await requestsOf(/^demo/);
     const demo = () =>
-      fetch(`${base}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' },
-        body: JSON.stringify({
-          model: 'demo',
-          temperature: 0,
-          messages: [{ role: 'user', content: 'cache me' }],
-        }),
-      });
+      h.chat(key.key, { model: 'demo', temperature: 0, messages: [{ role: 'user', content: 'cache me' }] });
     const first = await demo();
     assert.equal(first.status, 200);
     await first.text();
@@ -415,7 +253,7 @@ describe('console in a browser', { skip }, () => {
     await until(async () => !/^0\.0%/.test((await hits.textContent()) ?? ''), 'a cache hit ratio above zero');
 
     // A key with no requests allowed: its refusals show up once counted (they are written in batches).
-    const limit = await api('PUT', `/api/limits/key/${key.id}`, adminToken, {
+    const limit = await h.api('PUT', `/api/limits/key/${key.id}`, adminToken, {
       limit: 'requests_per_minute',
       value: 0,
     });
@@ -444,26 +282,26 @@ describe('console in a browser', { skip }, () => {
       (await page.locator('.chart canvas').count()) >= 6,
       'cache hit ratio and rejections charts too',
     );
-    await shot(page, 'usage-breakdown', true);
+    await h.shot(page, 'usage-breakdown', true);
 
     // Phone width: nothing wider than the screen; wide tables scroll inside their own box.
     await page.setViewportSize({ width: 390, height: 844 });
     for (const hash of ['usage', 'providers']) {
-      await page.goto(`${base}/console/#/${hash}`);
+      await page.goto(`${h.base}/console/#/${hash}`);
       await page.getByRole('heading', { level: 1 }).waitFor();
       await page.getByRole('table').first().waitFor();
       const overflow = (await page.evaluate(
         'document.documentElement.scrollWidth - document.documentElement.clientWidth',
       )) as number;
       assert.ok(overflow <= 0, `${hash}: the page is ${overflow}px wider than a phone`);
-      await shot(page, `${hash}-phone`, true);
+      await h.shot(page, `${hash}-phone`, true);
     }
     await page.context().close();
   });
 
   it('refuses the admin pages to a plain user, who sees only their own usage', async () => {
     const page = await newPage();
-    await signIn(page, PLAIN);
+    await h.signIn(page, PLAIN);
     const nav = page.getByRole('navigation', { name: 'Main' });
     assert.equal(await nav.getByRole('link', { name: 'Users' }).count(), 0);
     assert.equal(await nav.getByRole('link', { name: 'Providers' }).count(), 0);
@@ -474,29 +312,24 @@ describe('console in a browser', { skip }, () => {
       ['users', 'Users'],
       ['providers', 'Providers'],
     ]) {
-      await page.goto(`${base}/console/#/${hash}`);
+      await page.goto(`${h.base}/console/#/${hash}`);
       const alert = page.getByRole('alert');
       await alert.getByText('Administrators only').waitFor();
       assert.match((await alert.textContent()) ?? '', new RegExp(`${label} page is for administrators`));
     }
-    await shot(page, 'refused');
+    await h.shot(page, 'refused');
     // The server refuses too.
-    const login = await fetch(`${base}/api/auth/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(PLAIN),
-    });
-    const { access_token } = (await login.json()) as { access_token: string };
-    assert.equal((await api('GET', '/api/users?limit=10', access_token)).status, 403);
-    assert.equal((await api('GET', '/api/admin/providers', access_token)).status, 403);
+    const plainToken = await h.login(PLAIN);
+    assert.equal((await h.api('GET', '/api/users?limit=10', plainToken)).status, 403);
+    assert.equal((await h.api('GET', '/api/admin/providers', plainToken)).status, 403);
     await page.emulateMedia({ colorScheme: 'dark' });
-    await page.goto(`${base}/console/#/usage`);
+    await page.goto(`${h.base}/console/#/usage`);
     await page.getByText('Your own usage.').waitFor();
     // A plain user breaks usage down by model and by their own keys, not by user.
     assert.equal(await page.getByRole('radio', { name: 'User' }).count(), 0);
     await page.getByRole('radio', { name: 'API key' }).check();
     await page.getByTestId('usage-breakdown').getByText('No usage in this range.').waitFor();
-    await shot(page, 'usage-dark');
+    await h.shot(page, 'usage-dark');
     await page.context().close();
   });
 

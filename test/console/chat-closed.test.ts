@@ -3,20 +3,11 @@
 // its token and re-joins the generation from the last event it saw — the user sees one unbroken reply.
 // Slow by nature: access tokens live at least a minute (ACCESS_TOKEN_EXPIRE_MINUTES=1).
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { ADMIN, DESKTOP, type Harness, skipBrowser, startHarness, until } from './harness.js';
-
-if (skipBrowser) console.log(`note: ${skipBrowser}`);
+import { describe, it } from 'node:test';
+import { ADMIN, DESKTOP, skipBrowser, until, useHarness } from './harness.js';
 
 describe('the console chat when the server closes a reply’s stream', { skip: skipBrowser }, () => {
-  let h: Harness;
-
-  before(async () => {
-    h = await startHarness({ ACCESS_TOKEN_EXPIRE_MINUTES: '1' });
-  });
-  after(async () => {
-    await h?.close();
-  });
+  const h = useHarness({ ACCESS_TOKEN_EXPIRE_MINUTES: '1' });
 
   it('re-joins the generation with a fresh token after `event: closed`: the whole reply, no error', async () => {
     const page = await h.newPage(DESKTOP, 'closed');

@@ -1,8 +1,8 @@
 // The chat in a browser (issue 23): what a user sees while replies stream, fail, and conversations switch.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
-import { ADMIN, DESKTOP, type Harness, PHONE, PLAIN, skipBrowser, startHarness, until } from './harness.js';
+import { ADMIN, DESKTOP, PHONE, PLAIN, skipBrowser, until, useHarness } from './harness.js';
 
 interface Geometry {
   pageScrolls: boolean;
@@ -14,18 +14,12 @@ interface Geometry {
   paneRight: number;
 }
 
-if (skipBrowser) console.log(`note: ${skipBrowser}`);
-
 describe('the console chat in a browser', { skip: skipBrowser }, () => {
-  let h: Harness;
+  const h = useHarness();
   let adminToken: string;
 
   before(async () => {
-    h = await startHarness();
     adminToken = await h.login(ADMIN);
-  });
-  after(async () => {
-    await h?.close();
   });
 
   const composer = (page: Page) => page.getByLabel('Message', { exact: true });

@@ -1,19 +1,16 @@
 // The chat's Copy buttons (issue 23): a message's Markdown source, and a code block's code, reach the
 // clipboard (read back through the browser's own clipboard API), and the button says "Copied".
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { ADMIN, DESKTOP, type Harness, skipBrowser, startHarness, until } from './harness.js';
-
-if (skipBrowser) console.log(`note: ${skipBrowser}`);
+import { before, describe, it } from 'node:test';
+import { ADMIN, DESKTOP, skipBrowser, until, useHarness } from './harness.js';
 
 const REPLY = 'Run this:\n\n```js\nconsole.log("copied exactly");\n```\n\nThen **smile**.';
 
 describe('console: Copy buttons on messages and code blocks', { skip: skipBrowser }, () => {
-  let h: Harness;
+  const h = useHarness();
   let conversationId: string;
 
   before(async () => {
-    h = await startHarness();
     h.upstream.set({ reply: REPLY });
     const token = await h.login(ADMIN);
     const c = await h.api('POST', '/api/conversations', token, { model: 'fake-route' });
@@ -23,9 +20,6 @@ describe('console: Copy buttons on messages and code blocks', { skip: skipBrowse
       stream: false,
     });
     assert.equal(m.status, 201, JSON.stringify(m.body));
-  });
-  after(async () => {
-    await h?.close();
   });
 
   it('copies a code block’s code and a whole message’s Markdown', async () => {

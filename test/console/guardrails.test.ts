@@ -2,35 +2,25 @@
 // /v1 at once, the server's 400s show as sentences by the form, edit switches it off, presets attach to an
 // API key, the "In effect" view lists what a request of that key gets, and crisis referrals are counted.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
-import { ADMIN, DESKTOP, type Harness, PLAIN, skipBrowser, startHarness, until } from './harness.js';
-
-if (skipBrowser) console.log(`note: ${skipBrowser}`);
+import { ADMIN, DESKTOP, PLAIN, skipBrowser, until, useHarness } from './harness.js';
 
 describe('console: the Guardrails page', { skip: skipBrowser }, () => {
-  let h: Harness;
+  // The referral count names the server's zone (TIMEZONE), not the browser's.
+  const h = useHarness({ TIMEZONE: 'Asia/Shanghai' });
   let adminToken: string;
   let keyId: string;
 
   before(async () => {
-    // The referral count names the server's zone (TIMEZONE), not the browser's.
-    h = await startHarness({ TIMEZONE: 'Asia/Shanghai' });
     adminToken = await h.login(ADMIN);
     const key = await h.api('POST', '/api/keys', adminToken, { name: 'tutoring app' });
     assert.equal(key.status, 201);
     keyId = key.body.id;
   });
-  after(async () => {
-    await h?.close();
-  });
 
   const chat = async (content: string) => {
-    const res = await fetch(`${h.base}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'fake-route', messages: [{ role: 'user', content }] }),
-    });
+    const res = await h.chat(adminToken, { messages: [{ role: 'user', content }] });
     return { status: res.status, body: (await res.json()) as { error?: { code: string; message: string } } };
   };
   const confirmNext = (page: Page) => page.once('dialog', (d) => void d.accept());

@@ -1,12 +1,14 @@
 // A real `colloquy serve` (SQLite, the demo model and a route to a fake upstream whose pace and faults the
 // tests control), an admin and a plain user, and headless Chromium (Debian's /usr/bin/chromium, driven by
-// playwright-core) for the console's browser tests.
+// playwright-core) for the console's browser tests; `useHarness` gives a describe block its own. Below it, the
+// helpers several of those tests share (dialogs, axe-core light and dark, what reached the upstream).
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { type FakeUpstream, startFakeUpstream } from '../fake-upstream/server.js';
@@ -28,6 +30,7 @@ if (!haveChromium && ci) throw new Error(`console browser tests: ${CHROMIUM} is 
 export const skipBrowser = haveChromium
   ? false
   : `console browser tests NOT RUN: ${CHROMIUM} is missing (run .ci/install-console-tools)`;
+if (skipBrowser) console.log(`note: ${skipBrowser}`);
 
 /** Polls `check` (run here, not in the page) until it holds. */
 export async function until(check: () => Promise<boolean>, what: string, timeoutMs = 15_000) {
@@ -48,6 +51,10 @@ export interface Harness {
   /** Console errors and uncaught page errors of every page opened, with the page's label. */
   consoleErrors: string[];
   api(method: string, url: string, token: string, body?: unknown): Promise<{ status: number; body: Json }>;
+  /** POST /v1/chat/completions: "hi" to fake-route, unless `body` says otherwise (its fields replace those). */
+  chat(token: string, body?: Record<string, unknown>): Promise<Response>;
+  /** The id of the user with this email, as an admin lists it. */
+  userId(adminToken: string, email: string): Promise<string>;
   login(who: { email: string; password: string }): Promise<string>;
   newPage(viewport?: { width: number; height: number }, label?: string): Promise<Page>;
   signIn(page: Page, who: { email: string; password: string }, hash?: string): Promise<void>;
@@ -79,10 +86,15 @@ export async function axeViolations(page: Page): Promise<AxeViolation[]> {
   })()`)) as AxeViolation[];
 }
 
-/** `env` adds to the server's environment; as a function it gets the port first (for PUBLIC_URL). */
-export async function startHarness(
-  env: Record<string, string> | ((port: number) => Record<string, string>) = {},
-): Promise<Harness> {
+/** Adds to the server's environment; as a function it gets the port first (for PUBLIC_URL). */
+export type HarnessEnv = Record<string, string> | ((port: number) => Record<string, string>);
+
+export interface HarnessOptions {
+  /** fake-route's circuit breaker: by default it stays closed through a test's few failures. */
+  breaker?: { failures: number; cooldown_ms: number };
+}
+
+export async function startHarness(env: HarnessEnv = {}, options: HarnessOptions = {}): Promise<Harness> {
   execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'ensure-ready.mjs')], { stdio: 'inherit' });
   mkdirSync(ARTIFACTS, { recursive: true });
   const dir = mkdtempSync(path.join(os.tmpdir(), 'colloquy-console-chat-'));
@@ -96,7 +108,7 @@ export async function startHarness(
       models: [{ name: 'fake-route', deployments: [{ provider: 'fake', model: 'gpt-4o-mini' }] }],
       router: {
         backoff: { initial_ms: 10, max_ms: 20 },
-        circuit_breaker: { failures: 50, cooldown_ms: 1_000 },
+        circuit_breaker: options.breaker ?? { failures: 50, cooldown_ms: 1_000 },
       },
     }),
   );
@@ -162,6 +174,8 @@ export async function startHarness(
       '--no-sandbox',
       '--disable-gpu',
       '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
       '--no-first-run',
     ],
   });
@@ -172,6 +186,16 @@ export async function startHarness(
     browser,
     consoleErrors,
     api,
+    chat: (token, body = {}) =>
+      fetch(`${base}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'fake-route', messages: [{ role: 'user', content: 'hi' }], ...body }),
+      }),
+    async userId(adminToken, email) {
+      const users = await api('GET', '/api/users?limit=100', adminToken);
+      return users.body.data.find((u: { email: string }) => u.email === email).id;
+    },
     async login(who) {
       const res = await api('POST', '/api/auth/login', '', who);
       assert.equal(res.status, 200, JSON.stringify(res.body));
@@ -207,3 +231,74 @@ export async function startHarness(
     },
   };
 }
+
+/**
+ * The harness of a describe block: started before its tests, closed after them. The object is filled in by
+ * the first before hook of the block, so read it inside hooks and tests only (the block's own before hooks,
+ * registered after this call, run after it).
+ */
+export function useHarness(env?: HarnessEnv, options?: HarnessOptions): Harness {
+  const h = {} as Harness;
+  before(async () => {
+    Object.assign(h, await startHarness(env, options));
+  });
+  after(async () => {
+    await h.close?.();
+  });
+  return h;
+}
+
+/** Answers the page's next alert/confirm with `accept` and returns its text. */
+export const nextDialog = (page: Page, accept: boolean) =>
+  new Promise<string>((resolve) => {
+    page.once('dialog', async (d) => {
+      resolve(d.message());
+      if (accept) await d.accept();
+      else await d.dismiss();
+    });
+  });
+
+/** Whether the page is wider than the screen (a user would have to scroll sideways). */
+export const scrollsSideways = (page: Page) =>
+  page.evaluate(
+    'document.documentElement.scrollWidth > document.documentElement.clientWidth',
+  ) as Promise<boolean>;
+
+/** axe-core in the light, then the dark scheme (the page is left dark): no serious or critical violation. */
+export async function assertAxeLightAndDark(page: Page, label: string) {
+  for (const scheme of ['light', 'dark'] as const) {
+    await page.emulateMedia({ colorScheme: scheme });
+    assert.deepEqual(await axeViolations(page), [], `axe: ${label}, ${scheme}`);
+  }
+}
+
+/** A chat request the fake upstream received: the settings the console sends with it. */
+export type SentChat = {
+  temperature?: number;
+  max_tokens?: number;
+  messages: { role: string; content: unknown }[];
+};
+
+/** The chat request (not a title request) whose last message is `text`, once it has reached the upstream. */
+export async function sentToUpstream(h: Harness, text: string, from: number): Promise<SentChat> {
+  let found: SentChat | undefined;
+  await until(async () => {
+    found = h.upstream.requests
+      .slice(from)
+      .filter((r) => r.path === '/v1/chat/completions')
+      .map((r) => r.body as unknown as SentChat)
+      .find((b) => b.messages.at(-1)?.content === text);
+    return found !== undefined;
+  }, `the request for "${text}"`);
+  return found!;
+}
+
+/** Waits until the chat shows `n` replies and none is still streaming. */
+export const repliesDone = (page: Page, n: number) =>
+  until(
+    async () =>
+      (await page.getByTestId('msg-assistant').count()) >= n &&
+      (await page.getByTestId('streaming').count()) === 0,
+    `${n} replies`,
+    30_000,
+  );

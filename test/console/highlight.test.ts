@@ -2,11 +2,9 @@
 // light and dark (axe-core's contrast rule passes), loaded only when a code block needs it, under the console's
 // CSP (no inline styles: a violation would be a console error), and model output stays sanitised.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
-import { ADMIN, axeViolations, DESKTOP, type Harness, skipBrowser, startHarness } from './harness.js';
-
-if (skipBrowser) console.log(`note: ${skipBrowser}`);
+import { ADMIN, axeViolations, DESKTOP, skipBrowser, useHarness } from './harness.js';
 
 const REPLY = [
   'In TypeScript:',
@@ -35,12 +33,11 @@ const REPLY = [
 ].join('\n');
 
 describe('console: syntax highlighting of code blocks', { skip: skipBrowser }, () => {
-  let h: Harness;
+  const h = useHarness();
   let withCode: string;
   let withoutCode: string;
 
   before(async () => {
-    h = await startHarness();
     const token = await h.login(ADMIN);
     const ask = async (reply: string) => {
       h.upstream.set({ reply });
@@ -54,9 +51,6 @@ describe('console: syntax highlighting of code blocks', { skip: skipBrowser }, (
     };
     withoutCode = await ask('Plain words, no code at all.');
     withCode = await ask(REPLY);
-  });
-  after(async () => {
-    await h?.close();
   });
 
   /** The computed text colour (the tests are type-checked without the DOM library: the window, typed here). */

@@ -5,9 +5,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { linkIn, type Mailbox, startMailbox } from '../helpers/smtp.js';
-import { ADMIN, DESKTOP, type Harness, PLAIN, skipBrowser, startHarness, until } from './harness.js';
-
-if (skipBrowser) console.log(`note: ${skipBrowser}`);
+import {
+  ADMIN,
+  DESKTOP,
+  type Harness,
+  PLAIN,
+  skipBrowser,
+  startHarness,
+  until,
+  useHarness,
+} from './harness.js';
 
 const INVITEE = { email: 'invited-tutor@example.com', password: 'invited-password-789' };
 /** Refused requests the tests provoke log a resource error in the page; everything else is a fault. */
@@ -78,13 +85,7 @@ describe('console: invitations by mail, in a browser', { skip: skipBrowser }, ()
 });
 
 describe('console: no SMTP, no "Invite"', { skip: skipBrowser }, () => {
-  let h: Harness;
-  before(async () => {
-    h = await startHarness();
-  });
-  after(async () => {
-    await h?.close();
-  });
+  const h = useHarness();
 
   it('the Users page has the create form but no invite form when mail is off', async () => {
     const page = await h.newPage(DESKTOP, 'no-smtp');

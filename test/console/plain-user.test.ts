@@ -1,27 +1,23 @@
 // A plain user's own API keys and private assistants in the console (issue 23: "plain users manage their
 // own assistants and API keys"): what the API lets them do, and nothing the server would refuse them.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import type { Page } from 'playwright-core';
+import { before, describe, it } from 'node:test';
 import {
   ADMIN,
   axeViolations,
   DESKTOP,
-  type Harness,
+  nextDialog,
   PHONE,
   PLAIN,
   skipBrowser,
-  startHarness,
   until,
+  useHarness,
 } from './harness.js';
 
-if (skipBrowser) console.log(`note: ${skipBrowser}`);
-
 describe('a plain user’s keys and assistants in the console', { skip: skipBrowser }, () => {
-  let h: Harness;
+  const h = useHarness();
 
   before(async () => {
-    h = await startHarness();
     const adminToken = await h.login(ADMIN);
     const shared = await h.api('POST', '/api/assistants', adminToken, {
       name: 'Team rules',
@@ -33,18 +29,7 @@ describe('a plain user’s keys and assistants in the console', { skip: skipBrow
     // Another user's key, which the plain user must never see.
     assert.equal((await h.api('POST', '/api/keys', adminToken, { name: 'admin secret key' })).status, 201);
   });
-  after(async () => {
-    await h?.close();
-  });
 
-  /** Answers the next confirm() with OK and returns its text. */
-  const accepted = (page: Page) =>
-    new Promise<string>((resolve) => {
-      page.once('dialog', async (d) => {
-        resolve(d.message());
-        await d.accept();
-      });
-    });
   const models = (key: string) =>
     fetch(`${h.base}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
 
@@ -92,7 +77,7 @@ describe('a plain user’s keys and assistants in the console', { skip: skipBrow
 
       // Revoke: the confirmation names the key and its prefix; the key stops working.
       const prefix = ((await row.locator('td[data-label="Prefix"]').textContent()) ?? '').replace('…', '');
-      const question = accepted(page);
+      const question = nextDialog(page, true);
       await row.getByRole('button', { name: `Revoke ${name}` }).click();
       const text = await question;
       assert.match(text, new RegExp(`your key “${name}” \\(${prefix}…\\)`));
@@ -152,7 +137,7 @@ describe('a plain user’s keys and assistants in the console', { skip: skipBrow
       await page.getByRole('button', { name: 'Save assistant' }).click();
       const edited = page.getByRole('row', { name: new RegExp(renamed) });
       await edited.waitFor();
-      const question = accepted(page);
+      const question = nextDialog(page, true);
       await edited.getByRole('button', { name: `Delete ${renamed}` }).click();
       assert.match(await question, new RegExp(renamed));
       await edited.waitFor({ state: 'detached' });

@@ -2,46 +2,25 @@
 // model (read from what the fake upstream received); a taken name asks before replacing; delete; at most 50;
 // kept per user; at 390 px too, light and dark, with no axe or console errors.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 import {
   ADMIN,
+  assertAxeLightAndDark,
   axeViolations,
   DESKTOP,
-  type Harness,
   PHONE,
   PLAIN,
+  repliesDone,
+  scrollsSideways,
+  sentToUpstream,
   skipBrowser,
-  startHarness,
-  until,
+  useHarness,
 } from './harness.js';
 
-if (skipBrowser) console.log(`note: ${skipBrowser}`);
-
-type Sent = { temperature?: number; max_tokens?: number; messages: { role: string; content: unknown }[] };
-
 describe('console: saved reply-settings presets', { skip: skipBrowser }, () => {
-  let h: Harness;
+  const h = useHarness();
 
-  before(async () => {
-    h = await startHarness();
-  });
-  after(async () => {
-    await h?.close();
-  });
-
-  const received = async (text: string, from: number) => {
-    let found: Sent | undefined;
-    await until(async () => {
-      found = h.upstream.requests
-        .slice(from)
-        .filter((r) => r.path === '/v1/chat/completions')
-        .map((r) => r.body as unknown as Sent)
-        .find((b) => b.messages.at(-1)?.content === text);
-      return found !== undefined;
-    }, `the request for "${text}"`);
-    return found!;
-  };
   const openPanel = async (page: Page) => {
     const panel = page.getByTestId('reply-settings');
     await panel.getByText('Reply settings').click();
@@ -80,17 +59,11 @@ describe('console: saved reply-settings presets', { skip: skipBrowser }, () => {
     const from = h.upstream.requests.length;
     await page.getByLabel('Message', { exact: true }).fill('Describe the sea');
     await page.getByRole('button', { name: 'Send' }).click();
-    const sent = await received('Describe the sea', from);
+    const sent = await sentToUpstream(h, 'Describe the sea', from);
     assert.equal(sent.temperature, 0.7);
     assert.equal(sent.max_tokens, 33);
     assert.deepEqual(sent.messages[0], { role: 'system', content: 'Reply in haiku.' });
-    await until(
-      async () =>
-        (await page.getByTestId('msg-assistant').count()) >= 1 &&
-        (await page.getByTestId('streaming').count()) === 0,
-      'the reply',
-      30_000,
-    );
+    await repliesDone(page, 1);
 
     // A taken name (any case): kept unless the user confirms, then replaced.
     await panel.getByLabel('Temperature').fill('0.1');
@@ -165,14 +138,8 @@ describe('console: saved reply-settings presets', { skip: skipBrowser }, () => {
     assert.equal(await panel.getByLabel('Max tokens').inputValue(), '12');
     await saveAs(page, 'Short and sweet, a name that is fairly long');
     await panel.getByRole('alert').getByRole('button', { name: 'Replace' }).waitFor();
-    const sideways = await page.evaluate(
-      'document.documentElement.scrollWidth > document.documentElement.clientWidth',
-    );
-    assert.equal(sideways, false, 'the page scrolls sideways');
-    for (const scheme of ['light', 'dark'] as const) {
-      await page.emulateMedia({ colorScheme: scheme });
-      assert.deepEqual(await axeViolations(page), [], `axe: phone, ${scheme}`);
-    }
+    assert.equal(await scrollsSideways(page), false, 'the page scrolls sideways');
+    await assertAxeLightAndDark(page, 'phone');
     await h.shot(page, 'chat-presets-phone');
 
     // Per user: another account in the same browser does not see them; the owner finds them after signing in again.

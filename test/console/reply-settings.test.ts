@@ -2,58 +2,28 @@
 // with each message and regeneration (read from what the fake upstream received), an invalid value is
 // explained and not sent, Reset brings the defaults back; at 390 px too, with no axe or console errors.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 import {
   ADMIN,
+  assertAxeLightAndDark,
   axeViolations,
   DESKTOP,
-  type Harness,
   PHONE,
+  repliesDone,
+  scrollsSideways,
+  sentToUpstream,
   skipBrowser,
-  startHarness,
-  until,
+  useHarness,
 } from './harness.js';
 
-if (skipBrowser) console.log(`note: ${skipBrowser}`);
-
-type Sent = { temperature?: number; max_tokens?: number; messages: { role: string; content: unknown }[] };
-
 describe('console: reply settings in the chat', { skip: skipBrowser }, () => {
-  let h: Harness;
+  const h = useHarness();
 
-  before(async () => {
-    h = await startHarness();
-  });
-  after(async () => {
-    await h?.close();
-  });
-
-  /** The chat request (not a title request) whose last message is `text`, once it has reached the upstream. */
-  const received = async (text: string, from: number) => {
-    let found: Sent | undefined;
-    await until(async () => {
-      found = h.upstream.requests
-        .slice(from)
-        .filter((r) => r.path === '/v1/chat/completions')
-        .map((r) => r.body as unknown as Sent)
-        .find((b) => b.messages.at(-1)?.content === text);
-      return found !== undefined;
-    }, `the request for "${text}"`);
-    return found!;
-  };
   const sendText = async (page: Page, text: string) => {
     await page.getByLabel('Message', { exact: true }).fill(text);
     await page.getByRole('button', { name: 'Send' }).click();
   };
-  const replied = (page: Page, n: number) =>
-    until(
-      async () =>
-        (await page.getByTestId('msg-assistant').count()) >= n &&
-        (await page.getByTestId('streaming').count()) === 0,
-      `${n} replies`,
-      30_000,
-    );
 
   it('sends temperature, max tokens and the system prompt with messages and regenerations', async () => {
     const page = await h.newPage(DESKTOP, 'settings');
@@ -74,15 +44,15 @@ describe('console: reply settings in the chat', { skip: skipBrowser }, () => {
 
     let from = h.upstream.requests.length;
     await sendText(page, 'Where is the treasure?');
-    let sent = await received('Where is the treasure?', from);
+    let sent = await sentToUpstream(h, 'Where is the treasure?', from);
     assert.equal(sent.temperature, 0.3);
     assert.equal(sent.max_tokens, 40);
     assert.deepEqual(sent.messages[0], { role: 'system', content: 'Answer like a pirate.' });
-    await replied(page, 1);
+    await repliesDone(page, 1);
 
     from = h.upstream.requests.length;
     await page.getByTestId('msg-assistant').first().getByRole('button', { name: 'Regenerate' }).click();
-    sent = await received('Where is the treasure?', from);
+    sent = await sentToUpstream(h, 'Where is the treasure?', from);
     assert.equal(sent.temperature, 0.3, 'a regeneration has the settings too');
     await page.getByTestId('msg-assistant').first().getByText('2 / 2').waitFor();
 
@@ -97,11 +67,11 @@ describe('console: reply settings in the chat', { skip: skipBrowser }, () => {
     assert.equal(await panel.getByRole('alert').count(), 0);
     from = h.upstream.requests.length;
     await sendText(page, 'And now plainly?');
-    sent = await received('And now plainly?', from);
+    sent = await sentToUpstream(h, 'And now plainly?', from);
     assert.equal(sent.temperature, undefined);
     assert.equal(sent.max_tokens, undefined);
     assert.notEqual(sent.messages[0]?.role, 'system');
-    await replied(page, 2);
+    await repliesDone(page, 2);
     assert.deepEqual(
       h.consoleErrors.filter((e) => e.startsWith('settings:')),
       [],
@@ -116,14 +86,8 @@ describe('console: reply settings in the chat', { skip: skipBrowser }, () => {
     await panel.getByText('Reply settings').click();
     await panel.getByLabel('Override the system prompt').check();
     await panel.getByLabel('System prompt', { exact: true }).fill('Short answers.');
-    const sideways = await page.evaluate(
-      'document.documentElement.scrollWidth > document.documentElement.clientWidth',
-    );
-    assert.equal(sideways, false, 'the page scrolls sideways');
-    for (const scheme of ['light', 'dark'] as const) {
-      await page.emulateMedia({ colorScheme: scheme });
-      assert.deepEqual(await axeViolations(page), [], `axe: phone, ${scheme}`);
-    }
+    assert.equal(await scrollsSideways(page), false, 'the page scrolls sideways');
+    await assertAxeLightAndDark(page, 'phone');
     await h.shot(page, 'chat-reply-settings-phone');
     assert.deepEqual(
       h.consoleErrors.filter((e) => e.startsWith('settings-phone:')),

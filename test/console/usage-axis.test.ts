@@ -3,10 +3,8 @@
 // injected through DevTools: the console's CSP does not apply to it) and each label is checked whole inside
 // the canvas, in full decimals, at desktop and phone widths.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { ADMIN, DESKTOP, type Harness, PHONE, skipBrowser, startHarness, until } from './harness.js';
-
-if (skipBrowser) console.log(`note: ${skipBrowser}`);
+import { before, describe, it } from 'node:test';
+import { ADMIN, DESKTOP, PHONE, skipBrowser, until, useHarness } from './harness.js';
 
 interface Label {
   text: string;
@@ -30,21 +28,12 @@ const RECORD_LABELS = `(() => {
 })()`;
 
 describe('console: the usage cost axis', { skip: skipBrowser }, () => {
-  let h: Harness;
+  const h = useHarness();
 
   before(async () => {
-    h = await startHarness();
     const token = await h.login(ADMIN);
     // One small request: a cost of a fraction of a cent (gpt-4o-mini's price), the case that was clipped.
-    const res = await fetch(`${h.base}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'fake-route', messages: [{ role: 'user', content: 'hi' }] }),
-    });
-    assert.equal(res.status, 200);
-  });
-  after(async () => {
-    await h?.close();
+    assert.equal((await h.chat(token)).status, 200);
   });
 
   for (const [name, viewport] of [

@@ -40,6 +40,12 @@ interface Harness {
     data: Buffer | string,
     auth?: Record<string, string>,
   ): ReturnType<ChatStack['t']['inject']>;
+  /** A new, empty conversation of the stack's user. */
+  newConversation(): Promise<{ id: string }>;
+  /** POSTs a message (content, attachments, model, stream) to one of the user's conversations. */
+  sendMessage(conversationId: string, payload: Record<string, unknown>): ReturnType<ChatStack['t']['inject']>;
+  /** Deletes the user's files, one by one: the quota tests start from, and leave, an empty quota. */
+  deleteFiles(ids: string[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -101,6 +107,21 @@ async function start(
         payload: body.payload,
       });
     },
+    newConversation: async () =>
+      (
+        await stack.t.inject({ method: 'POST', url: '/api/conversations', headers: auth, payload: {} })
+      ).json(),
+    sendMessage: (conversationId, payload) =>
+      stack.t.inject({
+        method: 'POST',
+        url: `/api/conversations/${conversationId}/messages`,
+        headers: auth,
+        payload,
+      }),
+    deleteFiles: async (ids) => {
+      for (const id of ids)
+        await stack.t.inject({ method: 'DELETE', url: `/api/files/${id}`, headers: auth });
+    },
     close: async () => {
       await stack.close();
       await s3?.close();
@@ -113,6 +134,22 @@ const lastUpstreamBody = (h: Harness) => {
   const requests = h.stack.fake.requests.filter((r) => r.path.endsWith('/chat/completions'));
   return requests.at(-1)!.body as { messages: { role: string; content: unknown }[] };
 };
+
+/** An image sent to `model` is refused with 400 model_without_vision, and nothing reaches the upstream. */
+async function assertNoVision(
+  h: Harness,
+  conversationId: string,
+  { content, photo, model }: { content: string; photo: string; model: string },
+) {
+  const before = h.stack.fake.requests.length;
+  assertError(
+    await h.sendMessage(conversationId, { content, attachments: [photo], model, stream: false }),
+    400,
+    'model_without_vision',
+    'model',
+  );
+  assert.equal(h.stack.fake.requests.length, before);
+}
 
 type Part = { type: string; text?: string; image_url?: { url: string } };
 
@@ -226,19 +263,12 @@ for (const [dialect, storage] of combos) {
       const memo = (await h.upload('memo.docx', docx(['The launch moves to March.']))).json();
       assert.equal(memo.kind, 'document', JSON.stringify(memo));
 
-      const conversation = (
-        await h.stack.t.inject({ method: 'POST', url: '/api/conversations', headers: h.auth, payload: {} })
-      ).json();
-      const sent = await h.stack.t.inject({
-        method: 'POST',
-        url: `/api/conversations/${conversation.id}/messages`,
-        headers: h.auth,
-        payload: {
-          content: 'What do these say?',
-          attachments: [photo.id, report.id, memo.id],
-          model: 'gpt-4o-mini',
-          stream: false,
-        },
+      const conversation = await h.newConversation();
+      const sent = await h.sendMessage(conversation.id, {
+        content: 'What do these say?',
+        attachments: [photo.id, report.id, memo.id],
+        model: 'gpt-4o-mini',
+        stream: false,
       });
       assert.equal(sent.statusCode, 201, sent.body);
       const user = lastUpstreamBody(h).messages.at(-1)!;
@@ -258,11 +288,10 @@ for (const [dialect, storage] of combos) {
       assert.equal(texts.at(-1), 'What do these say?');
 
       // The files stay with the message: the next turn sends them again, and the listing names them.
-      const next = await h.stack.t.inject({
-        method: 'POST',
-        url: `/api/conversations/${conversation.id}/messages`,
-        headers: h.auth,
-        payload: { content: 'And in one word?', model: 'gpt-4o-mini', stream: false },
+      const next = await h.sendMessage(conversation.id, {
+        content: 'And in one word?',
+        model: 'gpt-4o-mini',
+        stream: false,
       });
       assert.equal(next.statusCode, 201, next.body);
       const history = lastUpstreamBody(h).messages;
@@ -277,19 +306,11 @@ for (const [dialect, storage] of combos) {
       assert.deepEqual(messages.data[0].attachments, [photo.id, report.id, memo.id]);
 
       // A model without vision: a clear 400, nothing sent upstream.
-      const before = h.stack.fake.requests.length;
-      assertError(
-        await h.stack.t.inject({
-          method: 'POST',
-          url: `/api/conversations/${conversation.id}/messages`,
-          headers: h.auth,
-          payload: { content: 'Describe it', attachments: [photo.id], model: 'text-only', stream: false },
-        }),
-        400,
-        'model_without_vision',
-        'model',
-      );
-      assert.equal(h.stack.fake.requests.length, before);
+      await assertNoVision(h, conversation.id, {
+        content: 'Describe it',
+        photo: photo.id,
+        model: 'text-only',
+      });
 
       // Deleting the conversation deletes the files it used.
       const deleted = await h.stack.t.inject({
@@ -371,16 +392,14 @@ describe('upload limits and document trimming (SQLite, disk)', () => {
     const b = await h.upload('b.txt', 'b'.repeat(150_000));
     assert.equal(b.statusCode, 201);
     assertError(await h.upload('c.txt', 'c'.repeat(10)), 413, 'file_quota_exceeded');
-    for (const f of [a, b])
-      await h.stack.t.inject({ method: 'DELETE', url: `/api/files/${f.json().id}`, headers: h.auth });
+    await h.deleteFiles([a, b].map((f) => f.json().id));
     assert.equal((await h.upload('c.txt', 'c'.repeat(10))).statusCode, 201, 'room again after deleting');
   });
 
   it('concurrent uploads never take a user past the quota: the refused ones leave nothing behind', async () => {
     // An empty quota to start with: earlier tests may have left files.
     const earlier = (await h.stack.t.inject({ url: '/api/files?limit=100', headers: h.auth })).json();
-    for (const f of earlier.data)
-      await h.stack.t.inject({ method: 'DELETE', url: `/api/files/${f.id}`, headers: h.auth });
+    await h.deleteFiles(earlier.data.map((f: { id: string }) => f.id));
     const answers = await Promise.all(
       Array.from({ length: 8 }, (_, i) => h.upload(`race-${i}.txt`, String(i).repeat(100_000))),
     );
@@ -393,21 +412,18 @@ describe('upload limits and document trimming (SQLite, disk)', () => {
       (e) => e.isFile() && !e.parentPath.includes('.incoming') && !e.parentPath.includes('.doctor'),
     );
     assert.equal(stored.length, kept.length, 'only the kept uploads are stored');
-    for (const f of kept)
-      await h.stack.t.inject({ method: 'DELETE', url: `/api/files/${f.json().id}`, headers: h.auth });
+    await h.deleteFiles(kept.map((f) => f.json().id));
   });
 
   it('cuts a document to the context window, with a note saying so', async () => {
     const long = Array.from({ length: 3000 }, (_, i) => `Sentence number ${i} of a long report.`).join(' ');
     const file = (await h.upload('long.txt', long)).json();
-    const conversation = (
-      await h.stack.t.inject({ method: 'POST', url: '/api/conversations', headers: h.auth, payload: {} })
-    ).json();
-    const sent = await h.stack.t.inject({
-      method: 'POST',
-      url: `/api/conversations/${conversation.id}/messages`,
-      headers: h.auth,
-      payload: { content: 'Summarise', attachments: [file.id], model: 'small-window', stream: false },
+    const conversation = await h.newConversation();
+    const sent = await h.sendMessage(conversation.id, {
+      content: 'Summarise',
+      attachments: [file.id],
+      model: 'small-window',
+      stream: false,
     });
     assert.equal(sent.statusCode, 201, sent.body);
     const parts = lastUpstreamBody(h).messages.at(-1)!.content as Part[];
@@ -422,45 +438,24 @@ describe('upload limits and document trimming (SQLite, disk)', () => {
 
   it('sends images to an alias of a vision model; refuses them when a deployment has no vision', async () => {
     const photo = (await h.upload('photo.png', await png(40, 30))).json();
-    const conversation = (
-      await h.stack.t.inject({ method: 'POST', url: '/api/conversations', headers: h.auth, payload: {} })
-    ).json();
-    const sent = await h.stack.t.inject({
-      method: 'POST',
-      url: `/api/conversations/${conversation.id}/messages`,
-      headers: h.auth,
-      payload: { content: 'What is this?', attachments: [photo.id], model: 'chat-alias', stream: false },
+    const conversation = await h.newConversation();
+    const sent = await h.sendMessage(conversation.id, {
+      content: 'What is this?',
+      attachments: [photo.id],
+      model: 'chat-alias',
+      stream: false,
     });
     assert.equal(sent.statusCode, 201, sent.body);
     const parts = lastUpstreamBody(h).messages.at(-1)!.content as Part[];
     assert.match(parts[0]!.image_url!.url, /^data:image\/png;base64,/);
     // A failover could reach gpt-3.5-turbo, which sees no images: refused before anything is sent.
-    const before = h.stack.fake.requests.length;
-    assertError(
-      await h.stack.t.inject({
-        method: 'POST',
-        url: `/api/conversations/${conversation.id}/messages`,
-        headers: h.auth,
-        payload: { content: 'And this?', attachments: [photo.id], model: 'mixed-alias', stream: false },
-      }),
-      400,
-      'model_without_vision',
-      'model',
-    );
-    assert.equal(h.stack.fake.requests.length, before);
+    await assertNoVision(h, conversation.id, { content: 'And this?', photo: photo.id, model: 'mixed-alias' });
   });
 
   it('refuses attachments that are not the caller’s, and unknown fields', async () => {
-    const conversation = (
-      await h.stack.t.inject({ method: 'POST', url: '/api/conversations', headers: h.auth, payload: {} })
-    ).json();
+    const conversation = await h.newConversation();
     assertError(
-      await h.stack.t.inject({
-        method: 'POST',
-        url: `/api/conversations/${conversation.id}/messages`,
-        headers: h.auth,
-        payload: { content: 'hi', attachments: ['file_nope'], stream: false },
-      }),
+      await h.sendMessage(conversation.id, { content: 'hi', attachments: ['file_nope'], stream: false }),
       404,
       'not_found',
       'attachments',
