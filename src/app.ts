@@ -322,8 +322,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
             });
         },
         breaks,
-        // A moderation check's chat model works for the caller: its row (protocol `guardrail`) and its cost
-        // are the caller's, charged to their budgets once it answered (it reserved nothing beforehand).
+        // A moderation check's chat model works for the caller: its row (protocol `guardrail`) is theirs, and
+        // once it answered its tokens and cost settle against their limits and budgets through the gateway
+        // that admitted their request (it reserved nothing beforehand, and is never refused: see
+        // LimitedGateway.settleOnBehalf).
         onClassified: async ({ request, requestId, body, result, latencyMs }) => {
           const principal = request.caller?.principal;
           const spent =
@@ -340,12 +342,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
             latencyMs,
             status: 'ok',
           });
-          if (principal && !budgets.knownNone(principal))
-            await budgets.charge(
-              principal,
-              prices.cost(result.route.upstreamModel, spent.prompt_tokens, spent.completion_tokens),
-              spent.prompt_tokens + spent.completion_tokens,
-            );
+          if (principal) await gateway.settleOnBehalf(principal, spent, result.route.upstreamModel);
         },
       },
     );
