@@ -65,30 +65,7 @@ export function guardedStack(options: {
     if (!started) throw new Error('the stack is read before its before() hook ran');
     return started;
   };
-  return {
-    get t() {
-      return s().t;
-    },
-    get url() {
-      return s().url;
-    },
-    get fake() {
-      return s().fake;
-    },
-    get backup() {
-      return s().backup;
-    },
-    get apiKey() {
-      return s().apiKey;
-    },
-    get apiKeyId() {
-      return s().apiKeyId;
-    },
-    get userId() {
-      return s().userId;
-    },
-    usageRow: (requestId) => s().usageRow(requestId),
-    close: () => s().close(),
+  const stack = {
     post: (path, body, headers = {}) =>
       fetch(`${s().url}${path}`, {
         method: 'POST',
@@ -100,7 +77,21 @@ export function guardedStack(options: {
         },
         body: JSON.stringify(body),
       }),
-  };
+  } as GuardedStack;
+  // Each of the stack's fields reads the one started for this block (its functions are closures, not methods).
+  const fields: (keyof ChatStack)[] = [
+    't',
+    'url',
+    'fake',
+    'backup',
+    'apiKey',
+    'apiKeyId',
+    'userId',
+    'usageRow',
+    'close',
+  ];
+  for (const name of fields) Object.defineProperty(stack, name, { get: () => s()[name], enumerable: true });
+  return stack;
 }
 
 /**
