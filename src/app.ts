@@ -100,6 +100,12 @@ export interface AppDeps {
   isDraining?: () => boolean;
   /** Tests hand in a clock (epoch ms) for session lengths (the break reminder); otherwise Date.now. */
   now?: (() => number) | undefined;
+  /**
+   * How long a replica keeps using a copy no announcement invalidated: the limit stores' cache TTL (5 s) and
+   * the stored guardrails' periodic reload (30 s), both only a fallback for a lost Redis announcement. Tests
+   * of propagation across replicas stretch it, so that only the announcement can carry a change while they wait.
+   */
+  fallbackReloadMs?: number | undefined;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -272,7 +278,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // with none at all a request goes straight through (the resolver answers undefined).
   const routing = config.providers.routing;
   const guardrailChanges = new GuardrailChanges({ redis: deps.redis, logger: deps.logger });
-  const guardrailStore = new GuardrailStore(database.db, { changes: guardrailChanges, logger: deps.logger });
+  const guardrailStore = new GuardrailStore(database.db, {
+    changes: guardrailChanges,
+    logger: deps.logger,
+    ...(deps.fallbackReloadMs ? { refreshMs: deps.fallbackReloadMs } : {}),
+  });
   await guardrailStore.reload();
   app.addHook('onClose', async () => {
     guardrailStore.close();
@@ -322,8 +332,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
             });
         },
         breaks,
-        // A moderation check's chat model works for the caller: its row (protocol `guardrail`) and its cost
-        // are the caller's, charged to their budgets once it answered (it reserved nothing beforehand).
+        // A moderation check's chat model works for the caller: its row (protocol `guardrail`) is theirs, and
+        // once it answered its tokens and cost settle against their limits and budgets through the gateway
+        // that admitted their request (it reserved nothing beforehand, and is never refused: see
+        // LimitedGateway.settleOnBehalf).
         onClassified: async ({ request, requestId, body, result, latencyMs }) => {
           const principal = request.caller?.principal;
           const spent =
@@ -340,18 +352,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
             latencyMs,
             status: 'ok',
           });
-          if (principal && !budgets.knownNone(principal))
-            await budgets.charge(
-              principal,
-              prices.cost(result.route.upstreamModel, spent.prompt_tokens, spent.completion_tokens),
-              spent.prompt_tokens + spent.completion_tokens,
-            );
+          if (principal) await gateway.settleOnBehalf(principal, spent, result.route.upstreamModel);
         },
       },
     );
   const limitInvalidations = new LimitInvalidations({ redis: deps.redis, logger: deps.logger });
   app.addHook('onClose', async () => limitInvalidations.close());
-  const overrides = new LimitOverrideStore(database.db, { invalidations: limitInvalidations });
+  const overrides = new LimitOverrideStore(database.db, {
+    invalidations: limitInvalidations,
+    cacheTtlMs: deps.fallbackReloadMs,
+  });
   const rateLimits = new RateLimitService({
     config: config.limits.rateLimits,
     redis: deps.redis,
@@ -365,6 +375,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     redis: deps.redis,
     failMode: config.limits.rateLimits.failMode,
     invalidations: limitInvalidations,
+    cacheTtlMs: deps.fallbackReloadMs,
     metrics,
     logger: deps.logger,
     timeZone: config.timeZone,

@@ -1,25 +1,21 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { bearer, TEST_MASTER_KEY } from '../helpers/app.js';
 import { DIALECTS } from '../helpers/databases.js';
-import { type Replicas, redisServerInstalled, startReplicas } from '../helpers/replicas.js';
+import { pollUntil, type Replicas, redisServerInstalled, startReplicas } from '../helpers/replicas.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: response bodies are inspected loosely
 type Json = Record<string, any>;
 
 const admin = bearer(TEST_MASTER_KEY);
-/**
- * How long a change may take to reach the other replica here. Shorter than the stores' cache TTL (5 s), so
- * only the Redis invalidation can make it (before issue 19 the TTL was 30 s); not a speed assertion.
- */
-const PROPAGATION_DEADLINE_MS = 3_000;
 const MAX_TOKENS = 20;
 
 /**
  * Two replicas on one Redis and one database (SQLite file, PostgreSQL): budgets and limit overrides changed
  * on one bind the other at once, concurrent requests never overshoot a budget by more than one request's
- * worst case, and a budget's spend equals the usage ledger's (issue 19, item 2 and "Done when").
+ * worst case, and a budget's spend equals the usage ledger's (issue 19, item 2 and "Done when"). Neither
+ * replica's cache expires while a test waits (`announcementsOnly`): only the Redis invalidation can carry a
+ * change; how long it took is printed, not asserted.
  */
 for (const dialect of DIALECTS) {
   describe(`budgets and limits across two replicas (${dialect})`, { skip: !redisServerInstalled }, () => {
@@ -27,6 +23,7 @@ for (const dialect of DIALECTS) {
     before(async () => {
       r = await startReplicas({
         a: { dialect, routing: null },
+        announcementsOnly: true,
         env: {
           // Rate limits on (overrides only apply then), every default out of the way.
           RATE_LIMIT_ENABLED: 'true',
@@ -69,15 +66,10 @@ for (const dialect of DIALECTS) {
       const body = (await res.json()) as Json;
       return { status: res.status, code: body.error?.code as string | undefined };
     };
-    /** Calls until `done` holds (bounded by count and deadline); returns how many calls it took. */
-    const until = async (attempt: () => Promise<boolean>, what: string) => {
-      const deadline = Date.now() + PROPAGATION_DEADLINE_MS;
-      for (let i = 1; i <= 200; i++) {
-        if (await attempt()) return i;
-        if (Date.now() > deadline) break;
-        await sleep(20);
-      }
-      assert.fail(`${what} did not happen within ${PROPAGATION_DEADLINE_MS} ms`);
+    /** Calls until `attempt` holds (bounded by count and a generous deadline); prints how long it took. */
+    const until = async (t: TestContext, attempt: () => Promise<boolean>, what: string) => {
+      const { calls, ms } = await pollUntil(attempt, what);
+      t.diagnostic(`${what}: ${ms} ms after the change was answered (attempts: ${calls})`);
     };
     const budgetOf = async (replica: 'a' | 'b', keyId: string) => {
       const res = await call(replica, 'GET', `/api/budgets/key/${keyId}`);
@@ -100,31 +92,31 @@ for (const dialect of DIALECTS) {
      */
     const settledLedger = async (keyId: string, requests: number) => {
       let ledger = await ledgerOf(keyId);
-      for (let i = 0; i < 200 && ledger.requests < requests; i++) {
-        await sleep(20);
+      await pollUntil(async () => {
         ledger = await ledgerOf(keyId);
-      }
+        return ledger.requests >= requests;
+      }, `${requests} ledger rows`);
       assert.equal(ledger.requests, requests, 'every request is in the ledger');
       return ledger;
     };
 
-    it('a budget set on one replica binds the other at once, and removing it frees both', async () => {
+    it('a budget set on one replica binds the other at once, and removing it frees both', async (t) => {
       const key = await newKey();
       // B has just read "no budget" for this key: only an invalidation can make it look again this soon.
       assert.equal((await served('b', key.key)).status, 200);
       const put = await call('a', 'PUT', `/api/budgets/key/${key.id}`, { period: 'day', limit_tokens: 1 });
       assert.equal(put.status, 204);
-      const calls = await until(
+      await until(
+        t,
         async () => (await served('b', key.key)).code === 'budget_exceeded',
         'B refusing past the budget set on A',
       );
-      assert.ok(calls >= 1);
       const removed = await call('b', 'DELETE', `/api/budgets/key/${key.id}`);
       assert.deepEqual(await removed.json(), { removed: 1 });
-      await until(async () => (await served('a', key.key)).status === 200, 'A serving once B removed it');
+      await until(t, async () => (await served('a', key.key)).status === 200, 'A serving once B removed it');
     });
 
-    it('a limit override set on one replica binds the other at once, and is listed on both', async () => {
+    it('a limit override set on one replica binds the other at once, and is listed on both', async (t) => {
       const key = await newKey();
       assert.equal((await served('a', key.key)).status, 200);
       const put = await call('b', 'PUT', `/api/limits/key/${key.id}`, {
@@ -133,13 +125,14 @@ for (const dialect of DIALECTS) {
       });
       assert.equal(put.status, 204);
       await until(
+        t,
         async () => (await served('a', key.key)).code === 'rate_limited',
         'A refusing under the override set on B',
       );
       const listed = await call('a', 'GET', `/api/limits/key/${key.id}`);
       assert.deepEqual(((await listed.json()) as Json).data, [{ limit: 'requests_per_minute', value: 0 }]);
       await call('a', 'DELETE', `/api/limits/key/${key.id}`);
-      await until(async () => (await served('b', key.key)).status === 200, 'B serving once A removed it');
+      await until(t, async () => (await served('b', key.key)).status === 200, 'B serving once A removed it');
     });
 
     it('requests in flight while a budget is set, on either replica, are in its spend, which equals the ledger', async () => {
@@ -153,13 +146,21 @@ for (const dialect of DIALECTS) {
       // within that lag of another replica's last request starts without it, see README).
       await settledLedger(key.id, requests);
       // Two requests on B are past admission (at the upstream) when the budget is set on A, and still running
-      // when the PUT has answered (checked below): they end after the change, on a replica that heard of it.
-      r.a.fake.set({ firstTokenDelayMs: 1_500 });
+      // when the PUT has answered (the upstream holds them until then): they end after the change, on a
+      // replica that heard of it.
+      let release = () => {};
+      const held = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      r.a.fake.queue({ kind: 'held', until: held }, { kind: 'held', until: held });
       const upstreamBefore = r.a.fake.requests.length;
       let inFlight: Promise<{ status: number }>[] = [];
       try {
         inFlight = [served('b', key.key), served('b', key.key)];
-        for (let i = 0; i < 200 && r.a.fake.requests.length < upstreamBefore + 2; i++) await sleep(10);
+        await pollUntil(
+          async () => r.a.fake.requests.length >= upstreamBefore + 2,
+          'both requests reaching the upstream',
+        );
         assert.equal(r.a.fake.requests.length, upstreamBefore + 2, 'both requests reached the upstream');
         const put = await call('a', 'PUT', `/api/budgets/key/${key.id}`, {
           period: 'day',
@@ -170,8 +171,8 @@ for (const dialect of DIALECTS) {
         const first = await Promise.race([...inFlight, Promise.resolve(pending)]);
         assert.equal(first, pending, 'the requests on B were still running when the budget was set');
       } finally {
+        release();
         for (const res of await Promise.all(inFlight)) assert.equal(res.status, 200);
-        r.a.fake.set({ firstTokenDelayMs: 0 });
       }
       requests += 2;
       for (const replica of ['b', 'a', 'b', 'a', 'b'] as const) {

@@ -11,6 +11,8 @@ export type Fault =
   | { kind: 'hang' } // accept the connection, never answer
   | { kind: 'not-json' } // a 200 whose body is an HTML error page (a proxy in the way)
   | { kind: 'slow-first-token'; delayMs: number }
+  // Answer only once `until` settles: a request the test knows is in flight for as long as it needs.
+  | { kind: 'held'; until: Promise<unknown> }
   | { kind: 'reset-after'; chunks: number } // destroy the socket mid-stream
   | { kind: 'no-done' } // end the stream without [DONE] (after the finish_reason and usage)
   | { kind: 'no-done-unfinished' } // end the stream without a finish_reason or [DONE]
@@ -158,6 +160,7 @@ export async function startFakeUpstream(initial: FakeUpstreamOptions = {}, port 
     const id = `chatcmpl-fake${requests.length}`;
     const created = Math.floor(Date.now() / 1000);
 
+    if (fault?.kind === 'held') await fault.until.catch(() => undefined);
     if (!body.stream) {
       await sleep(options.firstTokenDelayMs + (fault?.kind === 'slow-first-token' ? fault.delayMs : 0));
       const message = toolCall

@@ -1,10 +1,7 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { bearer, TEST_MASTER_KEY } from '../helpers/app.js';
-import { type ChatStack, defaultRouting, startChatStack } from '../helpers/chat-stack.js';
-
-// biome-ignore lint/suspicious/noExplicitAny: response bodies are inspected loosely
-type Json = Record<string, any>;
+import { type Json, moderationStack } from './stack.js';
 
 /**
  * Issue 22: a moderation check with "any chat model with a classification prompt". The classifier is the
@@ -13,44 +10,9 @@ type Json = Record<string, any>;
  * what it answers are in the test's hand; the answer to the user comes from the first.
  */
 describe('moderation by a chat model through the router', () => {
-  let s: ChatStack;
-  before(async () => {
-    s = await startChatStack({
-      routing: (backup) => {
-        const routing = defaultRouting(backup);
-        return {
-          ...routing,
-          models: [
-            ...(routing.models ?? []),
-            { name: 'moderator', deployments: [{ provider: 'backup', model: 'gpt-4o-mini' }] },
-          ],
-          guardrails: [
-            {
-              name: 'chat-mod',
-              check: 'moderation',
-              model: 'moderator',
-              thresholds: { hate: 0.5, violence: 0.8 },
-              stage: 'input',
-              action: 'block',
-              timeout_ms: 5_000,
-            },
-          ],
-        };
-      },
-    });
-  });
-  after(async () => {
-    await s?.close();
-  });
-
-  const post = (path: string, body: unknown) =>
-    fetch(`${s.url}${path}`, {
-      method: 'POST',
-      headers: { ...bearer(s.apiKey), 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
-      body: JSON.stringify(body),
-    });
+  const s = moderationStack({ thresholds: { hate: 0.5, violence: 0.8 } });
   const chat = (content: string) =>
-    post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content }] });
+    s.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content }] });
   const classifierCalls = () => s.backup.requests.filter((r) => r.path.endsWith('/chat/completions'));
   const answerCalls = () => s.fake.requests.filter((r) => r.path.endsWith('/chat/completions')).length;
 
@@ -70,7 +32,7 @@ describe('moderation by a chat model through the router', () => {
     assert.match(request.messages[0].content, /content moderation classifier/);
     assert.match(request.messages[1].content, /<text>\na hateful message\n<\/text>/);
     // The Messages API answers the same block in its own error shape.
-    const messages = await post('/v1/messages', {
+    const messages = await s.post('/v1/messages', {
       model: 'gpt-4o-mini',
       max_tokens: 50,
       messages: [{ role: 'user', content: 'a hateful message' }],

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { type ChatStack, defaultRouting, startChatStack } from '../helpers/chat-stack.js';
+import { describe, it } from 'node:test';
+import { guardedStack, HOUSE_RULES } from './stack.js';
 
 /**
  * Issue 22's "no bypass" for what is not the answer's text: the model's reasoning and its tool-call arguments
@@ -20,46 +20,24 @@ const ARGS_BAD = JSON.stringify({ note: `say the ${PHRASE} now` });
 const ARGS_OK = JSON.stringify({ city: 'Paris', days: 3 });
 
 describe('guardrails: reasoning and tool-call arguments are checked on every protocol', () => {
-  let s: ChatStack;
-  before(async () => {
-    s = await startChatStack({
-      fakeOptions: { wordsPerChunk: 1, argumentsChunkChars: 4 },
-      routing: (backup) => ({
-        ...defaultRouting(backup),
-        guardrails: [
-          {
-            name: 'house-rules',
-            check: 'regex',
-            deny: ['(?i)forbidden phrase'],
-            stage: 'output',
-            action: 'block',
-          },
-        ],
-      }),
-    });
+  const s = guardedStack({
+    fakeOptions: { wordsPerChunk: 1, argumentsChunkChars: 4 },
+    guardrails: [HOUSE_RULES],
   });
-  after(async () => s?.close());
-
-  const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
-    fetch(`${s.url}${path}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${s.apiKey}`, 'content-type': 'application/json', ...headers },
-      body: JSON.stringify(body),
-    });
   const protocols = {
     chat: (stream: boolean) =>
-      post('/v1/chat/completions', {
+      s.post('/v1/chat/completions', {
         model: 'gpt-4o-mini',
         stream,
         messages: [{ role: 'user', content: 'hi' }],
       }),
     messages: (stream: boolean) =>
-      post(
+      s.post(
         '/v1/messages',
         { model: 'gpt-4o-mini', max_tokens: 100, stream, messages: [{ role: 'user', content: 'hi' }] },
         { 'anthropic-version': '2023-06-01' },
       ),
-    responses: (stream: boolean) => post('/v1/responses', { model: 'gpt-4o-mini', input: 'hi', stream }),
+    responses: (stream: boolean) => s.post('/v1/responses', { model: 'gpt-4o-mini', input: 'hi', stream }),
   };
   /** The blocked answer: a 400 when not streaming, the protocol's in-band error when streaming. */
   const assertBlocked = (name: string, stream: boolean, status: number, text: string) => {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { withGuardrailEvents } from '../../src/features/guardrails/events.js';
-import { type ChatStack, defaultRouting, eventually, startChatStack } from '../helpers/chat-stack.js';
+import { eventually } from '../helpers/chat-stack.js';
+import { guardedStack, HOUSE_RULES } from './stack.js';
 
 /**
  * Issue 22's "no bypass": the routing file's guardrails hold on every client protocol and the conversation
@@ -12,50 +13,30 @@ const REPLY_BAD = 'Sure, here it is. This sentence has the forbidden phrase in i
 const REPLY_OK = 'A harmless answer. Nothing to see here.';
 
 describe('guardrails: no bypass on any protocol', () => {
-  let s: ChatStack;
-  before(async () => {
-    s = await startChatStack({
-      // One word per chunk: the phrase arrives split across chunks.
-      fakeOptions: { wordsPerChunk: 1 },
-      routing: (backup) => ({
-        ...defaultRouting(backup),
-        guardrails: [
-          { name: 'pii', check: 'pii', stage: 'input', action: 'redact' },
-          {
-            name: 'no-override',
-            check: 'regex',
-            deny: ['(?i)ignore previous instructions'],
-            stage: 'input',
-            action: 'block',
-          },
-          {
-            name: 'house-rules',
-            check: 'regex',
-            deny: ['(?i)forbidden phrase'],
-            stage: 'output',
-            action: 'block',
-          },
-        ],
-      }),
-    });
+  const s = guardedStack({
+    // One word per chunk: the phrase arrives split across chunks.
+    fakeOptions: { wordsPerChunk: 1 },
+    guardrails: [
+      { name: 'pii', check: 'pii', stage: 'input', action: 'redact' },
+      {
+        name: 'no-override',
+        check: 'regex',
+        deny: ['(?i)ignore previous instructions'],
+        stage: 'input',
+        action: 'block',
+      },
+      HOUSE_RULES,
+    ],
   });
-  after(async () => s?.close());
-
-  const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
-    fetch(`${s.url}${path}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${s.apiKey}`, 'content-type': 'application/json', ...headers },
-      body: JSON.stringify(body),
-    });
   const chat = (stream: boolean, content = 'hi') =>
-    post('/v1/chat/completions', {
+    s.post('/v1/chat/completions', {
       model: 'gpt-4o-mini',
       stream,
       ...(stream ? { stream_options: { include_usage: true } } : {}),
       messages: [{ role: 'user', content }],
     });
   const messages = (stream: boolean) =>
-    post(
+    s.post(
       '/v1/messages',
       { model: 'gpt-4o-mini', max_tokens: 100, stream, messages: [{ role: 'user', content: 'hi' }] },
       { 'anthropic-version': '2023-06-01' },
@@ -77,7 +58,7 @@ describe('guardrails: no bypass on any protocol', () => {
   it('/v1/messages: redaction reaches the upstream too (translated to an OpenAI upstream)', async () => {
     s.fake.set({ reply: REPLY_OK });
     const before = s.fake.requests.length;
-    const res = await post(
+    const res = await s.post(
       '/v1/messages',
       {
         model: 'gpt-4o-mini',
@@ -103,7 +84,7 @@ describe('guardrails: no bypass on any protocol', () => {
       assert.equal(JSON.parse(text).error.code, 'guardrail_blocked');
       assert.match(text, /no-override/);
     }
-    const res = await post(
+    const res = await s.post(
       '/v1/messages',
       {
         model: 'gpt-4o-mini',
@@ -176,7 +157,7 @@ describe('guardrails: no bypass on any protocol', () => {
 
   it('/v1/responses, not streaming: 400 guardrail_blocked, the answer never sent', async () => {
     s.fake.set({ reply: REPLY_BAD });
-    const res = await post('/v1/responses', { model: 'gpt-4o-mini', input: 'hi' });
+    const res = await s.post('/v1/responses', { model: 'gpt-4o-mini', input: 'hi' });
     const text = await res.text();
     assert.equal(res.status, 400, text);
     assert.doesNotMatch(text, FORBIDDEN);
@@ -185,7 +166,7 @@ describe('guardrails: no bypass on any protocol', () => {
 
   it('/v1/responses, streaming: the failing sentence never reaches the client, the stream ends failed', async () => {
     s.fake.set({ reply: REPLY_BAD });
-    const res = await post('/v1/responses', { model: 'gpt-4o-mini', input: 'hi', stream: true });
+    const res = await s.post('/v1/responses', { model: 'gpt-4o-mini', input: 'hi', stream: true });
     const text = await res.text();
     assert.doesNotMatch(text, FORBIDDEN);
     assert.doesNotMatch(text, /This sentence/);
@@ -196,10 +177,10 @@ describe('guardrails: no bypass on any protocol', () => {
   for (const stream of [false, true]) {
     it(`conversation API (stream: ${stream}): the blocked answer is never sent`, async () => {
       s.fake.set({ reply: REPLY_BAD });
-      const conv = await post('/api/conversations', { model: 'gpt-4o-mini' });
+      const conv = await s.post('/api/conversations', { model: 'gpt-4o-mini' });
       assert.equal(conv.status, 201, await conv.clone().text());
       const { id } = (await conv.json()) as { id: string };
-      const res = await post(`/api/conversations/${id}/messages`, { content: 'hi', stream });
+      const res = await s.post(`/api/conversations/${id}/messages`, { content: 'hi', stream });
       const text = await res.text();
       assert.doesNotMatch(text, FORBIDDEN);
       assert.match(text, /guardrail_blocked|house-rules/);

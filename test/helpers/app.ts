@@ -43,6 +43,8 @@ export interface TestAppOptions {
   gateway?: ChatGateway;
   /** A clock (epoch ms) for session lengths (the break reminder). */
   now?: () => number;
+  /** See AppDeps.fallbackReloadMs. */
+  fallbackReloadMs?: number;
 }
 
 /** A full application on a fresh database, logging JSON into memory. Call close() (or use t.after). */
@@ -89,6 +91,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     gateway: options.gateway,
     isDraining: options.isDraining,
     now: options.now,
+    fallbackReloadMs: options.fallbackReloadMs,
   });
   await app.ready();
   let url: string | undefined;

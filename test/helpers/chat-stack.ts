@@ -41,6 +41,8 @@ export interface ChatStackOptions {
   fakeOptions?: FakeUpstreamOptions;
   /** A clock (epoch ms) for session lengths (the break reminder). */
   now?: () => number;
+  /** See AppDeps.fallbackReloadMs. */
+  fallbackReloadMs?: number;
 }
 
 export const defaultRouting = (backupUrl: string): RoutingFile => ({
@@ -100,7 +102,12 @@ export async function startChatStack(options: ChatStackOptions = {}): Promise<Ch
   }
   let t: TestApp | undefined;
   try {
-    t = await startTestApp({ dialect: options.dialect ?? 'sqlite', env, now: options.now });
+    t = await startTestApp({
+      dialect: options.dialect ?? 'sqlite',
+      env,
+      now: options.now,
+      fallbackReloadMs: options.fallbackReloadMs,
+    });
     await t.app.listen({ port: 0, host: '127.0.0.1' });
     const url = `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
     const user = await createUser(t, 'chat-user@example.com');

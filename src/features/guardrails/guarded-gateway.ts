@@ -72,7 +72,7 @@ export class GuardedGateway implements ChatGateway {
       breaks?: BreakClock | undefined;
       /**
        * Told about each answer of a moderation check's chat model (awaited, never failing the check): its
-       * usage is the caller's, in the ledger and the budgets, like any other call.
+       * usage is the caller's, in the ledger, their tokens per minute and their budgets, like any other call.
        */
       onClassified?: (call: ClassifierCall) => Promise<void>;
     } = {},
@@ -148,7 +148,9 @@ export class GuardedGateway implements ChatGateway {
       model: request.body.model,
       masks: new MaskTable(),
       // A moderation check with a chat model calls it through the router below the guardrails (so its
-      // prompt is not itself checked), on behalf of the same caller; its own answer is never shown.
+      // prompt is not itself checked) and below the limits (the caller's request was admitted already:
+      // refusing the check halfway would hand the text to on_error), on behalf of the same caller; its own
+      // answer is never shown. onClassified settles its usage against the caller's limits afterwards.
       classify: async (body, signal) => {
         calls += 1;
         const requestId = `${request.requestId}:moderation${calls > 1 ? `-${calls}` : ''}`;

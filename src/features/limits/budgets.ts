@@ -82,6 +82,8 @@ export interface BudgetServiceOptions {
   store?: BudgetStore;
   /** Announces budget changes to every replica (used when the service makes its own store). */
   invalidations?: LimitInvalidations | undefined;
+  /** Its own store's cache TTL (LIMITS_CACHE_TTL_MS when unset). */
+  cacheTtlMs?: number | undefined;
   metrics?: Metrics | undefined;
   logger?: Logger | undefined;
   /** Injectable clock (tests move across day and month boundaries). */
@@ -135,7 +137,9 @@ export class BudgetService {
 
   constructor(options: BudgetServiceOptions) {
     this.#db = options.db;
-    this.store = options.store ?? new BudgetStore(options.db, { invalidations: options.invalidations });
+    this.store =
+      options.store ??
+      new BudgetStore(options.db, { invalidations: options.invalidations, cacheTtlMs: options.cacheTtlMs });
     this.#redisCounters = options.redis
       ? new RedisCounters(options.redis, options.keyPrefix ?? 'colloquy:budget')
       : undefined;

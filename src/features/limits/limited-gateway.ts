@@ -231,6 +231,24 @@ export class LimitedGateway implements ChatGateway {
     }
   }
 
+  /**
+   * Settles a model call made for the caller inside a request of theirs that was already admitted (a
+   * moderation check's chat model): its tokens count against their tokens per minute and its cost against
+   * their budgets, as a settled /v1 call's do. It is never refused: the caller's own request was checked
+   * before it (a caller over a limit gets the 429 before any model is called), and refusing it halfway would
+   * leave the guardrail to its `on_error` (open: unchecked text through). Nor is it a request of theirs:
+   * requests per minute and per hour count what the caller sent, not the calls a guardrail makes for it.
+   */
+  async settleOnBehalf(principal: Principal, usage: Usage, upstreamModel: string): Promise<void> {
+    const { rateLimits, budgets, prices } = this.limits;
+    const tokens = usage.prompt_tokens + usage.completion_tokens;
+    const cost = prices.cost(upstreamModel, usage.prompt_tokens, usage.completion_tokens);
+    await Promise.all([
+      budgets.knownNone(principal) ? undefined : budgets.charge(principal, cost, tokens),
+      rateLimits.recordTokens(principal, tokens),
+    ]);
+  }
+
   async settleAbandoned(ticket: unknown, usage: Usage, model: string): Promise<void> {
     const stored = ticket as StoredReservation | undefined;
     if (!stored || typeof stored.id !== 'string' || !Array.isArray(stored.counters)) return;

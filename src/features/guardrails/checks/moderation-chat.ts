@@ -2,10 +2,11 @@ import type { Check, CheckContext, Finding } from './types.js';
 
 /**
  * Moderation by "any chat model with a classification prompt" (issue 22): the configured model is called
- * through Colloquy's own router (its providers, fallbacks and keys; not the caller's rate limits, but its usage
- * is the caller's: GuardedGateway's onClassified records it and charges their budgets) with the prompt below,
- * and its answer parsed as `{flagged, categories: {name: score}}`. An answer that is not that JSON is an error:
- * the guardrail's `on_error` decides (closed blocks, open lets the text through).
+ * through Colloquy's own router (its providers, fallbacks and keys) with the prompt below, and its answer
+ * parsed as `{flagged, categories: {name: score}}`. Its usage is the caller's: GuardedGateway's onClassified
+ * records it, and its tokens and cost settle against the caller's tokens per minute and budgets afterwards
+ * (never refused itself: the caller's request was admitted before it). An answer that is not that JSON is an
+ * error: the guardrail's `on_error` decides (closed blocks, open lets the text through).
  */
 export const MODERATION_CATEGORIES = [
   'harassment',
