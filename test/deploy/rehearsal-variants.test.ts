@@ -239,7 +239,8 @@ describe('production rehearsal with WORKERS=2: two replicas of two workers each 
       const streamed = await stack.streamChat(id);
       return {
         ...streamed,
-        failure: streamed.failure ?? (streamed.text === UPSTREAM_REPLY ? undefined : streamed.text),
+        failure:
+          streamed.failure ?? (streamed.text === UPSTREAM_REPLY ? undefined : `text "${streamed.text}"`),
       };
     });
     // Witnesses: streams straight to the replica, each on a new connection, until both workers serve one.
