@@ -33,6 +33,14 @@ import {
  * in MariaDB.
  */
 
+/** A new conversation of the stack's user, through nginx. */
+async function conversationOf(stack: RehearsalStack, title: string) {
+  const res = await stack.api('POST', '/api/conversations', { title });
+  const body = (await res.body.json()) as { id: string };
+  assert.equal(res.statusCode, 201, JSON.stringify(body));
+  return body.id;
+}
+
 /** The worker answering GET /health/ready on a new connection to the replica, or undefined. */
 function askWorker(replica: Replica): Promise<string | undefined> {
   return new Promise((resolve) => {
@@ -115,12 +123,7 @@ describe('production rehearsal with WORKERS=2: two replicas of two workers each 
   timeout: 300_000,
 }, () => {
   const stack = new RehearsalStack();
-  const createConversation = async (title: string) => {
-    const res = await stack.api('POST', '/api/conversations', { title });
-    const body = (await res.body.json()) as { id: string };
-    assert.equal(res.statusCode, 201, JSON.stringify(body));
-    return body.id;
-  };
+  const createConversation = (title: string) => conversationOf(stack, title);
 
   before(async () => {
     await stack.open({ tracks: ['stable', 'stable'], workers: 2 });
@@ -210,7 +213,7 @@ describe('production rehearsal with WORKERS=2: two replicas of two workers each 
     );
 
     // The supervisor said so and counts it; the replica serves with two workers again.
-    assert.match(readLog(replica), /worker died; starting another/);
+    assert.match(tail(replica.proc!.log, 1000), /worker died; starting another/);
     const metrics = await fetch(`http://127.0.0.1:${replica.port}/metrics`, {
       headers: { authorization: `Bearer ${stack.metricsToken}` },
     });
@@ -314,12 +317,7 @@ describe('production rehearsal on MariaDB: two replicas behind the kit’s nginx
 }, () => {
   const stack = new RehearsalStack();
   let db: mysql.Connection;
-  const createConversation = async (title: string) => {
-    const res = await stack.api('POST', '/api/conversations', { title });
-    const body = (await res.body.json()) as { id: string };
-    assert.equal(res.statusCode, 201, JSON.stringify(body));
-    return body.id;
-  };
+  const createConversation = (title: string) => conversationOf(stack, title);
 
   before(async () => {
     await stack.open({ tracks: ['stable', 'stable'], dialect: 'mysql' });
@@ -431,7 +429,3 @@ describe('production rehearsal on MariaDB: two replicas behind the kit’s nginx
     );
   });
 });
-
-function readLog(replica: Replica) {
-  return tail(replica.proc!.log, 1000);
-}
