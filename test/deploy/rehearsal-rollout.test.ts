@@ -5,13 +5,23 @@ import { type FakeUpstream, startFakeUpstream } from '../fake-upstream/server.js
 import { eventually } from './helpers.js';
 import { runAnalysis, shippedAnalysis } from './rehearsal-analysis.js';
 import {
+  addressOf,
+  assertRollingRestart,
+  describeFailures,
+  failures,
+  inFlightOn,
+  type Outcome,
+  rollingRestart,
+  sleep,
+  steadyLoad,
+} from './rehearsal-load.js';
+import {
   NAMESPACE,
   RehearsalStack,
   type Replica,
   rehearsalSkip,
   startFaultyUpstream,
   type TurnResult,
-  tail,
   UPSTREAM_KEY,
   UPSTREAM_REPLY,
 } from './rehearsal-stack.js';
@@ -23,72 +33,6 @@ import {
  * orphaned replies are swept on restart), a rolling restart under streaming load loses nothing, and the
  * shipped Argo canary analysis rolls back a faulty canary but not a healthy one.
  */
-/**
- * The rolling restart does what deploy/scripts/deploy does to each replica: take it out of nginx's upstream
- * (deploy/scripts/nginx-route: `down`, `nginx -t`, graceful reload), settle, SIGTERM (it drains its
- * streams), restart, gate on readiness, put it back. Without the take-out this step saw 7 to 18 failed
- * requests of 100 to 280 per run: nginx cannot know a replica drains, and once the listener closes, a
- * request it has just sent on a kept-alive connection is reset or answered 503 — and nginx never replays
- * a POST it already sent (also, event streams answered while draining forced `Connection: keep-alive`;
- * src/plugins/lifecycle.ts now closes them). Taken out first, a replica gets no request to race.
- */
-/**
- * deploy/scripts/lib.sh's TAKE_OUT_SETTLE, shortened: enough for nginx's reload to take over, and short
- * enough that streams begun before the take-out are still in flight at SIGTERM, so the drain is proven.
- */
-const TAKE_OUT_SETTLE_MS = 1000;
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-interface Outcome {
-  id: string;
-  start: number;
-  end: number;
-  failure?: string | undefined;
-}
-
-/**
- * Runs `task` in `workers` loops until stop(): every call's id (`label-worker-n`, also its X-Request-Id),
- * timing and failure. A failed call is followed by a short pause, as a client backing off would.
- */
-function steadyLoad(
-  label: string,
-  workers: number,
-  task: (id: string, worker: number, n: number) => Promise<string | undefined>,
-) {
-  const outcomes: Outcome[] = [];
-  let running = true;
-  const loops = Array.from({ length: workers }, async (_, worker) => {
-    for (let n = 0; running; n++) {
-      const id = `${label}-${worker}-${n}`;
-      const start = Date.now();
-      let failure: string | undefined;
-      try {
-        failure = await task(id, worker, n);
-      } catch (err) {
-        failure = String(err);
-      }
-      outcomes.push({ id, start, end: Date.now(), failure });
-      if (failure) await sleep(200);
-    }
-  });
-  return {
-    outcomes,
-    async stop() {
-      running = false;
-      await Promise.all(loops);
-      return outcomes;
-    },
-  };
-}
-
-const failures = <T extends Outcome>(outcomes: T[]) => outcomes.filter((o) => o.failure);
-const describeFailures = (outcomes: Outcome[]) =>
-  failures(outcomes)
-    .slice(0, 5)
-    .map((o) => `${o.id}: ${o.failure}`)
-    .join('\n');
-
 describe('production rehearsal: rate limits, kill -9, rolling restart and canary analysis across replicas', {
   skip: rehearsalSkip,
   timeout: 300_000,
@@ -104,7 +48,6 @@ describe('production rehearsal: rate limits, kill -9, rolling restart and canary
     assert.equal(res.statusCode, 201, JSON.stringify(body));
     return body.id;
   };
-  const addressOf = (r: Replica) => `127.0.0.1:${r.port}`;
 
   before(async () => {
     await stack.open({
@@ -240,12 +183,7 @@ describe('production rehearsal: rate limits, kill -9, rolling restart and canary
     // In flight on the victim at the kill: started before it died, ended after the signal, and nginx sent it
     // there first.
     const log = await stack.accessLogOf(outcomes.map((o) => o.id));
-    const inFlight = outcomes.filter(
-      (o) =>
-        o.start < diedAt &&
-        o.end > killedAt &&
-        log.get(o.id)?.upstream_addr.split(', ')[0] === addressOf(victim),
-    );
+    const inFlight = inFlightOn(outcomes, log, victim, killedAt, diedAt);
     const failed = failures(outcomes);
     const unexplained = failed.filter((f) => !inFlight.includes(f));
     const afterKill = outcomes.filter((o) => o.start > diedAt);
@@ -426,12 +364,10 @@ describe('production rehearsal: rate limits, kill -9, rolling restart and canary
     const conversations = await Promise.all(
       [0, 1, 2, 3, 4, 5].map((i) => createConversation(`rolling-${i}`)),
     );
-    // One more client per replica streams straight from it, begun just before its take-out, as nginx's old
-    // workers would: whatever nginx happened to route, every replica has a stream to drain at its SIGTERM.
+    // One more client per replica streams straight from it, begun just before its take-out (rollingRestart).
     const witnessConversations = await Promise.all(
       stable.map((_, i) => createConversation(`rolling-witness-${i}`)),
     );
-    const witnesses: (Outcome & { turn: TurnResult })[] = [];
     const turns: TurnResult[] = [];
     const load = steadyLoad('rolling', 12, async (id, worker, n) => {
       if (worker < conversations.length) {
@@ -442,49 +378,24 @@ describe('production rehearsal: rate limits, kill -9, rolling restart and canary
       const streamed = await stack.streamChat(id);
       return streamed.failure ?? (streamed.text === UPSTREAM_REPLY ? undefined : `text "${streamed.text}"`);
     });
-    // As deploy/scripts/deploy replaces a replica: out of nginx, settle, stop (SIGTERM, drain), start, gate
-    // on readiness, back into nginx; then the next one.
-    const terms: { replica: Replica; out: number; at: number; back: number; code: number | null }[] = [];
+    // As deploy/scripts/deploy replaces a replica, one after another (rehearsal-load.ts).
+    let restart: Awaited<ReturnType<typeof rollingRestart>>;
     let outcomes: Outcome[] = [];
     try {
       await sleep(2000);
-      const witnessed: Promise<void>[] = [];
-      for (const [i, replica] of stable.entries()) {
-        const id = `rolling-witness-${i}`;
-        const start = Date.now();
-        witnessed.push(
-          stack.sendMessage(witnessConversations[i]!, `witness ${i}`, id, replica).then((turn) => {
-            witnesses.push({ id, start, end: Date.now(), failure: turn.failure, turn });
-          }),
-        );
-        await stack.route('out', [replica]);
-        const out = Date.now();
-        await sleep(TAKE_OUT_SETTLE_MS);
-        const at = Date.now();
-        const code = await stack.stop(replica.proc!, 'SIGTERM');
-        await stack.startReplica(replica);
-        const back = Date.now();
-        await stack.route('in', [replica]);
-        terms.push({ replica, out, at, back, code });
-      }
-      await Promise.all(witnessed);
+      restart = await rollingRestart(stack, stable, witnessConversations);
       await sleep(1500);
     } finally {
       outcomes = await load.stop();
       stack.fake.set({ firstTokenDelayMs: 0, chunkIntervalMs: 0 });
     }
+    const { terms, witnesses } = restart;
     const log = await stack.accessLogOf(outcomes.map((o) => o.id));
     outcomes.push(...witnesses);
     turns.push(...witnesses.map((w) => w.turn));
     // Only a restart that went through every replica is judged by the next step.
     rolling = outcomes;
-    const inFlightAt = terms.map(
-      ({ replica, at }) =>
-        outcomes.filter(
-          (o) =>
-            o.start < at && o.end > at && log.get(o.id)?.upstream_addr.split(', ')[0] === addressOf(replica),
-        ).length,
-    );
+    const inFlightAt = terms.map(({ replica, at }) => inFlightOn(outcomes, log, replica, at).length);
     const acknowledged = turns.filter((t) => t.status === 200 && t.userMessageId);
     console.log(
       `# rolling restart: ${outcomes.length} streams (${turns.length} conversation turns, ${acknowledged.length} ` +
@@ -492,33 +403,12 @@ describe('production rehearsal: rate limits, kill -9, rolling restart and canary
         `(and one witness each), ` +
         `failed: ${failures(outcomes).length}`,
     );
-    for (const [i, { replica, at, code }] of terms.entries()) {
-      assert.equal(code, 0, `${replica.name} drained and exited 0\n${tail(replica.proc!.log)}`);
-      const witness = witnesses.find((w) => w.id === `rolling-witness-${i}`)!;
-      assert.ok(witness.end > at, `${witness.id} was still streaming from ${replica.name} at its SIGTERM`);
-      assert.equal(witness.failure, undefined, `${witness.id} was drained to its end`);
-    }
+    assertRollingRestart(terms, witnesses, outcomes, log);
     assert.ok(
       inFlightAt.reduce((a, b) => a + b, 0) > 0,
       'streams nginx sent before a take-out were in flight at the SIGTERM',
     );
     assert.ok(outcomes.length >= 40, `${outcomes.length} streams`);
-    // Taken out means taken out: a request begun once the reload had taken over (the settle) until the
-    // replica was back was never sent to it, not even as a retry.
-    for (const { replica, out, back } of terms) {
-      const sentWhileOut = outcomes.filter(
-        (o) =>
-          o.start > out + TAKE_OUT_SETTLE_MS &&
-          o.start < back &&
-          log.get(o.id)?.upstream_addr.split(', ').includes(addressOf(replica)),
-      );
-      assert.deepEqual(
-        sentWhileOut.map((o) => o.id),
-        [],
-        `nginx sent requests to ${replica.name} while it was out`,
-      );
-    }
-
     // Nothing lost: every user message acknowledged (a 200 stream announcing it) is in PostgreSQL, and
     // its reply is complete with the whole text; no user message is stored that no client was told of.
     const userIds = acknowledged.map((t) => t.userMessageId!);

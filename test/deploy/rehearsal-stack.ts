@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   closeSync,
@@ -19,7 +19,12 @@ import path from 'node:path';
 import { Agent, request } from 'undici';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { type FakeUpstream, type FakeUpstreamOptions, startFakeUpstream } from '../fake-upstream/server.js';
-import { createTestDatabase, markSuiteRan, type TestDatabase } from '../helpers/databases.js';
+import {
+  createTestDatabase,
+  markSuiteRan,
+  type TestDatabase,
+  type TestDialect,
+} from '../helpers/databases.js';
 import {
   CI,
   DEPLOY,
@@ -57,6 +62,10 @@ export const rehearsalSkip: string | false = missingServices.length
     ? `${missingTools.join(', ')} not installed (run .ci/install-deploy-tools)`
     : false;
 if (rehearsalSkip) console.log(`# skipping the production rehearsal: ${rehearsalSkip}`);
+/** Why the rehearsal on MariaDB / MySQL is skipped (it also needs TEST_MYSQL_URL), or false. */
+export const mysqlRehearsalSkip: string | false =
+  rehearsalSkip ||
+  (!process.env.TEST_MYSQL_URL && 'set TEST_MYSQL_URL to run the production rehearsal on MariaDB');
 
 export const MAIN = path.join(ROOT, 'dist', 'main.js');
 /** What deploy/scripts/lib.sh runs in the nginx container to take a replica out of the upstream and back. */
@@ -99,6 +108,8 @@ export interface TurnResult {
   text: string;
   userMessageId?: string;
   assistantMessageId?: string;
+  /** The answering worker's pid (X-Colloquy-Worker) when the replica runs WORKERS > 1 and headers arrived. */
+  worker?: string;
   /** Set when the client saw anything but a 200 stream ending with `done`. */
   failure?: string;
 }
@@ -165,6 +176,10 @@ async function ensureBuilt() {
 
 export interface StackOptions {
   tracks: ('stable' | 'canary')[];
+  /** The database every replica uses: a fresh one on TEST_DATABASE_URL (default) or TEST_MYSQL_URL. */
+  dialect?: Exclude<TestDialect, 'sqlite'>;
+  /** WORKERS for every replica: a supervisor forking that many workers on the replica's port. */
+  workers?: number;
   /** Variables for every replica and CLI call, over the stack's production defaults. */
   env?: Record<string, string>;
   upstream?: FakeUpstreamOptions;
@@ -199,6 +214,7 @@ export class RehearsalStack {
   #nginxRender?: NginxRender;
   #certificate?: { cert: string; key: string };
   #promConfig = { tokenFile: '', alertmanager: undefined as string | undefined };
+  #workers: number | undefined;
 
   get nginxDir() {
     return path.join(this.dir, 'nginx');
@@ -230,6 +246,7 @@ export class RehearsalStack {
       ...this.baseEnv,
       PORT: String(replica.port),
       COLLOQUY_TRACK: replica.track,
+      ...(this.#workers ? { WORKERS: String(this.#workers) } : {}),
       ...replica.env,
     });
   }
@@ -246,6 +263,24 @@ export class RehearsalStack {
       `${replica.name} ready\n${tail(replica.proc?.log ?? '')}`,
       30_000,
     );
+  }
+
+  /**
+   * The pids of a replica's worker processes (WORKERS > 1): the children of its supervisor, the process
+   * the stack started. `ps`, as /proc/PID/task/TID/children is absent from some kernels.
+   */
+  workerPids(replica: Replica): number[] {
+    const pid = replica.proc?.child.pid;
+    if (!pid) return [];
+    try {
+      return execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' })
+        .split('\n')
+        .map((line) => Number(line.trim()))
+        .filter((n) => n > 0);
+    } catch {
+      // ps exits 1 when the process has no children.
+      return [];
+    }
   }
 
   /** A replica not started yet, nor routed to or scraped until `reconfigure()`. */
@@ -311,13 +346,15 @@ export class RehearsalStack {
 
   /**
    * One conversation turn (through nginx, or straight to `replica`): POST /api/conversations/:id/messages with the user's key,
-   * answered with server-sent events (message, start, delta…, done or error) read to the end.
+   * answered with server-sent events (message, start, delta…, done or error) read to the end. `onHeaders`
+   * is told when the answer's headers arrive (its status and worker known), the stream still to be read.
    */
   async sendMessage(
     conversationId: string,
     content: string,
     requestId: string,
     replica?: Replica,
+    onHeaders?: (turn: TurnResult) => void,
   ): Promise<TurnResult> {
     const turn: TurnResult = { requestId, status: 0, events: [], text: '' };
     let raw = '';
@@ -330,6 +367,8 @@ export class RehearsalStack {
         replica,
       );
       turn.status = res.statusCode;
+      if (res.headers['x-colloquy-worker']) turn.worker = String(res.headers['x-colloquy-worker']);
+      onHeaders?.(turn);
       res.body.setEncoding('utf8');
       // Read event by event: a stream cut off mid-way still tells which messages it had announced.
       for await (const chunk of res.body) {
@@ -351,15 +390,27 @@ export class RehearsalStack {
     return turn;
   }
 
-  /** A streamed /v1/chat/completions through nginx: its text, and a failure unless it ended with [DONE]. */
-  async streamChat(requestId: string, body: Record<string, unknown> = {}) {
+  /**
+   * A streamed /v1/chat/completions through nginx: its text, and a failure unless it ended with [DONE]
+   * (`headers` over the admin's; `worker`: X-Colloquy-Worker, when headers arrived).
+   */
+  async streamChat(
+    requestId: string,
+    body: Record<string, unknown> = {},
+    headers: Record<string, string> = {},
+  ) {
     let res: Awaited<ReturnType<RehearsalStack['chat']>>;
-    let raw: string;
     try {
-      res = await this.chat({ stream: true, ...body }, { 'x-request-id': requestId });
-      raw = await res.body.text();
+      res = await this.chat({ stream: true, ...body }, { 'x-request-id': requestId, ...headers });
     } catch (err) {
       return { requestId, status: 0, text: '', failure: `the stream broke: ${err}` };
+    }
+    const worker = res.headers['x-colloquy-worker'] ? String(res.headers['x-colloquy-worker']) : undefined;
+    let raw: string;
+    try {
+      raw = await res.body.text();
+    } catch (err) {
+      return { requestId, status: res.statusCode, text: '', worker, failure: `the stream broke: ${err}` };
     }
     const text = [...raw.matchAll(/"content":"([^"]*)"/g)].map((m) => m[1]).join('');
     const failure =
@@ -368,7 +419,7 @@ export class RehearsalStack {
         : !/data: \[DONE\]\s*$/.test(raw)
           ? `the stream ended without [DONE]: ${raw.slice(-200)}`
           : undefined;
-    return { requestId, status: res.statusCode, text, failure };
+    return { requestId, status: res.statusCode, text, failure, worker };
   }
 
   /** Prometheus' HTTP API: the `data` of a successful answer. */
@@ -531,7 +582,8 @@ export class RehearsalStack {
     markSuiteRan('redis');
     this.dir = mkdtempSync(path.join(os.tmpdir(), 'colloquy-rehearsal-'));
     await ensureBuilt();
-    this.db = await createTestDatabase('postgres');
+    this.db = await createTestDatabase(options.dialect ?? 'postgres');
+    this.#workers = options.workers;
     this.fake = await startFakeUpstream({
       apiKey: UPSTREAM_KEY,
       reply: UPSTREAM_REPLY,
