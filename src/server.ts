@@ -111,9 +111,11 @@ export async function startServer(
         // Idle keep-alive connections are ended from the start of the delay, while the listener is still open:
         // a proxy's pool (nginx's upstream keepalive) then holds none of ours when close() begins, so no
         // request can arrive on one between close() refusing new work (503) and close() ending idle
-        // connections — a POST refused there is one a proxy may not replay. Later, a keep-alive connection
-        // whose request was in flight (a stream) turns idle and would hold the process open for the whole
-        // keep-alive timeout (72 s by default): those are ended as they go idle too.
+        // connections — a POST refused there is one a proxy may not replay. A connection whose request was
+        // in flight (a stream begun before SIGTERM, answered keep-alive) is ended by the lifecycle plugin in
+        // the tick its response finishes, before a proxy can reuse it. The sweep is the backstop for answers
+        // that plugin does not see (health, metrics, refusals), which would otherwise hold the process open
+        // for the whole keep-alive timeout (72 s by default).
         const idleSweep = setInterval(() => app.server.closeIdleConnections(), 100);
         app.server.closeIdleConnections();
         if (config.http.shutdownDelayMs > 0) await sleep(config.http.shutdownDelayMs);

@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import underPressure from '@fastify/under-pressure';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import fp from 'fastify-plugin';
@@ -37,7 +38,7 @@ export const lifecyclePlugin = fp(
     // One callback-style hook for draining, closing and the concurrency cap (issue 26: each hook Fastify runs
     // costs every request its dispatch; an async hook would also cost a promise).
     const closing = refuseWhileClosing(app);
-    const admit = limitConcurrency(options.maxConcurrentRequests, options.inFlightGauge);
+    const admit = limitConcurrency(options.maxConcurrentRequests, options.inFlightGauge, options.isDraining);
     app.addHook('onRequest', (request, reply, done) => {
       if (options.isDraining()) reply.raw.shouldKeepAlive = false;
       if (ALWAYS_SERVED.has(pathOf(request.url))) return done();
@@ -95,17 +96,20 @@ function refuseWhileClosing(app: FastifyInstance): () => boolean {
  * (finished or the client went away), so a hijacked event stream or a WebSocket counts for as long as it is
  * open. Past the cap the answer is an immediate 503 + Retry-After, never a queue: a queue would only turn
  * overload into timeouts, while a refusal lets the client or the load balancer go elsewhere now.
+ * While draining, the same listener retires the connection of each response that finishes.
  */
 function limitConcurrency(
   cap: number,
   gauge: Gauge | undefined,
+  isDraining: () => boolean,
 ): (reply: FastifyReply) => AppError | undefined {
   let inFlight = 0;
   gauge?.set(0);
   // One listener function for every response, not a closure per request.
-  const closed = () => {
+  const closed = function (this: ServerResponse) {
     inFlight--;
     gauge?.dec();
+    if (isDraining()) retireConnection(this);
   };
   return (reply) => {
     if (cap > 0 && inFlight >= cap) {
@@ -120,4 +124,25 @@ function limitConcurrency(
     reply.raw.once('close', closed);
     return undefined;
   };
+}
+
+/**
+ * Ends, while draining, the connection of a response that has just finished. A response begun before the
+ * drain (a stream) was sent with keep-alive headers, so when it ends its connection looks reusable to a proxy
+ * (nginx's upstream keepalive pool), which may send its next request on it at once; once close() began, that
+ * request would be refused 503, and nginx does not replay a POST. Ended here, in the tick its last bytes were
+ * written, the connection's FIN follows them at once (not up to 100 ms later, at server.ts's idle sweep), so
+ * the proxy sees it closed rather than idle, and nothing sent on it later is read.
+ *
+ * Runs from the response's 'close' event: by then Node (lib/_http_server.js, resOnFinish) has detached the
+ * response from its socket, and attached the next one if a pipelined request was already being served —
+ * that connection is busy and left alone (the check Node's closeIdleConnections() makes, for one socket).
+ * A response answered while draining already says `Connection: close`: Node is ending that socket itself
+ * (no longer writable). Destroyed, like closeIdleConnections() does, not half-closed: a request arriving on a
+ * half-closed connection would still be read and run, with no way to answer it.
+ */
+function retireConnection(response: ServerResponse) {
+  const socket = response.req.socket as ServerResponse['req']['socket'] & { _httpMessage?: unknown };
+  if (socket.destroyed || !socket.writable || socket._httpMessage) return;
+  socket.destroy();
 }
