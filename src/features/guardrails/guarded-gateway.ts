@@ -1,3 +1,4 @@
+import { CallController } from '../../core/call-signal.js';
 import type { Logger } from '../../core/logger.js';
 import type {
   ChatGateway,
@@ -202,8 +203,13 @@ export class GuardedGateway implements ChatGateway {
    */
   #parallel(set: GuardrailSet, request: GatewayRequest, body: ChatCompletionRequest, context: StageContext) {
     if (!set.parallel.length) return { request: { ...request, body }, checks: undefined };
-    const controller = new AbortController();
-    const signal = request.signal ? AbortSignal.any([request.signal, controller.signal]) : controller.signal;
+    // The request's signal is a CallSignal (src/core/call-signal.ts), which Node 24's AbortSignal.any()
+    // refuses: the caller's abort is forwarded by hand.
+    const controller = new CallController();
+    const outer = request.signal;
+    if (outer?.aborted) controller.abort(outer.reason);
+    else outer?.addEventListener('abort', () => controller.abort(outer.reason), { once: true });
+    const signal = controller.signal;
     const last = body.messages.findLast((m) => m.role === 'user');
     const text =
       typeof last?.content === 'string'
