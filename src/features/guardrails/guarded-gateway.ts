@@ -280,7 +280,12 @@ export class GuardedGateway implements ChatGateway {
       : this.inner.stream(parallel.request);
     if (parallel.checks) call.catch(() => {});
     // The stream is handed over (its first byte released) only once the parallel checks have passed.
-    const [result] = await Promise.all([call, parallel.checks]);
+    const [result] = await Promise.all([call, parallel.checks]).catch((err: unknown) => {
+      // Refused before its first byte: the upstream stream already begun is released now, not left holding
+      // its connection (and its first-token timer) until the upstream gives up.
+      void call.then((begun) => begun.cancel?.()).catch(() => {});
+      throw err;
+    });
     let events = result.events;
     const masked = context.masks!.size > 0;
     if (masked) events = unmaskStream(events, context.masks!);

@@ -122,7 +122,15 @@ export class RoutingGateway implements ChatGateway {
     const firstChunkAt = performance.now();
     const ttftMs = firstChunkAt - startedAt;
     this.health.timeToFirstToken(route.deployment, firstChunkAt - sentAt, firstChunkAt);
-    return { route, ttftMs, events: relayAttempt(value, release, this.health, route.deployment, sentAt) };
+    return {
+      route,
+      ttftMs,
+      events: relayAttempt(value, release, this.health, route.deployment, sentAt),
+      cancel: async () => {
+        release();
+        await value.iterator.return?.().catch(() => {});
+      },
+    };
   }
 
   /**

@@ -71,6 +71,11 @@ export interface StreamResult {
    * this resolves, a failure surfaces as a ProviderError thrown while iterating.
    */
   events: AsyncIterable<StreamEvent>;
+  /**
+   * Releases a stream nobody will read (a guardrail refused it before its first byte): its upstream call and
+   * deadline end now. Returning `events` would not do it: a generator never started skips its `finally`.
+   */
+  cancel?(): Promise<void>;
 }
 
 /** An embeddings call (POST /v1/embeddings): the same routing, limits and caller as a chat call. */
