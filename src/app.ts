@@ -518,6 +518,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     credentials,
     attachments,
     flags: conversationFlags,
+    // Running generations get the whole drain period (SHUTDOWN_TIMEOUT), not a fixed 30 s.
+    shutdownGraceMs: config.http.shutdownTimeoutMs,
     // A deleted conversation's files go with it.
     onConversationDeleted: async () => {
       await files
