@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../core/logger.js';
+import { subscribeToAnnouncements } from '../../core/redis.js';
 import type { KeyOwner } from './store.js';
 
 export interface UsableKeyCacheOptions {
@@ -49,25 +50,13 @@ export class UsableKeyCache {
     this.#channel = options.channel ?? 'colloquy:api-keys:invalidate';
     this.#logger = options.logger;
     this.#redis = options.redis;
-    if (this.#redis) this.#subscriber = this.#subscribe(this.#redis);
-  }
-
-  #subscribe(redis: Redis): Redis {
-    // A subscribed connection can do nothing else, hence a second one. Without an offline queue a subscribe
-    // sent before the connection is ready fails, so it is (re)sent on every ready.
-    const subscriber = redis.duplicate({ autoResubscribe: false });
-    // Whatever was cached before the subscription took (at start-up, or across an outage) may have missed a
-    // revocation announced meanwhile: it is dropped once the subscription holds.
-    subscriber.on('ready', () => {
-      subscriber.subscribe(this.#channel).then(
-        () => this.#forgetAll(),
-        (err) => this.#logger?.warn({ err }, 'could not subscribe to API key revocations'),
-      );
-    });
-    // Outages are logged by the main client; while this one is down the TTL bounds staleness.
-    subscriber.on('error', () => {});
-    subscriber.on('message', (_channel: string, message: string) => this.#apply(message));
-    return subscriber;
+    if (this.#redis)
+      this.#subscriber = subscribeToAnnouncements(this.#redis, this.#channel, {
+        onSubscribed: () => this.#forgetAll(),
+        onMessage: (message) => this.#apply(message),
+        what: 'API key revocations',
+        logger: this.#logger,
+      });
   }
 
   /** The cached owner of the key with this hash, if any is fresh: the hot path, without a promise. */

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../core/logger.js';
+import { subscribeToAnnouncements } from '../../core/redis.js';
 
 export interface SessionCacheOptions {
   /**
@@ -49,27 +50,17 @@ export class SessionCache {
     this.#channel = options.channel ?? 'colloquy:sessions:invalidate';
     this.#logger = options.logger;
     this.#redis = options.redis;
-    if (this.#redis) this.#subscriber = this.#subscribe(this.#redis);
+    if (this.#redis)
+      this.#subscriber = subscribeToAnnouncements(this.#redis, this.#channel, {
+        onSubscribed: () => this.#forgetAll(),
+        onMessage: (message) => this.#apply(message),
+        what: 'session sign-outs',
+        logger: this.#logger,
+      });
   }
 
   get ttlMs(): number {
     return this.#ttlMs;
-  }
-
-  #subscribe(redis: Redis): Redis {
-    // As in UsableKeyCache: a subscribed connection can do nothing else, and subscribing is redone on ready.
-    const subscriber = redis.duplicate({ autoResubscribe: false });
-    // Whatever was cached before the subscription took (at start-up, or across an outage) may have missed a
-    // sign-out announced meanwhile: it is dropped once the subscription holds.
-    subscriber.on('ready', () => {
-      subscriber.subscribe(this.#channel).then(
-        () => this.#forgetAll(),
-        (err) => this.#logger?.warn({ err }, 'could not subscribe to session sign-outs'),
-      );
-    });
-    subscriber.on('error', () => {});
-    subscriber.on('message', (_channel: string, message: string) => this.#apply(message));
-    return subscriber;
   }
 
   /** Whether the session is signed in, from the cache or from `load` (which reads the database). */

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../core/logger.js';
+import { subscribeToAnnouncements } from '../../core/redis.js';
 
 /**
  * Tells every replica that the stored guardrails changed, so each reloads them at once (issue 22: a change
@@ -19,26 +20,19 @@ export class GuardrailChanges {
       channel?: string;
     } = {},
   ) {
-    if (options.redis) this.#subscriber = this.#subscribe(options.redis);
+    // Once subscribed, listeners are told (at start-up too: a change may have come between the first load and
+    // the subscription, as in a replica started under load).
+    if (options.redis)
+      this.#subscriber = subscribeToAnnouncements(options.redis, this.channel, {
+        onSubscribed: () => this.#emit(),
+        onMessage: () => this.#emit(),
+        what: 'guardrail changes',
+        logger: options.logger,
+      });
   }
 
   get channel() {
     return this.options.channel ?? 'colloquy:guardrails:changed';
-  }
-
-  #subscribe(redis: Redis): Redis {
-    const subscriber = redis.duplicate({ autoResubscribe: false });
-    // Once subscribed, listeners are told (at start-up too: a change may have come between the first load and
-    // the subscription, as in a replica started under load).
-    subscriber.on('ready', () => {
-      subscriber
-        .subscribe(this.channel)
-        .then(() => this.#emit())
-        .catch((err) => this.options.logger?.warn({ err }, 'could not subscribe to guardrail changes'));
-    });
-    subscriber.on('error', () => {});
-    subscriber.on('message', () => this.#emit());
-    return subscriber;
   }
 
   onChange(listener: () => void) {

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../core/logger.js';
+import { subscribeToAnnouncements } from '../../core/redis.js';
 import type { LimitScope } from './tables.js';
 
 /** What changed: a subject's budgets or its rate-limit overrides. */
@@ -33,27 +34,16 @@ export class LimitInvalidations {
     this.#redis = options.redis;
     this.#logger = options.logger;
     this.#channel = options.channel ?? 'colloquy:limits:invalidate';
-    if (this.#redis) this.#subscriber = this.#subscribe(this.#redis);
-  }
-
-  #subscribe(redis: Redis): Redis {
-    // A subscribed connection can do nothing else, hence a second one; the subscribe is (re)sent on every
-    // ready, and whatever was announced while it was away is dropped wholesale.
-    const subscriber = redis.duplicate({ autoResubscribe: false });
-    // Once subscribed (at start-up too: a change may have come between the first read and the subscription),
-    // every cached setting is dropped.
-    subscriber.on('ready', () => {
-      subscriber
-        .subscribe(this.#channel)
-        .then(() => {
+    if (this.#redis)
+      this.#subscriber = subscribeToAnnouncements(this.#redis, this.#channel, {
+        // Once subscribed, every cached setting is dropped.
+        onSubscribed: () => {
           for (const scope of ['key', 'user'] as const) this.#emitAll(scope);
-        })
-        .catch((err) => this.#logger?.warn({ err }, 'could not subscribe to budget and limit changes'));
-    });
-    // Outages are logged by the main client; while this one is down the stores' TTL bounds staleness.
-    subscriber.on('error', () => {});
-    subscriber.on('message', (_channel: string, message: string) => this.#apply(message));
-    return subscriber;
+        },
+        onMessage: (message) => this.#apply(message),
+        what: 'budget and limit changes',
+        logger: this.#logger,
+      });
   }
 
   #emitAll(scope: LimitScope) {
