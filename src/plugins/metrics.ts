@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { answerMetricsCollection, isClusterWorker, scrapeCluster } from '../cluster/metrics.js';
 import { AppError } from '../core/errors.js';
+import { HistogramCells } from '../metrics/label-cells.js';
 import type { Metrics } from '../metrics/registry.js';
 
 export interface MetricsPluginOptions {
@@ -36,14 +37,12 @@ export const metricsPlugin = fp(
       const stopAnswering = answerMetricsCollection(metrics.registry, options.beforeScrape);
       app.addHook('onClose', async () => stopAnswering());
     }
+    const httpDuration = new HistogramCells(metrics.httpDuration, ['route', 'method', 'status_code']);
     // A callback-style hook: on every request, an async one costs a promise for nothing.
     app.addHook('onResponse', (request, reply, done) => {
       const route = request.routeOptions.url ?? 'unmatched';
       if (route !== '/metrics')
-        metrics.httpDuration.observe(
-          { route, method: request.method, status_code: String(reply.statusCode) },
-          reply.elapsedTime / 1000,
-        );
+        httpDuration.observe(reply.elapsedTime / 1000, route, request.method, String(reply.statusCode));
       done();
     });
 

@@ -91,7 +91,7 @@ export async function postJson(options: PostOptions): Promise<UpstreamResponse> 
   try {
     response = await upstreamRequest(
       options.url,
-      { ...postRequest(options), signal: deadline.signal },
+      postRequest(options, deadline.signal),
       options.timeouts.connectMs,
     );
   } catch (err) {
@@ -117,7 +117,7 @@ export async function postForText(options: PostOptions): Promise<string> {
     response = await requestText(
       agentFor(options.timeouts.connectMs),
       options.url,
-      { ...postRequest(options), signal: deadline.signal },
+      postRequest(options, deadline.signal),
       deadline.stopTimer,
     );
   } catch (err) {
@@ -143,7 +143,7 @@ function headersDeadline(options: PostOptions) {
   return { signal: options.signal, stopTimer: lent.headersCame, clear: lent.headersCame };
 }
 
-function postRequest(options: PostOptions) {
+function postRequest(options: PostOptions, signal: AbortSignal) {
   return {
     method: 'POST' as const,
     headers: { 'content-type': 'application/json', ...options.headers },
@@ -152,6 +152,7 @@ function postRequest(options: PostOptions) {
     // A backstop only (readSse enforces both deadlines precisely): the first chunk of a stream may take up
     // to the first-token timeout after the headers, which can be longer than the idle gap.
     bodyTimeout: Math.max(options.timeouts.idleMs, options.timeouts.firstTokenMs),
+    signal,
   };
 }
 

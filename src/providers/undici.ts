@@ -29,6 +29,30 @@ const { parseHeaders } = require('undici/lib/core/util.js') as {
   parseHeaders(raw: Buffer[]): Record<string, string | string[] | undefined>;
 };
 
+/** What requestText sends: one POST or GET with its whole body. */
+export interface TextRequest {
+  method: 'POST' | 'GET';
+  headers: Record<string, string>;
+  body?: string | undefined;
+  headersTimeout: number;
+  bodyTimeout: number;
+  signal: AbortSignal;
+}
+
+/** Where undici sends a URL; `origin`, `pathname` and `search` each build a new string on every read. */
+const targets = new WeakMap<URL, { href: string; origin: string; path: string }>();
+
+function targetOf(url: URL) {
+  const href = url.href;
+  let target = targets.get(url);
+  // A URL can be changed in place: the cached parts hold only while its href is the one they were read from.
+  if (target?.href !== href) {
+    target = { href, origin: url.origin, path: url.pathname + url.search };
+    targets.set(url, target);
+  }
+  return target;
+}
+
 export interface TextResponse {
   statusCode: number;
   /** The response headers, parsed on first use (a 2xx answer needs none). */
@@ -45,55 +69,91 @@ export interface TextResponse {
 export function requestText(
   dispatcher: Dispatcher,
   url: URL,
-  options: Omit<RequestOptions, 'signal'> & { signal: AbortSignal },
+  options: TextRequest,
   onResponseHeaders: () => void,
 ): Promise<TextResponse> {
   return new Promise((resolve, reject) => {
-    const { signal } = options;
-    let abortCall: ((reason: Error) => void) | undefined;
-    let reason: Error | undefined;
-    const onAbort = () => {
-      reason = signal.reason ?? new errors.RequestAbortedError();
-      abortCall?.(reason as Error);
-    };
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
-    let statusCode = 0;
-    let rawHeaders: Buffer[] = [];
-    const chunks: Buffer[] = [];
-    const settle = () => signal.removeEventListener('abort', onAbort);
+    const { origin, path } = targetOf(url);
+    const handler = new TextHandler(options.signal, onResponseHeaders, resolve, reject);
     dispatcher.dispatch(
-      { ...options, origin: url.origin, path: url.pathname + url.search } as Dispatcher.DispatchOptions,
       {
-        onConnect(abort: (reason: Error) => void) {
-          if (reason) abort(reason);
-          else abortCall = abort;
-        },
-        onHeaders(status: number, headers: Buffer[]) {
-          if (status < 200) return true; // 1xx: the real answer follows
-          statusCode = status;
-          rawHeaders = headers;
-          onResponseHeaders();
-          return true;
-        },
-        onData(chunk: Buffer) {
-          chunks.push(chunk);
-          return true;
-        },
-        onComplete() {
-          settle();
-          let parsed: Record<string, string | string[] | undefined> | undefined;
-          resolve({
-            statusCode,
-            headers: () => (parsed ??= parseHeaders(rawHeaders)),
-            text: (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8'),
-          });
-        },
-        onError(err: Error) {
-          settle();
-          reject(err);
-        },
-      } as unknown as Dispatcher.DispatchHandler,
+        method: options.method,
+        headers: options.headers,
+        body: options.body,
+        headersTimeout: options.headersTimeout,
+        bodyTimeout: options.bodyTimeout,
+        origin,
+        path,
+      },
+      handler as unknown as Dispatcher.DispatchHandler,
     );
   });
+}
+
+const ONCE = { once: true } as const;
+const NO_HEADERS: Buffer[] = [];
+
+/**
+ * requestText's dispatch handler, abort listener (`handleEvent`) and answer in one object: as closures
+ * they were eight functions and three objects per call.
+ */
+class TextHandler implements TextResponse {
+  statusCode = 0;
+  text = '';
+  #rawHeaders = NO_HEADERS;
+  #parsed: Record<string, string | string[] | undefined> | undefined;
+  readonly #chunks: Buffer[] = [];
+  #abortCall: ((reason: Error) => void) | undefined;
+  #reason: Error | undefined;
+
+  constructor(
+    private readonly signal: AbortSignal,
+    private readonly onResponseHeaders: () => void,
+    private readonly resolve: (response: TextResponse) => void,
+    private readonly reject: (err: Error) => void,
+  ) {
+    if (signal.aborted) this.handleEvent();
+    else signal.addEventListener('abort', this, ONCE);
+  }
+
+  /** The caller's signal aborted. */
+  handleEvent() {
+    this.#reason = this.signal.reason ?? new errors.RequestAbortedError();
+    this.#abortCall?.(this.#reason as Error);
+  }
+
+  headers() {
+    this.#parsed ??= parseHeaders(this.#rawHeaders);
+    return this.#parsed;
+  }
+
+  onConnect(abort: (reason: Error) => void) {
+    if (this.#reason) abort(this.#reason);
+    else this.#abortCall = abort;
+  }
+
+  onHeaders(status: number, headers: Buffer[]) {
+    if (status < 200) return true; // 1xx: the real answer follows
+    this.statusCode = status;
+    this.#rawHeaders = headers;
+    this.onResponseHeaders();
+    return true;
+  }
+
+  onData(chunk: Buffer) {
+    this.#chunks.push(chunk);
+    return true;
+  }
+
+  onComplete() {
+    this.signal.removeEventListener('abort', this);
+    const chunks = this.#chunks;
+    this.text = (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8');
+    this.resolve(this);
+  }
+
+  onError(err: Error) {
+    this.signal.removeEventListener('abort', this);
+    this.reject(err);
+  }
 }

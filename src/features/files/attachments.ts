@@ -124,6 +124,15 @@ function fileIdOf(part: ContentPart): string | undefined {
   return typeof id === 'string' ? id : undefined;
 }
 
+/** Whether a request names an upload: most do not, and skip expandFileParts' arrays and promise. */
+export function namesUploads(body: ChatCompletionRequest): boolean {
+  for (const message of body.messages) {
+    if (!Array.isArray(message.content)) continue;
+    for (const part of message.content) if (fileIdOf(part)) return true;
+  }
+  return false;
+}
+
 /**
  * /v1/chat/completions: `{type:'file', file:{file_id}}` parts naming the caller's uploads are replaced by
  * what the model receives (image part, or the document's text); other file parts (`file_data`) pass through

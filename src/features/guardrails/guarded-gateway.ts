@@ -226,9 +226,18 @@ export class GuardedGateway implements ChatGateway {
     return { request: { ...request, body, signal }, checks };
   }
 
-  async complete(request: GatewayRequest): Promise<CompletionResult> {
-    const set = this.resolve(request);
-    if (!set) return this.inner.complete(request);
+  complete(request: GatewayRequest): Promise<CompletionResult> {
+    // Without a guardrail the call is handed straight on: no async frame, nor its promise resolved with the
+    // inner one (a job and two closures per request). Failures still come as rejections, never thrown.
+    try {
+      const set = this.resolve(request);
+      return set ? this.#completeGuarded(request, set) : this.inner.complete(request);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  async #completeGuarded(request: GatewayRequest, set: GuardrailSet): Promise<CompletionResult> {
     const sink = (verdict: Verdict) => this.onVerdict(request.requestId, verdict);
     const context = this.#context(request);
     const input = await this.#input(set, request, context);

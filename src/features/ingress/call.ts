@@ -151,9 +151,11 @@ export function protocolIngress(
         signal: signalFor(reply).signal,
         caller: callerOf(request),
       });
-      const usage = await usageOf(result);
+      // Usage is at hand unless it must be counted: waiting on a value costs a promise for nothing.
+      const counted = usageOf(result);
+      const usage = 'then' in counted ? await counted : counted;
       void record(request, model, { route: result.route, usage, latencyMs: result.latencyMs, status: 'ok' });
-      reply.headers(result.headers ?? {});
+      if (result.headers) reply.headers(result.headers);
       reply.header('x-colloquy-deployment', result.route.deployment);
       return { ...result, usage };
     } catch (err) {

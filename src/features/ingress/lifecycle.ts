@@ -35,8 +35,9 @@ export function abortOnClose(app: FastifyInstance) {
     if (app.shutdownSignal.aborted) controller.abort();
     open.add(controller);
     // 'close' before the response finished means the client disconnected (not a keep-alive socket
-    // listener, which would pile up across requests).
-    reply.raw.once('close', () => {
+    // listener, which would pile up across requests). A response closes once: `on`, as `once` would wrap the
+    // listener in a bound function and its state for nothing.
+    reply.raw.on('close', () => {
       open.delete(controller);
       if (!reply.raw.writableFinished) controller.abort();
     });
@@ -120,7 +121,7 @@ export function recordCall(
   outcome: CallOutcome,
 ) {
   const principal = principalOf(request);
-  return usage.record({
+  usage.enqueue({
     requestId: request.id,
     protocol,
     userId: principal.userId,
@@ -134,8 +135,11 @@ export function recordCall(
 export const callerOf = (request: FastifyRequest) => ({ principal: principalOf(request), ip: request.ip });
 
 /** A non-streamed answer's usage: the upstream's count, else an estimate from the prompt and the text. */
-export function completionUsage(internal: ChatCompletionRequest, completion: ChatCompletion): Promise<Usage> {
-  if (completion.usage) return Promise.resolve(completion.usage);
+export function completionUsage(
+  internal: ChatCompletionRequest,
+  completion: ChatCompletion,
+): Usage | Promise<Usage> {
+  if (completion.usage) return completion.usage;
   return estimateUsage(internal.messages, completion.choices.map((c) => c.message.content ?? '').join(''));
 }
 

@@ -122,9 +122,18 @@ export class LimitedGateway implements ChatGateway {
     return !rateLimits.applies(principal) && budgets.knownNone(principal);
   }
 
-  async complete(request: GatewayRequest): Promise<CompletionResult> {
-    assertModelAllowed(request, request.body.model);
-    if (this.#unlimited(request)) return this.#completeUnlimited(request);
+  complete(request: GatewayRequest): Promise<CompletionResult> {
+    // The fast path is handed straight on: no async frame, nor its promise resolved with the inner one (a job
+    // and two closures per request). Refusals still come as rejections, never thrown.
+    try {
+      assertModelAllowed(request, request.body.model);
+      return this.#unlimited(request) ? this.#completeUnlimited(request) : this.#completeLimited(request);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  async #completeLimited(request: GatewayRequest): Promise<CompletionResult> {
     const admission = await this.#admit(request).catch((err) => this.#counted(request, err));
     if (!admission) return this.inner.complete(request);
     try {

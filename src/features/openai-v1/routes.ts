@@ -10,7 +10,7 @@ import { rawBodyOf } from '../../providers/raw-body.js';
 import type { ChatGateway } from '../../providers/router/types.js';
 import type { ChatCompletionRequest } from '../../providers/types.js';
 import { contextWindowFor, replyReserve } from '../conversations/context.js';
-import { type Attachments, expandFileParts } from '../files/attachments.js';
+import { type Attachments, expandFileParts, namesUploads } from '../files/attachments.js';
 import { protocolIngress } from '../ingress/call.js';
 import { type CachePlan, planCache } from '../ingress/lifecycle.js';
 import type { UsageRecorder } from '../usage/store.js';
@@ -58,17 +58,19 @@ export async function openAiV1Routes(fastify: FastifyInstance, deps: OpenAiV1Dep
       },
     },
     async (request, reply) => {
-      const body = deps.attachments
-        ? await expandFileParts(
-            deps.attachments,
-            principalOf(request).userId,
-            request.body as ChatCompletionRequest,
-            documentBudget(request.body as ChatCompletionRequest),
-          )
-        : (request.body as ChatCompletionRequest);
+      const body =
+        deps.attachments && namesUploads(request.body as ChatCompletionRequest)
+          ? await expandFileParts(
+              deps.attachments,
+              principalOf(request).userId,
+              request.body as ChatCompletionRequest,
+              documentBudget(request.body as ChatCompletionRequest),
+            )
+          : (request.body as ChatCompletionRequest);
       const cache = planCache(deps.responses, request, body);
       if (body.stream) return streamCompletion(request, reply, body, cache);
-      const hit = await ingress.cachedCompletion(request, reply, body.model, cache);
+      // Most requests have no cache to read: no call, no promise to wait for.
+      const hit = cache?.read ? await ingress.cachedCompletion(request, reply, body.model, cache) : undefined;
       if (hit) return hit.completion;
       const { completion } = await ingress.complete(request, reply, body.model, body, cache);
       // Pass-through (issue 26): an OpenAI-format upstream's answer that nothing transformed goes out as the

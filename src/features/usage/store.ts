@@ -4,6 +4,7 @@ import type { Logger } from '../../core/logger.js';
 import type { Db } from '../../db/database.js';
 import { onConflictIgnore } from '../../db/portable.js';
 import type { UsageRecordsTable } from '../../db/schema.js';
+import { CounterCells, HistogramCells } from '../../metrics/label-cells.js';
 import type { Metrics } from '../../metrics/registry.js';
 import type { RouteInfo } from '../../providers/router/types.js';
 import type { Usage } from '../../providers/types.js';
@@ -41,6 +42,8 @@ export interface UsageEvent {
 /** The ledger's and the metrics' model for a request no route answered (see #ledgerModel). */
 export const UNROUTED = 'unrouted';
 
+const noop = () => {};
+
 /** Rows written per statement at most; more waiting rows go in the next statement right away. */
 const MAX_BATCH = 256;
 /**
@@ -75,6 +78,8 @@ export class UsageRecorder {
   #closed = false;
   /** The SQL of a batch of n rows, compiled once per n (the statement is then prepared once too). */
   readonly #batchSql = new Map<number, CompiledQuery>();
+  /** The request metrics' series, found by label values (see label-cells.ts). */
+  readonly #cells;
 
   constructor(
     private readonly db: Db,
@@ -84,7 +89,15 @@ export class UsageRecorder {
     private readonly tracing?: Tracing,
     /** How long a batch waits for company (tests lengthen it to tell batched rows from `soon` ones). */
     private readonly flushDelayMs = FLUSH_DELAY_MS,
-  ) {}
+  ) {
+    this.#cells = metrics && {
+      requests: new CounterCells(metrics.llmRequests, ['provider', 'model', 'status', 'cached', 'protocol']),
+      duration: new HistogramCells(metrics.llmDuration, ['provider', 'model', 'status', 'protocol']),
+      ttft: new HistogramCells(metrics.llmTtft, ['provider', 'model']),
+      tokens: new CounterCells(metrics.tokens, ['provider', 'model', 'type']),
+      cost: new CounterCells(metrics.cost, ['provider', 'model']),
+    };
+  }
 
   /**
    * Whether a model name may be written to the ledger as sent (a configured alias or a listed model). A name
@@ -100,26 +113,21 @@ export class UsageRecorder {
 
   #observe(event: UsageEvent, costUsd: number) {
     const m = this.metrics;
-    if (!m) return;
+    const cells = this.#cells;
+    if (!m || !cells) return;
     // Labels come from the resolved route (configured names), never from what the client typed.
     const provider = event.route?.provider ?? 'none';
     const model = event.route?.requestedModel ?? UNROUTED;
     const protocol = event.protocol ?? 'chat_completions';
-    m.llmRequests.inc({
-      provider,
-      model,
-      status: event.status,
-      cached: event.cached ? 'true' : 'false',
-      protocol,
-    });
+    cells.requests.inc(1, provider, model, event.status, event.cached ? 'true' : 'false', protocol);
     // A cache hit called no upstream: it counts as a request, not as upstream latency, tokens or spend.
     if (!event.route || event.cached) return;
     if (event.latencyMs !== undefined)
-      m.llmDuration.observe({ provider, model, status: event.status, protocol }, event.latencyMs / 1000);
-    if (event.ttftMs !== undefined) m.llmTtft.observe({ provider, model }, event.ttftMs / 1000);
-    m.tokens.inc({ provider, model, type: 'prompt' }, event.usage?.prompt_tokens ?? 0);
-    m.tokens.inc({ provider, model, type: 'completion' }, event.usage?.completion_tokens ?? 0);
-    m.cost.inc({ provider, model }, costUsd);
+      cells.duration.observe(event.latencyMs / 1000, provider, model, event.status, protocol);
+    if (event.ttftMs !== undefined) cells.ttft.observe(event.ttftMs / 1000, provider, model);
+    cells.tokens.inc(event.usage?.prompt_tokens ?? 0, provider, model, 'prompt');
+    cells.tokens.inc(event.usage?.completion_tokens ?? 0, provider, model, 'completion');
+    cells.cost.inc(costUsd, provider, model);
     if (event.route.attempts > 1) m.retries.inc({ provider }, event.route.attempts - 1);
     if (event.route.fallback) m.fallbacks.inc({ provider });
   }
@@ -129,6 +137,15 @@ export class UsageRecorder {
    * writes it once the current tick's rows are queued, for a caller that waits for it.
    */
   record(event: UsageEvent, when: 'batched' | 'soon' = 'batched'): Promise<void> {
+    return new Promise<void>((written) => this.#queue(event, when, written));
+  }
+
+  /** As record(), for a caller that does not wait for its row (every /v1 request): no promise is made. */
+  enqueue(event: UsageEvent): void {
+    this.#queue(event, 'batched', noop);
+  }
+
+  #queue(event: UsageEvent, when: 'batched' | 'soon', written: () => void): void {
     const promptTokens = event.usage?.prompt_tokens ?? 0;
     const completionTokens = event.usage?.completion_tokens ?? 0;
     const pricedModel = event.route?.upstreamModel ?? event.model;
@@ -156,12 +173,10 @@ export class UsageRecorder {
       created_at: nowIso(),
       protocol: event.protocol ?? 'chat_completions',
     };
-    return new Promise<void>((written) => {
-      this.#pending.push({ row, written });
-      if (this.#closed || this.#pending.length >= MAX_BATCH) void this.flush();
-      else if (when === 'soon') this.#soon ??= setImmediate(() => void this.flush());
-      else this.#timer ??= setTimeout(() => void this.flush(), this.flushDelayMs);
-    });
+    this.#pending.push({ row, written });
+    if (this.#closed || this.#pending.length >= MAX_BATCH) void this.flush();
+    else if (when === 'soon') this.#soon ??= setImmediate(() => void this.flush());
+    else this.#timer ??= setTimeout(() => void this.flush(), this.flushDelayMs);
   }
 
   /** Writes every row queued so far; resolves once they (and earlier batches) are in the database. */
@@ -222,12 +237,12 @@ export class UsageRecorder {
       this.#batchSql.set(rows.length, compiled);
     }
     // Kysely binds the values row by row, column by column in the rows' key order (the literal above).
-    const parameters: unknown[] = [];
-    for (const row of rows) parameters.push(...Object.values(row));
-    if (parameters.length !== compiled.parameters.length)
-      throw new Error(
-        `usage batch binds ${parameters.length} values, its statement takes ${compiled.parameters.length}`,
-      );
+    // Key by key into an array of the statement's size: Object.values made an array per row to copy from.
+    const parameters: unknown[] = new Array(compiled.parameters.length);
+    let bound = 0;
+    for (const row of rows) for (const key in row) parameters[bound++] = row[key as keyof LedgerRow];
+    if (bound !== compiled.parameters.length)
+      throw new Error(`usage batch binds ${bound} values, its statement takes ${compiled.parameters.length}`);
     return { ...compiled, parameters };
   }
 }
