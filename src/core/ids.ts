@@ -8,20 +8,34 @@ const RANDOM_BYTES = 10;
 const pool = Buffer.alloc(4096);
 let poolOffset = pool.length;
 
+/** The offset of `count` pool bytes no one has used (refilling the pool from the CSPRNG when it runs out). */
+function take(count: number): number {
+  if (poolOffset + count > pool.length) {
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
+  const start = poolOffset;
+  poolOffset += count;
+  return start;
+}
+
 /**
  * Time-ordered ids (`usr_0m3k…`): the millisecond timestamp in fixed-width base 36 then 80 random bits, so
  * ids sort by creation in both SQLite and PostgreSQL and serve as pagination cursors.
  */
 export function newId(prefix: string): string {
   const time = clock().base36;
-  if (poolOffset + RANDOM_BYTES > pool.length) {
-    randomFillSync(pool);
-    poolOffset = 0;
-  }
+  const start = take(RANDOM_BYTES);
   let random = '';
-  for (let i = poolOffset; i < poolOffset + RANDOM_BYTES; i++) random += ALPHABET[pool[i]! % 36];
-  poolOffset += RANDOM_BYTES;
+  for (let i = start; i < start + RANDOM_BYTES; i++) random += ALPHABET[pool[i]! % 36];
   return `${prefix}_${time}${random}`;
+}
+
+/** `bytes` unpredictable bytes (the CSPRNG's, from the shared pool) in hex: ids that need not sort. */
+export function randomHex(bytes: number): string {
+  if (bytes > pool.length) throw new RangeError('randomHex: more bytes than the pool holds');
+  const start = take(bytes);
+  return pool.toString('hex', start, start + bytes);
 }
 
 export const nowIso = (): string => clock().iso;
