@@ -10,19 +10,26 @@ const RANDOM_BYTES = 10;
 const pool = Buffer.alloc(4096);
 let poolOffset = pool.length;
 
+/** The offset of `count` pool bytes no one has used (refilling the pool from the CSPRNG when it runs out). */
+function take(count: number): number {
+  if (poolOffset + count > pool.length) {
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
+  const start = poolOffset;
+  poolOffset += count;
+  return start;
+}
+
 /**
  * Time-ordered ids (`usr_0m3k…`): the millisecond timestamp in fixed-width base 36 then 80 random bits, so
  * ids sort by creation in both SQLite and PostgreSQL and serve as pagination cursors.
  */
 export function newId(prefix: string): string {
   const time = clock().base36;
-  if (poolOffset + RANDOM_BYTES > pool.length) {
-    randomFillSync(pool);
-    poolOffset = 0;
-  }
+  const o = take(RANDOM_BYTES);
   // One string for the ten characters: appending them one by one made a new string per character (~200 B
   // an id, two ids a request).
-  const o = poolOffset;
   const random = String.fromCharCode(
     CODES[pool[o]! % 36]!,
     CODES[pool[o + 1]! % 36]!,
@@ -35,8 +42,14 @@ export function newId(prefix: string): string {
     CODES[pool[o + 8]! % 36]!,
     CODES[pool[o + 9]! % 36]!,
   );
-  poolOffset += RANDOM_BYTES;
   return `${prefix}_${time}${random}`;
+}
+
+/** `bytes` unpredictable bytes (the CSPRNG's, from the shared pool) in hex: ids that need not sort. */
+export function randomHex(bytes: number): string {
+  if (bytes > pool.length) throw new RangeError('randomHex: more bytes than the pool holds');
+  const start = take(bytes);
+  return pool.toString('hex', start, start + bytes);
 }
 
 export const nowIso = (): string => clock().iso;

@@ -113,25 +113,39 @@ export async function responsesRoutes(fastify: FastifyInstance, deps: ResponsesD
         createdAt: Math.floor(Date.now() / 1000),
         request: body,
       };
-      const conversation = [...history, ...inputItems(body.input)];
+      // The conversation is put together only when it is stored (not for `store: false`).
       const save = (response: ResponseObject) =>
         body.store === false
           ? undefined
-          : deps.store.save(principal, { id: response.id, inputItems: conversation, response });
+          : deps.store.save(principal, {
+              id: response.id,
+              inputItems: history.length ? [...history, ...inputItems(body.input)] : inputItems(body.input),
+              response,
+            });
       if (body.stream) return streamResponse(request, reply, internal, shell, save, cache);
       const hit = await ingress.cachedCompletion(request, reply, body.model, cache);
       if (hit) {
         const response = fromCompletion(hit.completion, shell, hit.usage);
         await save(response);
-        return response;
+        return serialized(reply, response);
       }
       const { completion, usage } = await ingress.complete(request, reply, body.model, internal, cache);
       const native = completion[NATIVE_RESPONSE] as ResponseObject | undefined;
       const response = native ? asStored(native, body) : fromCompletion(completion, shell, usage);
       await save(response);
-      return response;
+      return serialized(reply, response);
     },
   );
+
+  /**
+   * The response object as JSON, written here rather than by the route's schema: the schema names three of
+   * its ~25 properties, and fast-json-stringify takes every other one through its generic path, slower than
+   * JSON.stringify (~4 % of a request's CPU). The same JSON, in the object's own order (OpenAI's).
+   */
+  function serialized(reply: FastifyReply, response: ResponseObject) {
+    reply.header('content-type', 'application/json; charset=utf-8');
+    return JSON.stringify(response);
+  }
 
   function streamResponse(
     request: FastifyRequest,

@@ -143,9 +143,10 @@ export function toInternalRequest(
 ): ChatCompletionRequest {
   const messages: ChatMessage[] = [];
   if (body.instructions) messages.push({ role: 'system', content: body.instructions });
-  messages.push(...itemsToMessages([...history, ...inputItems(body.input)], { lenient }));
+  const own = inputItems(body.input);
+  messages.push(...itemsToMessages(history.length ? [...history, ...own] : own, { lenient }));
   if (messages.length === 0) {
-    if (!lenient || inputItems(body.input).length === 0) throw invalid('input must not be empty', 'input');
+    if (!lenient || own.length === 0) throw invalid('input must not be empty', 'input');
     messages.push({ role: 'user', content: '' });
   }
   const request: ChatCompletionRequest = { model: body.model, messages };

@@ -77,7 +77,9 @@ export class RoutingGateway implements ChatGateway {
 
   nativeSupport(model: string, protocol: NativeProtocol): 'all' | 'some' | 'none' {
     const deployments = this.router.resolve(model)?.deployments ?? [];
-    const native = deployments.filter((d) => d.provider.nativeProtocols?.includes(protocol)).length;
+    // Asked on every Responses and Messages request: counted without a filtered copy.
+    let native = 0;
+    for (const d of deployments) if (d.provider.nativeProtocols?.includes(protocol)) native++;
     return native === 0 ? 'none' : native === deployments.length ? 'all' : 'some';
   }
 
