@@ -137,7 +137,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     keepAliveTimeout: config.http.keepAliveTimeoutMs,
     // SSE streams are long-lived; shutdown ends them itself (see server.ts), idle sockets close at once.
     forceCloseConnections: 'idle',
-    // Requests arriving while the server closes get Colloquy's error shape with Retry-After (plugins/lifecycle.ts).
+    // Requests arriving on open connections while the server closes are served (with `Connection: close`), not
+    // refused: a proxy never replays a POST it already sent (plugins/lifecycle.ts).
     return503OnClosing: false,
     // removeAdditional: unknown fields are refused with a 400 naming them, not dropped silently (api-bodies).
     ajv: { customOptions: { allErrors: false, removeAdditional: false } },

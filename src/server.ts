@@ -105,17 +105,18 @@ export async function startServer(
     const close = () => {
       closing ??= (async () => {
         // Readiness turns false at once. For SHUTDOWN_DELAY the listener stays open, answering normally but
-        // closing each connection, while load balancers take this instance out; then new requests get 503
-        // and in-flight ones (streams included) get the drain period.
+        // closing each connection, while load balancers take this instance out; then the listener closes (a
+        // new connection is refused, which a proxy retries elsewhere even for a POST), requests still arriving
+        // on open connections are served, and in-flight ones (streams included) get the drain period.
         draining = true;
         // Idle keep-alive connections are ended from the start of the delay, while the listener is still open:
-        // a proxy's pool (nginx's upstream keepalive) then holds none of ours when close() begins, so no
-        // request can arrive on one between close() refusing new work (503) and close() ending idle
-        // connections — a POST refused there is one a proxy may not replay. A connection whose request was
-        // in flight (a stream begun before SIGTERM, answered keep-alive) is ended by the lifecycle plugin in
-        // the tick its response finishes, before a proxy can reuse it. The sweep is the backstop for answers
-        // that plugin does not see (health, metrics, refusals), which would otherwise hold the process open
-        // for the whole keep-alive timeout (72 s by default).
+        // a proxy's pool (nginx's upstream keepalive) then holds none of ours when the listener closes, and every
+        // answer from now on closes its connection. A connection whose request was in flight (a stream begun
+        // before SIGTERM, answered keep-alive) is ended by the lifecycle plugin in the tick its response
+        // finishes, before a proxy can reuse it. The sweep is the backstop for answers that plugin does not see
+        // (health, metrics), which would otherwise hold the process open for the whole keep-alive timeout (72 s
+        // by default). It never ends a connection a proxy has just opened, its request still on the way: Node's
+        // closeIdleConnections() counts a connection busy from its accept (its HTTP parser starts active).
         const idleSweep = setInterval(() => app.server.closeIdleConnections(), 100);
         app.server.closeIdleConnections();
         if (config.http.shutdownDelayMs > 0) await sleep(config.http.shutdownDelayMs);

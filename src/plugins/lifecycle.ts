@@ -32,23 +32,19 @@ const pathOf = (url: string) => {
  */
 export const lifecyclePlugin = fp(
   async (app: FastifyInstance, options: LifecycleOptions) => {
-    // Draining (SIGTERM, before the listener closes): readiness already fails, and every answer closes its
-    // connection, so a proxy retires its pooled connections cleanly instead of racing a close. Set on the raw
-    // response so hijacked event streams (which write their own head) close too.
-    // One callback-style hook for draining, closing and the concurrency cap (issue 26: each hook Fastify runs
-    // costs every request its dispatch; an async hook would also cost a promise).
-    const closing = refuseWhileClosing(app);
+    // Draining (SIGTERM on): readiness already fails, and every answer closes its connection, so a proxy
+    // retires its pooled connections cleanly instead of racing a close. Set on the raw response so hijacked
+    // event streams (which write their own head) close too. Requests are served until the process ends: once
+    // the listener has closed (after SHUTDOWN_DELAY), one arriving on a connection still open is served like
+    // any other (Fastify also answers it `Connection: close`), not refused — a proxy does not replay a POST it
+    // already sent, so a 503 there would reach a client. Nothing stops working before the listener has closed
+    // and every connection has ended: the application's own onClose hooks run only then.
+    // One callback-style hook for draining and the concurrency cap (issue 26: each hook Fastify runs costs
+    // every request its dispatch; an async hook would also cost a promise).
     const admit = limitConcurrency(options.maxConcurrentRequests, options.inFlightGauge, options.isDraining);
     app.addHook('onRequest', (request, reply, done) => {
       if (options.isDraining()) reply.raw.shouldKeepAlive = false;
       if (ALWAYS_SERVED.has(pathOf(request.url))) return done();
-      if (closing()) {
-        return done(
-          new AppError('service_unavailable', 'the server is shutting down; retry on another instance', {
-            headers: { 'retry-after': '1' },
-          }),
-        );
-      }
       done(admit(reply));
     });
     const registeredAt = Date.now();
@@ -75,21 +71,6 @@ export const lifecyclePlugin = fp(
   },
   { name: 'lifecycle', dependencies: ['error-handler'] },
 );
-
-/**
- * Once the listener closes (after SHUTDOWN_DELAY), requests still arriving on open keep-alive connections are
- * refused with the error shape every other answer uses and a Retry-After, so a client or proxy retries them on
- * another replica (Fastify's own drain answer, `return503OnClosing`, is turned off in app.ts: its body is not
- * ours and has no Retry-After). Health and metrics keep answering: readiness then names `lifecycle`.
- */
-function refuseWhileClosing(app: FastifyInstance): () => boolean {
-  let closing = false;
-  app.addHook('preClose', (done) => {
-    closing = true;
-    done();
-  });
-  return () => closing;
-}
 
 /**
  * A hard cap on the requests in flight. A request counts from its first hook until its response is closed
@@ -129,10 +110,10 @@ function limitConcurrency(
 /**
  * Ends, while draining, the connection of a response that has just finished. A response begun before the
  * drain (a stream) was sent with keep-alive headers, so when it ends its connection looks reusable to a proxy
- * (nginx's upstream keepalive pool), which may send its next request on it at once; once close() began, that
- * request would be refused 503, and nginx does not replay a POST. Ended here, in the tick its last bytes were
- * written, the connection's FIN follows them at once (not up to 100 ms later, at server.ts's idle sweep), so
- * the proxy sees it closed rather than idle, and nothing sent on it later is read.
+ * (nginx's upstream keepalive pool), which may send its next request on it at once; server.ts's idle sweep
+ * (every 100 ms while draining) could then destroy it as that request arrives, and nginx does not replay a
+ * POST it had sent. Ended here, in the tick its last bytes were written, the connection's FIN follows them at
+ * once, so the proxy sees it closed rather than idle, and nothing sent on it later is read.
  *
  * Runs from the response's 'close' event: by then Node (lib/_http_server.js, resOnFinish) has detached the
  * response from its socket, and attached the next one if a pipelined request was already being served —

@@ -78,8 +78,8 @@ export const inFlightOn = (outcomes: Outcome[], log: AccessLog, replica: Replica
  * The rolling restart does what deploy/scripts/deploy does to each replica: take it out of nginx's upstream
  * (deploy/scripts/nginx-route: `down`, `nginx -t`, graceful reload), settle, SIGTERM (it drains its
  * streams), restart, gate on readiness, put it back. Without the take-out this step saw 7 to 18 failed
- * requests of 100 to 280 per run: nginx cannot know a replica drains, and once the listener closes, a
- * request it has just sent on a kept-alive connection is reset or answered 503 — and nginx never replays
+ * requests of 100 to 280 per run: nginx cannot know a replica drains, and once the listener closed, a
+ * request it had just sent on a kept-alive connection was reset or answered 503 — and nginx never replays
  * a POST it already sent (also, event streams answered while draining forced `Connection: keep-alive`;
  * src/plugins/lifecycle.ts now closes them). Taken out first, a replica gets no request to race.
  *

@@ -226,8 +226,8 @@ describe('production rehearsal with WORKERS=2: two replicas of two workers each 
   /**
    * The replica is taken out of nginx first, as deploy/scripts/deploy does (rehearsal-load.ts says why):
    * without it, WORKERS=2 or not, a stream begun before SIGTERM leaves its kept-alive connection in nginx's
-   * pool, and a request nginx sends on it once the listener has closed is answered 503, which nginx does
-   * not replay for a POST (3 of 27 requests in a trial run).
+   * pool, and a request nginx sent on it once the listener had closed was answered 503 (such requests are
+   * served now), which nginx does not replay for a POST (3 of 27 requests in a trial run).
    */
   it('SIGTERM to a replica taken out of nginx: both workers drain their streams, the supervisor exits 0, no request fails', async () => {
     const [replica, other] = stack.replicas as [Replica, Replica];

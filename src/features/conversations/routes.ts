@@ -166,14 +166,23 @@ export async function conversationRoutes(app: FastifyInstance, deps: Conversatio
   takeovers?.unref();
 
   // Shutdown: running generations get the drain period (until the server ends open streams), then are
-  // stopped and saved as partial; reconnection streams and sockets end with them.
+  // stopped and saved as partial; reconnection streams and sockets end with them. From close() on, no new
+  // generation starts (503, service.ts). Not awaited in preClose: Fastify closes the listener only once every
+  // preClose hook is done, and until then it would accept new connections for as long as generations run —
+  // requests a passive proxy keeps sending there. The wait is in onClose, which runs once the listener is
+  // closed and every connection has ended (these streams and sockets included); onClose hooks run last
+  // registered first, so those of what a generation uses (usage ledger, caches: app.ts) wait for this one.
   const drainOver = (app as { shutdownSignal?: AbortSignal }).shutdownSignal;
-  app.addHook('preClose', async () => {
+  let drained: Promise<void> = Promise.resolve();
+  app.addHook('preClose', (done) => {
     clearInterval(maintenance);
     clearInterval(takeovers);
-    await manager.close(deps.shutdownGraceMs ?? 30_000, drainOver);
-    closing.abort();
+    drained = manager.close(deps.shutdownGraceMs ?? 30_000, drainOver).finally(() => closing.abort());
+    // Its failure is thrown in onClose; until then Node must not take it for an unhandled rejection.
+    drained.catch(() => {});
+    done();
   });
+  app.addHook('onClose', () => drained);
 
   app.addSchema(ConversationSchema);
   app.addSchema(MessageSchema);

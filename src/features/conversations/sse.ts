@@ -43,7 +43,9 @@ export function openEventStream(
   const controller = new CallController();
   const abort = () => controller.abort();
   res.once('close', abort);
-  stop?.addEventListener('abort', abort, { once: true });
+  // Already aborted: a stream opened on a connection still open once shutdown ended the others.
+  if (stop?.aborted) abort();
+  else stop?.addEventListener('abort', abort, { once: true });
   // A comment line now and then keeps proxies from closing an idle stream (a slow first token).
   const keepalive = setInterval(() => {
     if (!res.destroyed) res.write(': keepalive\n\n');

@@ -121,7 +121,12 @@ async function tokenFromQuery(request: FastifyRequest) {
  * the socket does not stop a generation. The protocol for clients: docs/conversations.md.
  */
 export async function websocketRoutes(fastify: FastifyInstance, api: ConversationApi) {
-  await fastify.register(websocket, { options: { maxPayload: 1024 * 1024 } });
+  await fastify.register(websocket, {
+    options: { maxPayload: 1024 * 1024 },
+    // The plugin's own preClose would close every socket (without a code) the moment close() begins; they
+    // get the drain period instead, and 1001 when it ends (`api.closing`, routes.ts).
+    preClose: (done) => done(),
+  });
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
 
   app.get(
@@ -160,6 +165,8 @@ export async function websocketRoutes(fastify: FastifyInstance, api: Conversatio
         closed.abort();
         api.closing.removeEventListener('abort', onShutdown);
       });
+      // Upgraded on a connection still open after the drain ended: nothing would close it otherwise.
+      if (api.closing.aborted) onShutdown();
 
       // Backpressure. `ws` buffers whatever is sent while the kernel's buffers are full (a client that does
       // not read): the relay waits for its last frame's hand-over to the kernel before taking the next event
