@@ -16,6 +16,9 @@ import { startUsageJobs } from './features/limits/rollups.js';
 import { providerSecrets } from './providers/cloud-config.js';
 import { VERSION } from './version.js';
 
+/** After SHUTDOWN_TIMEOUT has ended the open streams in-band, how long they get to flush before every connection left is destroyed. */
+const LAST_RESORT_MS = 2_000;
+
 /** Values the logger scrubs wherever they appear: Colloquy's own secrets and every provider credential. */
 export const logSecrets = (config: Config): (string | undefined)[] => [
   config.secretKey,
@@ -121,13 +124,22 @@ export async function startServer(
         app.server.closeIdleConnections();
         if (config.http.shutdownDelayMs > 0) await sleep(config.http.shutdownDelayMs);
         const closed = app.close();
+        let lastResort: NodeJS.Timeout | undefined;
         const drainTimer = setTimeout(() => {
           logger.warn('drain period over: ending the streams still open');
           app.endOpenStreams();
+          // Streams ended in-band get a moment to flush their last events. Then every connection still open is
+          // destroyed: one that never sent a request (Node stops its headers timeout once close begins), or
+          // an answer stuck behind a client that reads nothing, would otherwise hold the exit forever.
+          lastResort = setTimeout(() => {
+            logger.warn('connections still open after the drain: closing them');
+            app.server.closeAllConnections();
+          }, LAST_RESORT_MS);
         }, config.http.shutdownTimeoutMs);
         await closed;
         clearInterval(idleSweep);
         clearTimeout(drainTimer);
+        clearTimeout(lastResort);
         await stopUsageJobs();
         await Promise.allSettled([database.close(), redis?.quit(), cacheRedis?.quit()]);
         logger.info('colloquy stopped');

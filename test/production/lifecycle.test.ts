@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -115,6 +117,26 @@ describe('SIGTERM with live streams', () => {
       assert.ok(!events.some((e) => e.includes('"error"')), 'finished normally');
     }
     assert.equal(await server.exited, 0, server.output());
+  });
+
+  it('a connection that never sends a request does not hold the exit past SHUTDOWN_TIMEOUT', async () => {
+    const server = await startServer({ SHUTDOWN_TIMEOUT: '1' });
+    const { hostname, port } = new URL(server.url);
+    // Connected, nothing sent: Node stops its headers timeout once the listener closes, so only the drain's
+    // last resort ends it.
+    const silent = net.connect(Number(port), hostname);
+    silent.on('error', () => {});
+    await once(silent, 'connect');
+    const ended = once(silent, 'close');
+    server.child.kill('SIGTERM');
+    const deadline = new Promise((resolve) =>
+      setTimeout(resolve, 20_000, 'still running after 20 s').unref(),
+    );
+    const exit = await Promise.race([server.exited, deadline]);
+    if (exit !== 0) server.child.kill('SIGKILL');
+    assert.equal(exit, 0, server.output());
+    await ended;
+    assert.match(server.output(), /connections still open after the drain: closing them/);
   });
 
   it('after SHUTDOWN_TIMEOUT ends the streams still open in-band, saves conversation replies as partial, exits 0', async () => {
