@@ -12,6 +12,7 @@ import {
   type TextResponse,
   errors as undiciErrors,
 } from './undici.js';
+import { requestStream, type StreamResponse } from './undici-stream.js';
 
 /**
  * Keep-alive pools shared by every upstream: connections are reused across requests. No cap on connections per
@@ -107,6 +108,33 @@ export async function postJson(options: PostOptions): Promise<UpstreamResponse> 
     throw httpFailure(options, response.statusCode, text, response.headers);
   }
   return response as unknown as UpstreamResponse;
+}
+
+/**
+ * POSTs JSON for a streamed answer (SSE), read as it arrives; failures as postJson's. The body reaches the
+ * reader without undici's Readable stream in between (undici-stream.ts).
+ */
+export async function postStream(options: PostOptions): Promise<UpstreamResponse> {
+  let response: StreamResponse;
+  const deadline = headersDeadline(options);
+  try {
+    response = await requestStream(
+      agentFor(options.timeouts.connectMs),
+      options.url,
+      postRequest(options, deadline.signal),
+      deadline.stopTimer,
+    );
+  } catch (err) {
+    deadline.clear();
+    throw transportFailure(options, deadline.signal, err);
+  }
+  // The caller's signal still aborts the body until it has been read or dropped.
+  response.body.once('close', deadline.clear);
+  if (response.statusCode < 200 || response.statusCode >= 300) {
+    const text = await response.body.text().catch(() => '');
+    throw httpFailure(options, response.statusCode, text, response.headers);
+  }
+  return { status: response.statusCode, headers: response.headers, body: response.body };
 }
 
 /** POSTs JSON and reads the whole answer as text (a non-streaming call); failures as postJson's. */

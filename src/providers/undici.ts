@@ -25,7 +25,7 @@ export function request(dispatcher: Dispatcher, url: URL, options: RequestOption
   });
 }
 
-const { parseHeaders } = require('undici/lib/core/util.js') as {
+export const { parseHeaders } = require('undici/lib/core/util.js') as {
   parseHeaders(raw: Buffer[]): Record<string, string | string[] | undefined>;
 };
 
@@ -42,7 +42,7 @@ export interface TextRequest {
 /** Where undici sends a URL; `origin`, `pathname` and `search` each build a new string on every read. */
 const targets = new WeakMap<URL, { href: string; origin: string; path: string }>();
 
-function targetOf(url: URL) {
+export function targetOf(url: URL) {
   const href = url.href;
   let target = targets.get(url);
   // A URL can be changed in place: the cached parts hold only while its href is the one they were read from.

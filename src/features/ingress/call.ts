@@ -253,6 +253,9 @@ export function protocolIngress(
       for await (const event of result.events) {
         // Chunks already parsed keep coming after the client left: stop relaying (and reading) at once.
         if (signal.aborted || res.destroyed) throw clientGone();
+        // The bytes go out first (time to first token); the bookkeeping follows while they travel.
+        const out = relay.event(event);
+        const full = out !== '' && !res.destroyed && !res.write(out);
         const { chunk } = event;
         if (chunk.usage) usage = chunk.usage;
         const content = chunk.choices[0]?.delta?.content;
@@ -262,8 +265,7 @@ export function protocolIngress(
           recorder?.fail();
           recorder = undefined;
         } else recorder?.record(event);
-        const out = relay.event(event);
-        if (out && !res.destroyed && !res.write(out)) await drained(res, signal);
+        if (full) await drained(res, signal);
       }
       const end = relay.end();
       if (!res.destroyed) res.end(end);

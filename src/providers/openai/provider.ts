@@ -4,7 +4,7 @@ import {
   joinUrl,
   parseJsonEvent,
   postForText,
-  postJson,
+  postStream,
   probeUpstream,
   readSse,
   type UpstreamResponse,
@@ -72,6 +72,7 @@ export class OpenAiProvider implements LlmProvider {
   readonly #modelsUrl: URL;
   readonly #embeddingsUrl: URL;
   readonly #headers: Record<string, string>;
+  readonly #streamHeaders: Record<string, string>;
   readonly #quirks: readonly Quirk[];
   readonly #logger: Logger | undefined;
   readonly #secrets: readonly string[];
@@ -89,6 +90,7 @@ export class OpenAiProvider implements LlmProvider {
       ...(options.apiKey ? { authorization: `Bearer ${options.apiKey}` } : {}),
       ...options.headers,
     };
+    this.#streamHeaders = { ...this.#headers, accept: 'text/event-stream' };
     this.#quirks = options.quirks ?? [];
     this.#logger = options.logger;
     this.#secrets = options.apiKey ? [options.apiKey] : [];
@@ -145,10 +147,10 @@ export class OpenAiProvider implements LlmProvider {
     const startedAt = Date.now();
     const native = this.#native(request);
     if (native) {
-      const response = await postJson({
+      const response = await postStream({
         provider: this.name,
         url: native.url,
-        headers: { ...this.#headers, accept: 'text/event-stream' },
+        headers: this.#streamHeaders,
         body: JSON.stringify(nativePayload(native.protocol, native.body, request.model, true)),
         signal: options.signal,
         deadline: options.deadline,
@@ -165,10 +167,10 @@ export class OpenAiProvider implements LlmProvider {
       { ...request, stream: true, stream_options: { ...request.stream_options, include_usage: true } },
       options,
     );
-    const response = await postJson({
+    const response = await postStream({
       provider: this.name,
       url: this.#completionsUrl,
-      headers: { ...this.#headers, accept: 'text/event-stream' },
+      headers: this.#streamHeaders,
       body: JSON.stringify(body),
       signal: options.signal,
       deadline: options.deadline,
