@@ -6,13 +6,18 @@ import type { Metrics } from '../../metrics/registry.js';
 import { ProviderError } from '../../providers/errors.js';
 import type { ChatGateway } from '../../providers/router/types.js';
 import { countPromptTokens, countTextTokens, estimatePromptTokens } from '../../providers/tokens.js';
-import { type ChatCompletionRequest, NATIVE_REQUEST, NATIVE_RESPONSE } from '../../providers/types.js';
+import {
+  type ChatCompletion,
+  type ChatCompletionRequest,
+  NATIVE_REQUEST,
+  NATIVE_RESPONSE,
+} from '../../providers/types.js';
 import { nativeEvent, protocolIngress } from '../ingress/call.js';
 import { type CachePlan, callerOf, planCache } from '../ingress/lifecycle.js';
 import { validateWithoutCoercion } from '../openai-v1/schemas.js';
 import type { UsageRecorder } from '../usage/store.js';
 import { toAnthropicError } from './errors.js';
-import { toAnthropicMessage } from './from-internal.js';
+import { anthropicMessageJson, type toAnthropicMessage } from './from-internal.js';
 import {
   AnthropicErrorSchema,
   CountTokensBody,
@@ -31,6 +36,8 @@ export interface AnthropicMessagesDeps {
   /** Absent when response caching is off (RESPONSE_CACHE_TTL_SECONDS=0). */
   responses?: ResponseCache | undefined;
 }
+
+type AnthropicMessage = ReturnType<typeof toAnthropicMessage>;
 
 const errors = Object.fromEntries(
   [400, 401, 403, 404, 413, 429, 500, 529].map((status) => [status, Type.Ref('AnthropicError')]),
@@ -55,6 +62,19 @@ export async function anthropicMessagesRoutes(fastify: FastifyInstance, deps: An
   const security: { [scheme: string]: string[] }[] = [{ apiKeyHeader: [] }, { bearerAuth: [] }];
   const common = { tags: ['anthropic'], security };
   const ingress = protocolIngress(fastify, deps, { protocol: 'messages', api: 'messages' });
+  // Where a model name routes is fixed for the process's life (providers and the routing file are read at
+  // start), so each name is resolved once, not on every request; bounded, since names come from clients.
+  const anthropicOnly = new Map<string, boolean>();
+  const onlyAnthropic = (model: string) => {
+    let only = anthropicOnly.get(model);
+    if (only === undefined) {
+      const kinds = deps.gateway.providerKinds?.(model) ?? [];
+      only = kinds.length > 0 && kinds.every((kind) => kind === 'anthropic');
+      if (anthropicOnly.size >= 1000) anthropicOnly.clear();
+      anthropicOnly.set(model, only);
+    }
+    return only;
+  };
 
   app.post(
     '/v1/messages',
@@ -72,21 +92,32 @@ export async function anthropicMessagesRoutes(fastify: FastifyInstance, deps: An
     },
     async (request, reply) => {
       const body = request.body as MessagesRequest;
-      const kinds = deps.gateway.providerKinds?.(body.model) ?? [];
-      const passThroughOnly = kinds.length > 0 && kinds.every((kind) => kind === 'anthropic');
+      const passThroughOnly = onlyAnthropic(body.model);
       const internal = toInternalRequest(body, request.headers, { passThroughOnly });
       // Translated answers are cached like chat completions (one entry per internal request); an Anthropic
       // deployment's own answer carries what the internal format does not, so it is never cached.
       const cache = passThroughOnly ? undefined : planCache(deps.responses, request, internal);
       if (body.stream) return streamMessage(request, reply, body, internal, cache);
-      const hit = await ingress.cachedCompletion(request, reply, body.model, cache);
-      if (hit) return toAnthropicMessage(hit.completion, body.model);
+      // Most requests have no cache to read: no call, no promise to wait for.
+      const hit = cache?.read ? await ingress.cachedCompletion(request, reply, body.model, cache) : undefined;
+      if (hit) return messageJson(reply, hit.completion, body.model);
       const { completion } = await ingress.complete(request, reply, body.model, internal, cache);
       // An Anthropic deployment's own answer as it came; every other upstream's, translated.
-      const native = completion[NATIVE_RESPONSE] as ReturnType<typeof toAnthropicMessage> | undefined;
-      return native ?? toAnthropicMessage(completion, body.model);
+      const native = completion[NATIVE_RESPONSE] as AnthropicMessage | undefined;
+      return native ?? messageJson(reply, completion, body.model);
     },
   );
+
+  /**
+   * A translated answer as JSON text, which Fastify sends as it is. Its response schema lets every field
+   * through (`additionalProperties`): its serializer wrote the same fields (`stop_sequence` after `usage`),
+   * one by one, leaving ~2 KiB of garbage a request (issue 26).
+   */
+  function messageJson(reply: FastifyReply, completion: ChatCompletion, model: string): AnthropicMessage {
+    reply.header('content-type', 'application/json; charset=utf-8');
+    // The route's declared answer, already written out (the type is what a client reads from the text).
+    return anthropicMessageJson(completion, model) as unknown as AnthropicMessage;
+  }
 
   function streamMessage(
     request: FastifyRequest,

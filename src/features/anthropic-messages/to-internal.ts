@@ -22,17 +22,15 @@ export const FORWARDED_HEADERS = ['anthropic-version', 'anthropic-beta'] as cons
 
 const invalid = (message: string, param: string) => new AppError('invalid_request', message, { param });
 
-const blocksOf = (content: string | Block[]): Block[] =>
-  typeof content === 'string' ? (content ? [{ type: 'text', text: content }] : []) : content;
-
 function textOf(blocks: Block[], param: string): string {
-  return blocks
-    .map((block, i) => {
-      if (block.type !== 'text' || typeof block.text !== 'string')
-        throw invalid(`only text blocks are allowed here, not '${block.type}'`, `${param}[${i}]`);
-      return block.text;
-    })
-    .join('\n');
+  let text = '';
+  for (let i = 0; i < blocks.length; i++) {
+    const block = blocks[i]!;
+    if (block.type !== 'text' || typeof block.text !== 'string')
+      throw invalid(`only text blocks are allowed here, not '${block.type}'`, `${param}[${i}]`);
+    text = i === 0 ? block.text : `${text}\n${block.text}`;
+  }
+  return text;
 }
 
 function imagePart(source: Source, param: string): ContentPart {
@@ -76,32 +74,48 @@ function toolResultContent(block: Block, param: string): string | ContentPart[] 
   return parts.every((p) => p.type === 'text') ? parts.map((p) => p.text).join('\n') : parts;
 }
 
-/** A user turn: its tool results first (each a `tool` message, as OpenAI requires), then the rest. */
-function userMessages(blocks: Block[], param: string): ChatMessage[] {
-  const out: ChatMessage[] = [];
+/**
+ * A user turn, onto `messages`: its tool results first (each a `tool` message, as OpenAI requires), then the
+ * rest as one user message: text alone when the turn has no image or document (no part objects made for it).
+ */
+function pushUserMessages(messages: ChatMessage[], blocks: Block[], param: string) {
+  let media = false;
+  for (const block of blocks)
+    if (block.type !== 'text' && block.type !== 'tool_result') {
+      media = true;
+      break;
+    }
   const parts: ContentPart[] = [];
-  blocks.forEach((block, i) => {
-    const where = `${param}[${i}]`;
+  let text: string | undefined;
+  for (let i = 0; i < blocks.length; i++) {
+    const block = blocks[i]!;
     if (block.type === 'tool_result') {
+      const where = `${param}[${i}]`;
       if (typeof block.tool_use_id !== 'string') throw invalid('tool_result needs tool_use_id', where);
       const content = toolResultContent(block, where);
       // OpenAI has no error flag on a tool result: the model reads it from the text.
       const flagged = block.is_error === true && typeof content === 'string' ? `Error: ${content}` : content;
-      out.push({ role: 'tool', tool_call_id: block.tool_use_id, content: flagged });
-    } else parts.push(userPart(block, where));
-  });
-  if (parts.length) {
-    const onlyText = parts.every((p) => p.type === 'text');
-    out.push({ role: 'user', content: onlyText ? parts.map((p) => p.text).join('\n') : parts });
+      messages.push({ role: 'tool', tool_call_id: block.tool_use_id, content: flagged });
+    } else if (media) parts.push(userPart(block, `${param}[${i}]`));
+    else {
+      const part = String(block.text ?? '');
+      text = text === undefined ? part : `${text}\n${part}`;
+    }
   }
-  return out;
+  if (text !== undefined) messages.push({ role: 'user', content: text });
+  else if (parts.length) {
+    // A document with a text source is a text part: such a turn is still text alone.
+    const onlyText = parts.every((p) => p.type === 'text');
+    messages.push({ role: 'user', content: onlyText ? parts.map((p) => p.text).join('\n') : parts });
+  }
 }
 
 function assistantMessage(blocks: Block[], param: string): ChatMessage {
   let text = '';
   const toolCalls: ToolCall[] = [];
   const thinking: ThinkingBlock[] = [];
-  blocks.forEach((block, i) => {
+  for (let i = 0; i < blocks.length; i++) {
+    const block = blocks[i]!;
     switch (block.type) {
       case 'text':
         text += String(block.text ?? '');
@@ -129,7 +143,7 @@ function assistantMessage(blocks: Block[], param: string): ChatMessage {
           `${param}[${i}].type`,
         );
     }
-  });
+  }
   const message: ChatMessage = { role: 'assistant', content: text || (toolCalls.length ? null : '') };
   if (toolCalls.length) message.tool_calls = toolCalls;
   if (thinking.length) {
@@ -142,16 +156,28 @@ function assistantMessage(blocks: Block[], param: string): ChatMessage {
 /** The conversation (system included) in the internal format: also what count_tokens counts. */
 export function toInternalMessages(body: CountTokensRequest): ChatMessage[] {
   const messages: ChatMessage[] = [];
-  if (body.system !== undefined) {
-    const system = textOf(blocksOf(body.system as string | Block[]), 'system');
+  const system = body.system;
+  if (typeof system === 'string') {
     if (system) messages.push({ role: 'system', content: system });
+  } else if (system !== undefined) {
+    const text = textOf(system as Block[], 'system');
+    if (text) messages.push({ role: 'system', content: text });
   }
-  body.messages.forEach((turn, i) => {
-    const blocks = blocksOf(turn.content as string | Block[]);
+  const turns = body.messages;
+  for (let i = 0; i < turns.length; i++) {
+    const turn = turns[i]!;
+    const content = turn.content as string | Block[];
+    // A plain-text turn (most turns) is already in the internal format: no block, part or join to make. An
+    // empty user turn says nothing (no message), an empty assistant turn stays an empty answer, as blocks do.
+    if (typeof content === 'string') {
+      if (turn.role !== 'user') messages.push({ role: 'assistant', content });
+      else if (content) messages.push({ role: 'user', content });
+      continue;
+    }
     const param = `messages[${i}].content`;
-    if (turn.role === 'user') messages.push(...userMessages(blocks, param));
-    else messages.push(assistantMessage(blocks, param));
-  });
+    if (turn.role === 'user') pushUserMessages(messages, content, param);
+    else messages.push(assistantMessage(content, param));
+  }
   return messages;
 }
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fromAnthropicMessage, toAnthropicRequest } from '../../providers/anthropic/translate.js';
 import { type ChatCompletion, NATIVE_REQUEST } from '../../providers/types.js';
-import { toAnthropicMessage, toStopReason } from './from-internal.js';
+import { anthropicMessageJson, toAnthropicMessage, toStopReason } from './from-internal.js';
 import type { MessagesRequest } from './schemas.js';
 import { toInternalRequest } from './to-internal.js';
 
@@ -45,6 +45,43 @@ describe('Messages request → internal', () => {
     assert.equal(internal.user, 'u-1');
     assert.equal(internal.max_tokens, 100);
     assert.equal(internal.stream, undefined);
+  });
+
+  it('text turns, as a string or as text blocks, reach the upstream as text; an empty user turn is dropped', () => {
+    const internal = toInternalRequest(
+      request({
+        system: 'Be brief.',
+        messages: [
+          { role: 'user', content: '' },
+          { role: 'user', content: 'Hi' },
+          { role: 'assistant', content: '' },
+          {
+            role: 'user',
+            content: [
+              { type: 'tool_result', tool_use_id: 'toolu_1', content: [{ type: 'text', text: 'sunny' }] },
+              { type: 'text', text: 'First.', cache_control: { type: 'ephemeral' } },
+              { type: 'text', text: 'Second.' },
+            ],
+          },
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: 'Read this:' },
+              { type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'The notes.' } },
+            ],
+          },
+        ],
+      }),
+      {},
+    );
+    assert.deepEqual(internal.messages, [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Hi' },
+      { role: 'assistant', content: '' },
+      { role: 'tool', tool_call_id: 'toolu_1', content: 'sunny' },
+      { role: 'user', content: 'First.\nSecond.' },
+      { role: 'user', content: 'Read this:\nThe notes.' },
+    ]);
   });
 
   it('image (base64 and url) and document blocks become image_url and file parts', () => {
@@ -237,6 +274,34 @@ describe('internal answer → Messages', () => {
       stop_sequence: null,
       usage: { input_tokens: 12, output_tokens: 4 },
     });
+  });
+
+  it('the answer sent is the translated message as JSON, whatever the upstream answered', () => {
+    const answers: ChatCompletion[] = [
+      completion({ role: 'assistant', content: 'Hi "there" \\ \u2028 é 😀 \ud800' }, 'stop'),
+      completion({ role: 'assistant', content: '' }, 'length'),
+      completion({ role: 'assistant', content: null }, 'stop'),
+      completion(
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'f', arguments: '{}' } }],
+        },
+        'tool_calls',
+      ),
+      completion({ role: 'assistant', content: 'Yes.', reasoning_content: 'Because.' }, 'stop'),
+      { ...completion({ role: 'assistant', content: 'x' }, 'stop'), id: 'msg_01"A', usage: undefined },
+      { ...completion({ role: 'assistant', content: 'x' }, 'stop'), choices: [] },
+      {
+        ...completion({ role: 'assistant', content: 'x' }, 'stop'),
+        usage: { prompt_tokens: Number.NaN, completion_tokens: 1, total_tokens: 1 },
+      },
+      completion({ role: 'assistant', content: [{ type: 'text', text: 'parts' }] } as never, 'stop'),
+    ];
+    for (const answer of answers) {
+      const json = anthropicMessageJson(answer, 'my "alias"');
+      assert.equal(json, JSON.stringify(toAnthropicMessage(answer, 'my "alias"')));
+    }
   });
 
   it('maps stop reasons: stop → end_turn, length → max_tokens, tool_calls → tool_use', () => {
