@@ -408,7 +408,14 @@ describe('production rehearsal on MariaDB: two replicas behind the kit’s nginx
       'select request_id from usage_records where api_key_id = ? and request_id in (?)',
       [keyId, streams],
     );
-    assert.equal(streamUsage.length, streams.length, 'a usage row for every /v1 stream');
+    const missing = outcomes.filter(
+      (o) => streams.includes(o.id) && !streamUsage.some((u) => u.request_id === o.id),
+    );
+    assert.equal(
+      streamUsage.length,
+      streams.length,
+      `a usage row for every /v1 stream; missing: ${JSON.stringify(missing)} terms: ${JSON.stringify(restart!.terms)}`,
+    );
     const [replyUsage] = await db.query<mysql.RowDataPacket[]>(
       'select u.request_id from usage_records u join generations g on g.id = u.request_id where g.message_id in (?)',
       [replyIds],
