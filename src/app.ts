@@ -415,8 +415,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   const usage = new UsageRecorder(database.db, prices, deps.logger, metrics, tracing);
   usage.isKnownModel = (model) => gateway.isKnownModel(model);
-  // Usage rows are written in batches: whatever is still queued is written before the database closes.
-  app.addHook('onClose', () => usage.close());
+  // Usage rows are written in batches: whatever is still queued is written before the database closes, and
+  // so are the rows of streams whose answer has ended but whose row is not queued yet (bounded by the drain).
+  app.addHook('onClose', () => usage.close(config.http.shutdownTimeoutMs));
   budgets.flushLedger = () => usage.flush();
   // A Redis of its own (CACHE_REDIS_URL) may evict cached answers under memory pressure without touching the
   // limits, budgets, leases and revocations on the main one (which keeps noeviction).

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import mysql from 'mysql2/promise';
@@ -408,7 +409,31 @@ describe('production rehearsal on MariaDB: two replicas behind the kit’s nginx
       'select request_id from usage_records where api_key_id = ? and request_id in (?)',
       [keyId, streams],
     );
-    assert.equal(streamUsage.length, streams.length, 'a usage row for every /v1 stream');
+    const missing = outcomes.filter(
+      (o) => streams.includes(o.id) && !streamUsage.some((u) => u.request_id === o.id),
+    );
+    // What the replicas logged about the streams without a row, and any ledger write that failed.
+    const logged = () =>
+      stack.replicas.flatMap((r) =>
+        readFileSync(r.proc!.log, 'utf8')
+          .split('\n')
+          .filter((l) => /record usage|stopped|drain/.test(l) || missing.some((m) => l.includes(m.id)))
+          .slice(-30)
+          .map((l) => `${r.name}: ${l.slice(0, 400)}`),
+      );
+    assert.equal(
+      streamUsage.length,
+      streams.length,
+      `a usage row for every /v1 stream; without one: ${JSON.stringify(missing)}, restarts: ${JSON.stringify(
+        restart!.terms.map((t) => ({
+          replica: t.replica.name,
+          port: t.replica.port,
+          out: t.out,
+          at: t.at,
+          back: t.back,
+        })),
+      )}\n${missing.length ? logged().join('\n') : ''}`,
+    );
     const [replyUsage] = await db.query<mysql.RowDataPacket[]>(
       'select u.request_id from usage_records u join generations g on g.id = u.request_id where g.message_id in (?)',
       [replyIds],

@@ -205,10 +205,13 @@ export function protocolIngress(
       },
       { expiry: true },
     );
+    // Its ledger row is queued after the response has ended: the app's close waits for it (see hold()).
+    const release = deps.usage.hold();
     try {
       await relayStream(request, reply, call, relay, controller.signal, () => revokedBy);
     } finally {
       unwatch();
+      release();
     }
   }
 

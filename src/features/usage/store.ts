@@ -76,6 +76,9 @@ export class UsageRecorder {
   #soon: NodeJS.Immediate | undefined;
   #writing: Promise<void> = Promise.resolve();
   #closed = false;
+  /** Calls whose row follows their answer (streams), and who waits for the last of them (close). */
+  #inFlight = 0;
+  #idle: (() => void) | undefined;
   /** The SQL of a batch of n rows, compiled once per n (the statement is then prepared once too). */
   readonly #batchSql = new Map<number, CompiledQuery>();
   /** The request metrics' series, found by label values (see label-cells.ts). */
@@ -193,8 +196,40 @@ export class UsageRecorder {
     return this.#writing;
   }
 
-  /** Writes what is queued; later rows are written one batch at a time without waiting. */
-  async close(): Promise<void> {
+  /**
+   * Counts a call whose row is recorded only after its answer has gone out (a stream: its row follows the
+   * response's end, the stored response and a token estimate). close() waits for it: the server closes once
+   * every connection has ended, which for such a call is before its row is queued, and the database closes
+   * right after — a stream ending during a drain lost its row. The returned function is called once the row
+   * is queued (or the call ended without one).
+   */
+  hold(): () => void {
+    this.#inFlight++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--this.#inFlight === 0) this.#idle?.();
+    };
+  }
+
+  /**
+   * Waits (at most `waitMs`) for the calls held to queue their rows, then writes what is queued; later rows
+   * are written one batch at a time without waiting.
+   */
+  async close(waitMs = 0): Promise<void> {
+    if (this.#inFlight > 0 && waitMs > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((idle) => {
+        this.#idle = idle;
+        timer = setTimeout(() => {
+          this.logger.warn({ calls: this.#inFlight }, 'usage rows still pending at shutdown: not waiting');
+          idle();
+        }, waitMs);
+      });
+      clearTimeout(timer);
+      this.#idle = undefined;
+    }
     this.#closed = true;
     await this.flush();
   }
