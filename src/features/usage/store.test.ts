@@ -141,6 +141,50 @@ for (const dialect of DIALECTS) {
       assert.match(JSON.stringify(logged[0]), /failed to record usage/);
     });
 
+    it('a batch the database rolls back (deadlock) is retried, its rows written', async () => {
+      const logged: { msg: string }[] = [];
+      const logger = pino({ level: 'warn' }, { write: (line: string) => logged.push(JSON.parse(line)) });
+      // InnoDB's answer when it picks a statement as a deadlock's victim (mysql2's shape; PostgreSQL's code is
+      // 40P01): the statement did nothing and may be sent again.
+      let refused = 0;
+      const deadlocking = new Proxy(database.db, {
+        get(target, prop) {
+          if (prop !== 'executeQuery') {
+            // Kysely's private fields need the real object as `this`.
+            const value = Reflect.get(target, prop, target);
+            return typeof value === 'function' ? value.bind(target) : value;
+          }
+          return (query: Parameters<typeof target.executeQuery>[0]) => {
+            if (refused++ === 0)
+              return Promise.reject(
+                Object.assign(
+                  new Error('Deadlock found when trying to get lock; try restarting transaction'),
+                  {
+                    code: 'ER_LOCK_DEADLOCK',
+                    errno: 1213,
+                    sqlState: '40001',
+                  },
+                ),
+              );
+            return target.executeQuery(query);
+          };
+        },
+      });
+      const recorder = new UsageRecorder(deadlocking, new PriceTable(), logger);
+      const ids = [uid(), uid()];
+      await Promise.all(ids.map((id) => recorder.record(event(id))));
+      assert.equal(
+        (await rows(ids)).length,
+        2,
+        `both rows written on the second try: ${JSON.stringify(logged)}`,
+      );
+      assert.equal(refused, 2);
+      assert.deepEqual(
+        logged.map((l) => l.msg),
+        ['usage batch rolled back by the database: retrying it'],
+      );
+    });
+
     it('while the database fails, a batch is given up in one log line, and record() still resolves', async () => {
       const logged: { msg: string; requestIds?: string[] }[] = [];
       const logger = pino({ level: 'error' }, { write: (line: string) => logged.push(JSON.parse(line)) });
