@@ -1,4 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -204,6 +205,20 @@ export function run(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
       else resolve(stdout);
     });
   });
+}
+
+/** A fresh database for `main`: migrated, a user made, and that user's API key returned. */
+export async function migrateWithApiKey(main: string, env: NodeJS.ProcessEnv): Promise<string> {
+  const email = 'bench@example.com';
+  await run([main, 'migrate', 'up'], env);
+  const password = randomBytes(18).toString('base64url');
+  const created = await run(
+    [main, 'users', 'create', '--email', email, '--password', password, '--json'],
+    env,
+  );
+  if (!created.includes(`"${email}"`)) throw new Error(`users create printed no user: ${created}`);
+  const out = await run([main, 'keys', 'create', '--user', email, '--name', 'bench', '--json'], env);
+  return (JSON.parse(out.trim().split('\n').pop() as string) as { key: string }).key;
 }
 
 export interface UpstreamOptions {

@@ -25,6 +25,7 @@ import {
   freePort,
   loadAverage,
   messagesBody,
+  migrateWithApiKey,
   type NodeProxy,
   openLoop,
   type Proc,
@@ -33,7 +34,6 @@ import {
   readStream,
   responsesBody,
   rssMiB,
-  run,
   type Spread,
   slope,
   spawnNode,
@@ -175,25 +175,7 @@ async function prepareDb(
       await c.end();
     });
   }
-  const env = baseEnv(url);
-  const email = 'bench@example.com';
-  await run([main, 'migrate', 'up'], env);
-  const created = await run(
-    [
-      main,
-      'users',
-      'create',
-      '--email',
-      email,
-      '--password',
-      randomBytes(18).toString('base64url'),
-      '--json',
-    ],
-    env,
-  );
-  if (!created.includes(`"${email}"`)) throw new Error(`users create printed no user: ${created}`);
-  const out = await run([main, 'keys', 'create', '--user', email, '--name', 'bench', '--json'], env);
-  const { key } = JSON.parse(out.trim().split('\n').pop() as string) as { key: string };
+  const key = await migrateWithApiKey(main, baseEnv(url));
   return { name, main, nodeFlags, url, apiKey: key };
 }
 

@@ -16,10 +16,10 @@ import {
   benchReply,
   chatBody,
   freePort,
+  migrateWithApiKey,
   type Proc,
   percentile,
   readStream,
-  run,
   spawnNode,
   startUpstream,
   type Target,
@@ -67,23 +67,7 @@ async function colloquy(name: string, main: string): Promise<Arm> {
     LOG_LEVEL: 'warn',
     HOST: '127.0.0.1',
   };
-  await run([main, 'migrate', 'up'], env);
-  const email = 'bench@example.com';
-  await run(
-    [
-      main,
-      'users',
-      'create',
-      '--email',
-      email,
-      '--password',
-      randomBytes(18).toString('base64url'),
-      '--json',
-    ],
-    env,
-  );
-  const created = await run([main, 'keys', 'create', '--user', email, '--name', 'bench', '--json'], env);
-  const { key } = JSON.parse(created.trim().split('\n').pop() as string) as { key: string };
+  const key = await migrateWithApiKey(main, env);
   const port = await freePort();
   const out = path.join(tmp, `${name}.json`);
   const proc = spawnNode(

@@ -1,5 +1,5 @@
 import type { Dispatcher } from 'undici';
-import { errors, parseHeaders, type TextRequest, targetOf } from './undici.js';
+import { dispatchTo, errors, parseHeaders, type TextRequest } from './undici.js';
 
 /** What requestStream resolves with: the status, the headers and the body, read as it arrives. */
 export interface StreamResponse {
@@ -26,22 +26,9 @@ export function requestStream(
   options: TextRequest,
   onResponseHeaders: () => void,
 ): Promise<StreamResponse> {
-  return new Promise((resolve, reject) => {
-    const { origin, path } = targetOf(url);
-    const handler = new StreamBody(options.signal, onResponseHeaders, resolve, reject);
-    dispatcher.dispatch(
-      {
-        method: options.method,
-        headers: options.headers,
-        body: options.body,
-        headersTimeout: options.headersTimeout,
-        bodyTimeout: options.bodyTimeout,
-        origin,
-        path,
-      },
-      handler as unknown as Dispatcher.DispatchHandler,
-    );
-  });
+  return new Promise((resolve, reject) =>
+    dispatchTo(dispatcher, url, options, new StreamBody(options.signal, onResponseHeaders, resolve, reject)),
+  );
 }
 
 /**

@@ -42,7 +42,7 @@ export interface TextRequest {
 /** Where undici sends a URL; `origin`, `pathname` and `search` each build a new string on every read. */
 const targets = new WeakMap<URL, { href: string; origin: string; path: string }>();
 
-export function targetOf(url: URL) {
+function targetOf(url: URL) {
   const href = url.href;
   let target = targets.get(url);
   // A URL can be changed in place: the cached parts hold only while its href is the one they were read from.
@@ -72,22 +72,26 @@ export function requestText(
   options: TextRequest,
   onResponseHeaders: () => void,
 ): Promise<TextResponse> {
-  return new Promise((resolve, reject) => {
-    const { origin, path } = targetOf(url);
-    const handler = new TextHandler(options.signal, onResponseHeaders, resolve, reject);
-    dispatcher.dispatch(
-      {
-        method: options.method,
-        headers: options.headers,
-        body: options.body,
-        headersTimeout: options.headersTimeout,
-        bodyTimeout: options.bodyTimeout,
-        origin,
-        path,
-      },
-      handler as unknown as Dispatcher.DispatchHandler,
-    );
-  });
+  return new Promise((resolve, reject) =>
+    dispatchTo(dispatcher, url, options, new TextHandler(options.signal, onResponseHeaders, resolve, reject)),
+  );
+}
+
+/** Sends the request on undici's dispatch API, its answer going to `handler` (legacy handler methods). */
+export function dispatchTo(dispatcher: Dispatcher, url: URL, options: TextRequest, handler: object): void {
+  const { origin, path } = targetOf(url);
+  dispatcher.dispatch(
+    {
+      method: options.method,
+      headers: options.headers,
+      body: options.body,
+      headersTimeout: options.headersTimeout,
+      bodyTimeout: options.bodyTimeout,
+      origin,
+      path,
+    },
+    handler as unknown as Dispatcher.DispatchHandler,
+  );
 }
 
 const ONCE = { once: true } as const;
