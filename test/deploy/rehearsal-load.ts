@@ -33,8 +33,10 @@ export function steadyLoad(
 ) {
   const outcomes: Outcome[] = [];
   let running = true;
+  // Bounded even if a caller never reaches stop(): a count per worker and a deadline.
+  const deadline = Date.now() + 10 * 60_000;
   const loops = Array.from({ length: workers }, async (_, worker) => {
-    for (let n = 0; running; n++) {
+    for (let n = 0; running && n < 5_000 && Date.now() < deadline; n++) {
       const id = `${label}-${worker}-${n}`;
       const start = Date.now();
       let result: TaskResult;
