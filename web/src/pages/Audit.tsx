@@ -23,16 +23,22 @@ const COMMON_ACTIONS = [
 /** The audit trail, newest first, filtered by action and by who acted; older pages on demand (admin). */
 export function AuditPage() {
   const [users, setUsers] = useState<User[]>([]);
+  // Rows wait for the user list so "By" shows an email, never an id first.
+  const [usersSettled, setUsersSettled] = useState(false);
   const [filter, setFilter] = useState({ action: '', actor: '' });
   const [events, setEvents] = useState<AuditEvent[] | null>(null);
   const [more, setMore] = useState(false);
   const [error, setError] = useState('');
+  const shown = usersSettled ? events : null;
 
   useEffect(() => {
-    api.users().then(
-      (u) => setUsers(u.data),
-      () => {},
-    );
+    api
+      .users()
+      .then(
+        (u) => setUsers(u.data),
+        () => {},
+      )
+      .finally(() => setUsersSettled(true));
   }, []);
 
   const fetchPage = useCallback(
@@ -131,7 +137,7 @@ export function AuditPage() {
             </tr>
           </thead>
           <tbody>
-            {events?.map((e) => (
+            {shown?.map((e) => (
               <tr key={e.id} data-testid="audit-row">
                 <th scope="row">{fmt(e.created_at)}</th>
                 <td data-label="Action">
@@ -145,12 +151,12 @@ export function AuditPage() {
                 <td data-label="From">{e.ip ?? '—'}</td>
               </tr>
             ))}
-            {events === null && !error && (
+            {shown === null && !error && (
               <tr>
                 <td colSpan={6}>Loading the audit log…</td>
               </tr>
             )}
-            {events?.length === 0 && (
+            {shown?.length === 0 && (
               <tr>
                 <td colSpan={6}>No events match.</td>
               </tr>

@@ -56,6 +56,8 @@ export function KeysPage({ self }: { self: User }) {
   const isAdmin = self.role === 'admin';
   const [keys, setKeys] = useState<ApiKey[] | null>(null);
   const [users, setUsers] = useState<User[]>([]);
+  // An admin's table waits for the user list so owners show as emails, never as ids first.
+  const [usersSettled, setUsersSettled] = useState(!isAdmin);
   const [created, setCreated] = useState<{ key: string; owner: string } | null>(null);
   const [copied, setCopied] = useState(false);
   const [models, setModels] = useState<string[]>([]);
@@ -67,10 +69,13 @@ export function KeysPage({ self }: { self: User }) {
     void load();
     // The user list is an admin's (a plain user's request would be refused, an error in the console).
     if (isAdmin)
-      api.users().then(
-        (u) => setUsers(u.data),
-        () => {},
-      );
+      api
+        .users()
+        .then(
+          (u) => setUsers(u.data),
+          () => {},
+        )
+        .finally(() => setUsersSettled(true));
     api.models().then(
       (m) => setModels(m.data.map((x) => x.id)),
       () => {},
@@ -187,7 +192,7 @@ export function KeysPage({ self }: { self: User }) {
           'Status',
         ]}
         actions
-        rows={keys}
+        rows={usersSettled ? keys : null}
         loading="Loading keys…"
         empty="No keys yet."
       >
