@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../../../test/helpers/databases.js';
+import { firstStatementDeadlocks } from '../../../test/helpers/deadlock.js';
 import { loadConfig } from '../../config/load-config.js';
 import { newId, nowIso } from '../../core/ids.js';
 import { createLogger } from '../../core/logger.js';
@@ -75,6 +76,30 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(rows.map((r) => r.request_id).sort(), ['req-1001', 'req-1003']);
       assert.match(lines.join(''), /could not write the audit event/);
       assert.match(lines.join(''), /req-1002/);
+    });
+
+    it('a batch the database rolls back (deadlock) is written on its second try, every event kept', async () => {
+      const lines: { msg: string }[] = [];
+      const logger = createLogger({
+        level: 'warn',
+        format: 'json',
+        destination: { write: (l: string) => void lines.push(JSON.parse(l)) },
+      });
+      const deadlocking = firstStatementDeadlocks(database.db);
+      const writer = new AuditWriter(deadlocking.db, logger);
+      for (let i = 2001; i <= 2003; i++) writer.add(event(i));
+      await writer.flush();
+      const rows = await database.db
+        .selectFrom('audit_events')
+        .select('request_id')
+        .where('request_id', 'in', ['req-2001', 'req-2002', 'req-2003'])
+        .execute();
+      assert.equal(rows.length, 3, `every event written: ${JSON.stringify(lines)}`);
+      assert.equal(deadlocking.statements(), 2, 'the batch again, not row by row');
+      assert.deepEqual(
+        lines.map((l) => l.msg),
+        ['audit batch rolled back by the database: retrying it'],
+      );
     });
   });
 }

@@ -1,5 +1,6 @@
 import type { CompiledQuery } from 'kysely';
 import type { Logger } from '../../core/logger.js';
+import { executeRetryingTransient } from '../../db/batch-errors.js';
 import type { Db } from '../../db/database.js';
 import type { AuditEventsTable } from '../../db/schema.js';
 
@@ -73,7 +74,13 @@ export class AuditWriter {
     for (let i = 0; i < batch.length; i += MAX_BATCH) {
       const chunk = batch.length <= MAX_BATCH ? batch : batch.slice(i, i + MAX_BATCH);
       try {
-        await this.db.executeQuery(this.#insert(chunk));
+        // Two replicas' batches can deadlock on MariaDB: the database's victim is run again, not dropped.
+        await executeRetryingTransient(this.db, this.#insert(chunk), (err) =>
+          this.logger.warn(
+            { err, rows: chunk.length },
+            'audit batch rolled back by the database: retrying it',
+          ),
+        );
       } catch (err) {
         if (chunk.length === 1) {
           this.logger.error({ err, requestId: chunk[0]!.request_id }, 'could not write the audit event');

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../../../test/helpers/databases.js';
+import { firstStatementDeadlocks } from '../../../test/helpers/deadlock.js';
 import { parseDatabaseUrl } from '../../config/database-url.js';
 import { type DatabaseHandle, openDatabase } from '../../db/database.js';
 import { migrateUp } from '../../db/migrator.js';
@@ -144,33 +145,8 @@ for (const dialect of DIALECTS) {
     it('a batch the database rolls back (deadlock) is retried, its rows written', async () => {
       const logged: { msg: string }[] = [];
       const logger = pino({ level: 'warn' }, { write: (line: string) => logged.push(JSON.parse(line)) });
-      // InnoDB's answer when it picks a statement as a deadlock's victim (mysql2's shape; PostgreSQL's code is
-      // 40P01): the statement did nothing and may be sent again.
-      let refused = 0;
-      const deadlocking = new Proxy(database.db, {
-        get(target, prop) {
-          if (prop !== 'executeQuery') {
-            // Kysely's private fields need the real object as `this`.
-            const value = Reflect.get(target, prop, target);
-            return typeof value === 'function' ? value.bind(target) : value;
-          }
-          return (query: Parameters<typeof target.executeQuery>[0]) => {
-            if (refused++ === 0)
-              return Promise.reject(
-                Object.assign(
-                  new Error('Deadlock found when trying to get lock; try restarting transaction'),
-                  {
-                    code: 'ER_LOCK_DEADLOCK',
-                    errno: 1213,
-                    sqlState: '40001',
-                  },
-                ),
-              );
-            return target.executeQuery(query);
-          };
-        },
-      });
-      const recorder = new UsageRecorder(deadlocking, new PriceTable(), logger);
+      const deadlocking = firstStatementDeadlocks(database.db);
+      const recorder = new UsageRecorder(deadlocking.db, new PriceTable(), logger);
       const ids = [uid(), uid()];
       await Promise.all(ids.map((id) => recorder.record(event(id))));
       assert.equal(
@@ -178,7 +154,7 @@ for (const dialect of DIALECTS) {
         2,
         `both rows written on the second try: ${JSON.stringify(logged)}`,
       );
-      assert.equal(refused, 2);
+      assert.equal(deadlocking.statements(), 2);
       assert.deepEqual(
         logged.map((l) => l.msg),
         ['usage batch rolled back by the database: retrying it'],

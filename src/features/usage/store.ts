@@ -1,7 +1,7 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { CompiledQuery, Insertable } from 'kysely';
 import { newId, nowIso } from '../../core/ids.js';
 import type { Logger } from '../../core/logger.js';
+import { executeRetryingTransient, isRowError } from '../../db/batch-errors.js';
 import type { Db } from '../../db/database.js';
 import { onConflictIgnore } from '../../db/portable.js';
 import type { UsageRecordsTable } from '../../db/schema.js';
@@ -235,25 +235,16 @@ export class UsageRecorder {
     await this.flush();
   }
 
-  async #insertRetryingTransient(rows: LedgerRow[]) {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.db.executeQuery(this.#insert(rows));
-        return;
-      } catch (err) {
-        const delay = TRANSIENT_RETRY_DELAYS_MS[attempt];
-        if (delay === undefined || !isTransient(err)) throw err;
-        this.logger.warn({ err, rows: rows.length }, 'usage batch rolled back by the database: retrying it');
-        await sleep(delay);
-      }
-    }
-  }
-
   async #write(batch: Pending[]) {
     for (let i = 0; i < batch.length; i += MAX_BATCH) {
       const chunk = batch.slice(i, i + MAX_BATCH);
       try {
-        await this.#insertRetryingTransient(chunk.map((p) => p.row));
+        await executeRetryingTransient(this.db, this.#insert(chunk.map((p) => p.row)), (err) =>
+          this.logger.warn(
+            { err, rows: chunk.length },
+            'usage batch rolled back by the database: retrying it',
+          ),
+        );
       } catch (err) {
         if (chunk.length > 1 && isRowError(err)) {
           // One bad row must not cost the others theirs: write them one by one, logging the failures.
@@ -295,29 +286,4 @@ export class UsageRecorder {
       throw new Error(`usage batch binds ${bound} values, its statement takes ${compiled.parameters.length}`);
     return { ...compiled, parameters };
   }
-}
-
-/** A row the database refuses for its content (a constraint, a bad value), not the database failing. */
-/** Waits before each retry of a batch the database rolled back (deadlock, lock wait, serialization). */
-const TRANSIENT_RETRY_DELAYS_MS = [50, 250];
-
-/**
- * A statement the database rolled back for a reason of the moment, not of its rows: SQLSTATE class 40
- * (serialization failure, deadlock: PostgreSQL's code, MySQL's sqlState) and MySQL's lock wait timeout (1205).
- * InnoDB can pick two replicas' concurrent INSERT IGNOREs on the ledger's unique key as a deadlock's victim;
- * dropping the batch then lost its rows (rehearsal on MariaDB, 2 of 28).
- */
-function isTransient(err: unknown): boolean {
-  const e = err as { code?: unknown; sqlState?: unknown; errno?: unknown } | null;
-  return /^40/.test(String(e?.code ?? '')) || /^40/.test(String(e?.sqlState ?? '')) || e?.errno === 1205;
-}
-
-function isRowError(err: unknown): boolean {
-  const code = String((err as { code?: unknown } | null)?.code ?? '');
-  const sqlState = String((err as { sqlState?: unknown } | null)?.sqlState ?? '');
-  // SQLSTATE classes 22 (data exception) and 23 (integrity constraint): PostgreSQL's code, MySQL's sqlState;
-  // SQLite's per-row refusals.
-  return (
-    /^2[23]/.test(code) || /^2[23]/.test(sqlState) || /^SQLITE_(CONSTRAINT|MISMATCH|TOOBIG|RANGE)/.test(code)
-  );
 }
