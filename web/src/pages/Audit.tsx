@@ -1,6 +1,7 @@
 import { type FormEvent, useCallback, useEffect, useState } from 'react';
 import { errorText } from '../App';
-import { api, type Res, type User } from '../api/client';
+import { api, type Res } from '../api/client';
+import { useUserList } from './admin-form';
 import { fmt } from './Keys';
 
 type AuditEvent = Res<'/api/admin/audit', 'get'>['data'][number];
@@ -22,24 +23,12 @@ const COMMON_ACTIONS = [
 
 /** The audit trail, newest first, filtered by action and by who acted; older pages on demand (admin). */
 export function AuditPage() {
-  const [users, setUsers] = useState<User[]>([]);
-  // Rows wait for the user list so "By" shows an email, never an id first.
-  const [usersSettled, setUsersSettled] = useState(false);
+  const { users, settled: usersSettled } = useUserList(true);
   const [filter, setFilter] = useState({ action: '', actor: '' });
   const [events, setEvents] = useState<AuditEvent[] | null>(null);
   const [more, setMore] = useState(false);
   const [error, setError] = useState('');
   const shown = usersSettled ? events : null;
-
-  useEffect(() => {
-    api
-      .users()
-      .then(
-        (u) => setUsers(u.data),
-        () => {},
-      )
-      .finally(() => setUsersSettled(true));
-  }, []);
 
   const fetchPage = useCallback(
     async (before?: string) => {

@@ -1,6 +1,14 @@
 import { type FormEvent, useCallback, useEffect, useState } from 'react';
 import { type ApiKey, api, type User } from '../api/client';
-import { AdminTable, FormDialog, OutcomeMessage, Select, submitted, useOutcome } from './admin-form';
+import {
+  AdminTable,
+  FormDialog,
+  OutcomeMessage,
+  Select,
+  submitted,
+  useOutcome,
+  useUserList,
+} from './admin-form';
 import { usd } from './Usage';
 
 const EXPIRIES = [
@@ -55,9 +63,7 @@ const rateText = (k: ApiKey) => {
 export function KeysPage({ self }: { self: User }) {
   const isAdmin = self.role === 'admin';
   const [keys, setKeys] = useState<ApiKey[] | null>(null);
-  const [users, setUsers] = useState<User[]>([]);
-  // An admin's table waits for the user list so owners show as emails, never as ids first.
-  const [usersSettled, setUsersSettled] = useState(!isAdmin);
+  const { users, settled: usersSettled } = useUserList(isAdmin);
   const [created, setCreated] = useState<{ key: string; owner: string } | null>(null);
   const [copied, setCopied] = useState(false);
   const [models, setModels] = useState<string[]>([]);
@@ -67,20 +73,11 @@ export function KeysPage({ self }: { self: User }) {
   const load = useCallback(() => api.keys(isAdmin).then((k) => setKeys(k.data), fail), [fail, isAdmin]);
   useEffect(() => {
     void load();
-    // The user list is an admin's (a plain user's request would be refused, an error in the console).
-    if (isAdmin)
-      api
-        .users()
-        .then(
-          (u) => setUsers(u.data),
-          () => {},
-        )
-        .finally(() => setUsersSettled(true));
     api.models().then(
       (m) => setModels(m.data.map((x) => x.id)),
       () => {},
     );
-  }, [load, isAdmin]);
+  }, [load]);
 
   const emailOf = (id: string) => users.find((u) => u.id === id)?.email ?? (id === self.id ? self.email : id);
 

@@ -2,6 +2,7 @@
 // beside a later success), labelled selects, and a table's loading and empty rows.
 import { type FormEvent, type ReactNode, useCallback, useEffect, useId, useRef, useState } from 'react';
 import { errorText } from '../App';
+import { api, type User } from '../api/client';
 
 export type Outcome = { ok: boolean; text: string } | null;
 
@@ -29,6 +30,26 @@ export function useOutcome() {
     [fail],
   );
   return { outcome, setOutcome, fail, run };
+}
+
+/**
+ * Every user, for showing owners and actors by email (admins only: a plain user's request is refused).
+ * `settled` turns true once the list came back or failed: a table waits for it, so it never shows ids first.
+ */
+export function useUserList(enabled: boolean) {
+  const [users, setUsers] = useState<User[]>([]);
+  const [settled, setSettled] = useState(!enabled);
+  useEffect(() => {
+    if (!enabled) return;
+    api
+      .users()
+      .then(
+        (u) => setUsers(u.data),
+        () => {},
+      )
+      .finally(() => setSettled(true));
+  }, [enabled]);
+  return { users, settled };
 }
 
 /** A success as a polite status, a failure as an alert. */
