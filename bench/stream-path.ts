@@ -128,9 +128,16 @@ try {
   const expected = benchReply(20);
   const figures = new Map<
     string,
-    { ttft: number[]; toUpstream: number[]; toClient: number[]; marks: Record<string, number[]> }
+    {
+      ttft: number[];
+      toUpstream: number[];
+      toClient: number[];
+      toClientSent: number[];
+      marks: Record<string, number[]>;
+    }
   >();
-  for (const arm of arms) figures.set(arm.name, { ttft: [], toUpstream: [], toClient: [], marks: {} });
+  for (const arm of arms)
+    figures.set(arm.name, { ttft: [], toUpstream: [], toClient: [], toClientSent: [], marks: {} });
   for (let round = 0; round <= Number(values.rounds); round++) {
     for (const arm of arms) {
       const pool = new Pool(arm.target.origin, { connections: 1 });
@@ -146,6 +153,7 @@ try {
       const probed = JSON.parse(readFileSync(arm.out, 'utf8')) as {
         toUpstream: number[];
         toClient: number[];
+        toClientSent?: number[];
         marks: Record<string, number[]>;
       };
       if (round === 0) continue; // warm-up
@@ -153,6 +161,7 @@ try {
       f.ttft.push(...ttft.map((ms) => ms * 1000));
       f.toUpstream.push(...probed.toUpstream);
       f.toClient.push(...probed.toClient);
+      f.toClientSent.push(...(probed.toClientSent ?? []));
       for (const [k, v] of Object.entries(probed.marks ?? {})) {
         f.marks[k] ??= [];
         f.marks[k].push(...v);
@@ -171,7 +180,7 @@ try {
   );
   for (const [name, f] of figures) {
     console.log(
-      `${name.padEnd(11)} request→upstream ${med(f.toUpstream)}  chunk→client ${med(f.toClient)}  client TTFT ${med(f.ttft)}`,
+      `${name.padEnd(11)} request→upstream ${med(f.toUpstream)}  chunk→client ${med(f.toClient)}  chunk→client sent ${med(f.toClientSent)}  client TTFT ${med(f.ttft)}`,
     );
     const marks = Object.entries(f.marks).map(
       ([k, v]) =>

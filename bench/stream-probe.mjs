@@ -1,10 +1,11 @@
 /**
  * Times a proxy's own two stretches of a streamed request, from inside the process (preload it; streams one at
  * a time): from the client's request (the HTTP server's 'request' event) to the first write on the upstream's
- * socket, and from the first upstream read holding an SSE `data:` line to the first write of one to a client.
+ * socket, and from the first upstream read holding an SSE `data:` line to the first write of one to a client
+ * (and to those bytes handed to the client's socket: Node corks a response's socket until the next tick).
  * The same preload runs in Colloquy and in bench/node-proxy.ts, so the two compare like for like.
  *   STREAM_PROBE_UPSTREAM_PORT=<port> STREAM_PROBE_OUT=/tmp/x.json node --import ./bench/stream-probe.mjs …
- *   kill -USR2 <pid>   # writes {toUpstream, toClient} (µs, one per stream) to STREAM_PROBE_OUT and resets
+ *   kill -USR2 <pid>   # writes {toUpstream, toClient, toClientSent} (µs, one per stream) to STREAM_PROBE_OUT and resets
  */
 import { writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -22,6 +23,10 @@ let phase = 0; // 1: request seen, 2: upstream called, 3: first chunk read, 0: f
 let at = 0;
 let toUpstream = [];
 let toClient = [];
+// The first event's bytes handed to the client's socket (its _write/_writev), which a corked socket (Node
+// corks a response's socket on each write until the next tick) does after the write call.
+let toClientSent = [];
+let sendingFrom = -1;
 let marks = {};
 let seen = new Set();
 // Temporary instrumentation: `globalThis.__mark?.('name')` in the build records the first time per stretch.
@@ -51,9 +56,21 @@ net.Socket.prototype.write = function (chunk, ...rest) {
   } else if (phase === 3 && !isUpstream(this) && hasData(chunk)) {
     toClient.push(now() - at);
     phase = 0;
+    sendingFrom = at;
   }
   return write.call(this, chunk, ...rest);
 };
+
+for (const name of ['_write', '_writev']) {
+  const original = net.Socket.prototype[name];
+  net.Socket.prototype[name] = function (...args) {
+    if (sendingFrom >= 0 && !isUpstream(this)) {
+      toClientSent.push(now() - sendingFrom);
+      sendingFrom = -1;
+    }
+    return original.apply(this, args);
+  };
+}
 
 const read = net.Socket.prototype.read;
 net.Socket.prototype.read = function (...args) {
@@ -67,8 +84,9 @@ net.Socket.prototype.read = function (...args) {
 };
 
 process.on('SIGUSR2', () => {
-  writeFileSync(out, JSON.stringify({ toUpstream, toClient, marks }));
+  writeFileSync(out, JSON.stringify({ toUpstream, toClient, toClientSent, marks }));
   marks = {};
   toUpstream = [];
   toClient = [];
+  toClientSent = [];
 });

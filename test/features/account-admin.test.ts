@@ -248,7 +248,7 @@ for (const dialect of DIALECTS) {
       assert.equal((await auditRow(t, 'POST /api/users/:id/password', user.id)).outcome, 'success');
     });
 
-    it('restricts a key to some models: others are refused (403), a change applies at once, lists show budgets and limits', async () => {
+    it('restricts a key to some models: others are refused (403), a change applies at once, lists show owners, budgets and limits', async () => {
       const user = await createUser(t, 'restricted@example.com');
       const created = await t.inject({
         method: 'POST',
@@ -324,6 +324,7 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(row?.allowed_models, ['demo']);
       assert.deepEqual(row?.budgets, [{ period: 'month', limit_usd: 12.5, limit_tokens: null }]);
       assert.deepEqual(row?.rate_limits, { requests_per_minute: 30 });
+      assert.equal(row?.owner_email, 'restricted@example.com', 'the list names the owner by email');
     });
   });
 }

@@ -57,8 +57,10 @@ for (const dialect of DIALECTS) {
       assert.equal(find('auth.login', 'failure')?.subject, 'audited@example.com');
       assert.equal(find('auth.login', 'success')?.subject, 'audited@example.com');
       assert.equal(find('POST /api/keys', 'success')?.actor_user_id, user.id);
+      assert.equal(find('POST /api/keys', 'success')?.actor_email, 'audited@example.com');
       const patch = find('PATCH /api/users/:id', 'success');
       assert.equal(patch?.actor_via, 'master_key');
+      assert.equal(patch?.actor_email, null, 'the master key is no user');
       assert.equal(patch?.target_id, user.id);
       assert.ok(!events.some((e) => String(e.action).startsWith('GET')), 'reads are not audited');
       const everything = JSON.stringify(events) + t.logText();

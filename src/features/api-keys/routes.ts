@@ -38,6 +38,11 @@ const ApiKey = Type.Object(
         { description: 'in lists: the key’s own budgets (PUT /api/budgets/key/{id})' },
       ),
     ),
+    owner_email: Type.Optional(
+      Type.String({
+        description: 'in lists: the email of the key’s owner (user_id), so a list names owners alone',
+      }),
+    ),
     rate_limits: Type.Optional(
       Type.Record(Type.String(), Type.Integer(), {
         description:
@@ -164,12 +169,17 @@ export async function apiKeyRoutes(
         limit,
         toPublicApiKey,
       );
-      if (!deps.db) return listed;
-      const limits = await keyLimits(
-        deps.db,
-        listed.data.map((k) => k.id),
-      );
-      return { ...listed, data: listed.data.map((k) => ({ ...k, ...limits.get(k.id) })) };
+      const emails = await deps.users.emailsOf(listed.data.map((k) => k.user_id));
+      const limits = deps.db
+        ? await keyLimits(
+            deps.db,
+            listed.data.map((k) => k.id),
+          )
+        : undefined;
+      return {
+        ...listed,
+        data: listed.data.map((k) => ({ ...k, owner_email: emails.get(k.user_id), ...limits?.get(k.id) })),
+      };
     },
   );
 

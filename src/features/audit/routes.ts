@@ -12,6 +12,9 @@ const AuditEvent = Type.Object({
   outcome: Type.String(),
   status_code: Type.Integer(),
   actor_user_id: Type.Union([Type.String(), Type.Null()]),
+  actor_email: Type.Union([Type.String(), Type.Null()], {
+    description: 'the acting user’s email (null: a key, the master key, or no user)',
+  }),
   actor_key_id: Type.Union([Type.String(), Type.Null()]),
   actor_via: Type.Union([Type.String(), Type.Null()]),
   target_id: Type.Union([Type.String(), Type.Null()]),
@@ -47,8 +50,14 @@ export async function auditRoutes(fastify: FastifyInstance, deps: { db: Db; writ
       const q = request.query;
       // Events are written in batches a few ms late: this replica's are written first, so they show.
       await deps.writer.flush();
-      let query = deps.db.selectFrom('audit_events').selectAll().orderBy('id', 'desc').limit(q.limit);
-      if (q.before) query = query.where('id', '<', q.before);
+      let query = deps.db
+        .selectFrom('audit_events')
+        .leftJoin('users', 'users.id', 'audit_events.actor_user_id')
+        .selectAll('audit_events')
+        .select('users.email as actor_email')
+        .orderBy('audit_events.id', 'desc')
+        .limit(q.limit);
+      if (q.before) query = query.where('audit_events.id', '<', q.before);
       if (q.action) query = query.where('action', '=', q.action);
       if (q.actor_user_id) query = query.where('actor_user_id', '=', q.actor_user_id);
       return { data: await query.execute() };

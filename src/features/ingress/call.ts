@@ -32,6 +32,7 @@ import {
   drained,
   openEventStream,
   recordCall,
+  sendWritten,
   statusOf,
   streamFailureStatus,
 } from './lifecycle.js';
@@ -91,6 +92,8 @@ export function protocolIngress(
   names: { protocol: UsageProtocol; api: string },
 ) {
   const signalFor = abortOnClose(fastify);
+  // colloquy_active_streams' labels, one object for every stream (prom-client only reads them).
+  const streamLabels = { api: names.api };
   const record = (request: FastifyRequest, model: string, outcome: CallOutcome) =>
     recordCall(deps.usage, request, names.protocol, model, outcome);
 
@@ -251,7 +254,9 @@ export function protocolIngress(
     let usage: Usage | undefined;
     const text = new TextBuffer();
     let status = 'ok';
-    deps.metrics?.activeStreams.inc({ api: names.api });
+    // Counted from the first event's write, which goes out first (time to first token, issue 26); a stream
+    // that ends before any event is not counted.
+    let active = false;
     try {
       for await (const event of result.events) {
         // Chunks already parsed keep coming after the client left: stop relaying (and reading) at once.
@@ -259,6 +264,11 @@ export function protocolIngress(
         // The bytes go out first (time to first token); the bookkeeping follows while they travel.
         const out = relay.event(event);
         const full = out !== '' && !res.destroyed && !res.write(out);
+        if (!active) {
+          active = true;
+          if (out !== '') sendWritten(res);
+          deps.metrics?.activeStreams.inc(streamLabels);
+        }
         const { chunk } = event;
         if (chunk.usage) usage = chunk.usage;
         const content = chunk.choices[0]?.delta?.content;
@@ -286,7 +296,9 @@ export function protocolIngress(
         request.log.info({ code: revoked.code }, 'stream ended: its credential stopped being valid');
       else if (!(err instanceof ProviderError)) request.log.error({ err }, 'stream failed');
     } finally {
-      deps.metrics?.activeStreams.dec({ api: names.api });
+      // Not counted: its series still shows, at what it was (as an increment and decrement would leave it).
+      if (active) deps.metrics?.activeStreams.dec(streamLabels);
+      else deps.metrics?.activeStreams.inc(streamLabels, 0);
     }
     await relay.settle?.();
     void record(request, model, {

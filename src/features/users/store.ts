@@ -73,6 +73,18 @@ export class UserStore {
       .executeTakeFirst();
   }
 
+  /** The email of each of these users that exists (deleted accounts included), by id: lists name owners by it. */
+  async emailsOf(ids: readonly string[]): Promise<Map<string, string>> {
+    const unique = [...new Set(ids)];
+    if (unique.length === 0) return new Map();
+    const rows = await this.db
+      .selectFrom('users')
+      .select(['id', 'email'])
+      .where('id', 'in', unique)
+      .execute();
+    return new Map(rows.map((r) => [r.id, r.email]));
+  }
+
   list(options: { limit: number; after?: string | undefined }): Promise<UserRow[]> {
     // Deleted accounts stay as tombstones for the usage they name (migration 0020): never listed.
     let query = this.db

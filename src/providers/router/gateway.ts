@@ -287,15 +287,24 @@ export class RoutingGateway implements ChatGateway {
       const release = call.release;
       now = undefined;
       const sentAt = performance.now();
+      const breaker = deployment.breaker;
+      // A closed breaker (every attempt while the upstream is healthy) is only told the outcome: no
+      // execute() frame around the call. Its other states go through execute().
+      let toldBreaker = !breaker.closed;
       try {
-        const value = await deployment.breaker.execute(() =>
-          run(deployment, attemptBody(request.body, deployment.model), {
-            signal: call.signal,
-            deadline: call,
-            timeouts,
-            requestId: request.requestId,
-          }),
-        );
+        const options: CallOptions = {
+          signal: call.signal,
+          deadline: call,
+          timeouts,
+          requestId: request.requestId,
+        };
+        const value = toldBreaker
+          ? await breaker.execute(() => run(deployment, attemptBody(request.body, deployment.model), options))
+          : await run(deployment, attemptBody(request.body, deployment.model), options);
+        if (!toldBreaker) {
+          toldBreaker = true;
+          breaker.succeeded();
+        }
         const route: RouteInfo = {
           requestedModel: requested,
           provider: deployment.provider.name,
@@ -307,6 +316,7 @@ export class RoutingGateway implements ChatGateway {
         if (!deferSuccess) this.health.attempt(deployment.id, true);
         return { value, route, sentAt, release };
       } catch (err) {
+        if (!toldBreaker) breaker.failed(err);
         release();
         if (err instanceof BrokenCircuitError) {
           attempts--; // skipped, not attempted: a half-open breaker lets one probe through at a time

@@ -1,7 +1,7 @@
-import { type CircuitBreakerPolicy, ConsecutiveBreaker, circuitBreaker, handleWhen } from 'cockatiel';
 import type { RoutingFile } from '../../config/routing-file.js';
 import { ProviderError } from '../errors.js';
 import type { LlmProvider } from '../types.js';
+import { DeploymentBreaker } from './breaker.js';
 
 export interface Deployment {
   /** `provider/upstream-model` */
@@ -10,7 +10,7 @@ export interface Deployment {
   model: string;
   weight: number;
   priority: number;
-  breaker: CircuitBreakerPolicy;
+  breaker: DeploymentBreaker;
 }
 
 export interface Route {
@@ -25,7 +25,7 @@ export interface BreakerSettings {
 }
 
 /** Failures that say something about the deployment's health (not the caller's bad request). */
-const countsAgainstBreaker = handleWhen((err) => err instanceof ProviderError && err.retryable);
+const countsAgainstBreaker = (err: unknown) => err instanceof ProviderError && err.retryable;
 
 /**
  * Resolves a model name to deployments: a configured alias; `provider/model`; `claude-*` to anthropic;
@@ -126,10 +126,7 @@ export class ModelRouter {
       model,
       weight,
       priority,
-      breaker: circuitBreaker(countsAgainstBreaker, {
-        halfOpenAfter: this.#breaker.cooldownMs,
-        breaker: new ConsecutiveBreaker(this.#breaker.failures),
-      }),
+      breaker: new DeploymentBreaker(this.#breaker.failures, this.#breaker.cooldownMs, countsAgainstBreaker),
     };
   }
 }

@@ -23,12 +23,11 @@ const COMMON_ACTIONS = [
 
 /** The audit trail, newest first, filtered by action and by who acted; older pages on demand (admin). */
 export function AuditPage() {
-  const { users, settled: usersSettled } = useUserList(true);
+  const { users } = useUserList(true);
   const [filter, setFilter] = useState({ action: '', actor: '' });
   const [events, setEvents] = useState<AuditEvent[] | null>(null);
   const [more, setMore] = useState(false);
   const [error, setError] = useState('');
-  const shown = usersSettled ? events : null;
 
   const fetchPage = useCallback(
     async (before?: string) => {
@@ -77,7 +76,7 @@ export function AuditPage() {
 
   const who = (e: AuditEvent) =>
     e.actor_user_id
-      ? (users.find((u) => u.id === e.actor_user_id)?.email ?? e.actor_user_id)
+      ? (e.actor_email ?? e.actor_user_id)
       : e.actor_key_id
         ? `key ${e.actor_key_id}`
         : (e.actor_via ?? '—');
@@ -126,7 +125,7 @@ export function AuditPage() {
             </tr>
           </thead>
           <tbody>
-            {shown?.map((e) => (
+            {events?.map((e) => (
               <tr key={e.id} data-testid="audit-row">
                 <th scope="row">{fmt(e.created_at)}</th>
                 <td data-label="Action">
@@ -140,12 +139,12 @@ export function AuditPage() {
                 <td data-label="From">{e.ip ?? '—'}</td>
               </tr>
             ))}
-            {shown === null && !error && (
+            {events === null && !error && (
               <tr>
                 <td colSpan={6}>Loading the audit log…</td>
               </tr>
             )}
-            {shown?.length === 0 && (
+            {events?.length === 0 && (
               <tr>
                 <td colSpan={6}>No events match.</td>
               </tr>

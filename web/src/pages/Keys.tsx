@@ -63,7 +63,7 @@ const rateText = (k: ApiKey) => {
 export function KeysPage({ self }: { self: User }) {
   const isAdmin = self.role === 'admin';
   const [keys, setKeys] = useState<ApiKey[] | null>(null);
-  const { users, settled: usersSettled } = useUserList(isAdmin);
+  const { users } = useUserList(isAdmin);
   const [created, setCreated] = useState<{ key: string; owner: string } | null>(null);
   const [copied, setCopied] = useState(false);
   const [models, setModels] = useState<string[]>([]);
@@ -80,6 +80,7 @@ export function KeysPage({ self }: { self: User }) {
   }, [load]);
 
   const emailOf = (id: string) => users.find((u) => u.id === id)?.email ?? (id === self.id ? self.email : id);
+  const ownerOf = (k: ApiKey) => k.owner_email ?? emailOf(k.user_id);
 
   const create = async (e: FormEvent<HTMLFormElement>) => {
     const { form, text } = submitted(e);
@@ -110,7 +111,7 @@ export function KeysPage({ self }: { self: User }) {
     if (
       !confirm(
         `Revoke ${k.user_id === self.id ? 'your key' : 'the key'} “${k.name}” (${k.prefix}…)${
-          k.user_id === self.id ? '' : ` of ${emailOf(k.user_id)}`
+          k.user_id === self.id ? '' : ` of ${ownerOf(k)}`
         }? Clients using it stop working.`,
       )
     )
@@ -189,14 +190,14 @@ export function KeysPage({ self }: { self: User }) {
           'Status',
         ]}
         actions
-        rows={usersSettled ? keys : null}
+        rows={keys}
         loading="Loading keys…"
         empty="No keys yet."
       >
         {keys?.map((k) => (
           <tr key={k.id} data-testid="key-row">
             <th scope="row">{k.name}</th>
-            {isAdmin && <td data-label="Owner">{emailOf(k.user_id)}</td>}
+            {isAdmin && <td data-label="Owner">{ownerOf(k)}</td>}
             <td data-label="Prefix">
               <code>{k.prefix}…</code>
             </td>

@@ -32,24 +32,17 @@ export function useOutcome() {
   return { outcome, setOutcome, fail, run };
 }
 
-/**
- * Every user, for showing owners and actors by email (admins only: a plain user's request is refused).
- * `settled` turns true once the list came back or failed: a table waits for it, so it never shows ids first.
- */
+/** Every user, for the pages' user pickers (admins only: a plain user's request is refused). */
 export function useUserList(enabled: boolean) {
   const [users, setUsers] = useState<User[]>([]);
-  const [settled, setSettled] = useState(!enabled);
   useEffect(() => {
     if (!enabled) return;
-    api
-      .users()
-      .then(
-        (u) => setUsers(u.data),
-        () => {},
-      )
-      .finally(() => setSettled(true));
+    api.users().then(
+      (u) => setUsers(u.data),
+      () => {},
+    );
   }, [enabled]);
-  return { users, settled };
+  return { users };
 }
 
 /** A success as a polite status, a failure as an alert. */
