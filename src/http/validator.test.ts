@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import Fastify from 'fastify';
 import Type from 'typebox';
+import { startTestApp } from '../../test/helpers/app.js';
 import { buildSerializer } from './serializer.js';
-import { buildValidator, compiledWhenRegistered } from './validator.js';
+import { buildValidator, compiledWhenRegistered, compileEveryRouteAtRegistration } from './validator.js';
 
 const Body = Type.Object(
   { limit: Type.Union([Type.Number(), Type.Null()]) },
@@ -65,5 +66,23 @@ describe('route schemas compiled on first use', () => {
     assert.equal(answers[0]?.[2]?.[0], 400);
     assert.equal(answers[0]?.[3]?.[0], 400);
     assert.equal(answers[0]?.[4]?.[0], 400);
+  });
+
+  it('every route of the whole app has schemas that compile (compiled at registration here)', async () => {
+    // A schema Ajv cannot compile would otherwise fail only its route's first request: a broken one fails this.
+    compileEveryRouteAtRegistration(true);
+    try {
+      const broken = Fastify({ schemaController: { compilersFactory: { buildValidator, buildSerializer } } });
+      broken.get(
+        '/api/broken',
+        { schema: { querystring: Type.Object({ q: Type.String({ pattern: '(' }) }) } },
+        () => ({}),
+      );
+      await assert.rejects(broken.ready(), 'a schema that cannot compile fails the start');
+      const t = await startTestApp();
+      await t.close();
+    } finally {
+      compileEveryRouteAtRegistration(false);
+    }
   });
 });

@@ -16,7 +16,15 @@ const pool = AjvCompiler();
  * compile. A schema Ajv cannot compile now fails its route's requests (a 500) instead of start-up.
  */
 export function compiledWhenRegistered(url: string | undefined): boolean {
-  return url === undefined || /^\/(v1|health)(\/|$)/.test(url);
+  return everyRouteAtRegistration || url === undefined || /^\/(v1|health)(\/|$)/.test(url);
+}
+
+let everyRouteAtRegistration = false;
+
+/** For a test that builds the whole app: every route's schemas compiled when registered, so one Ajv or
+ * fast-json-stringify cannot compile fails the app's start there instead of a request in production. */
+export function compileEveryRouteAtRegistration(on: boolean): void {
+  everyRouteAtRegistration = on;
 }
 
 /**
