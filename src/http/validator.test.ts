@@ -78,7 +78,7 @@ describe('route schemas compiled on first use', () => {
         { schema: { querystring: Type.Object({ q: Type.String({ pattern: '(' }) }) } },
         () => ({}),
       );
-      await assert.rejects(broken.ready(), 'a schema that cannot compile fails the start');
+      await assert.rejects(async () => broken.ready(), 'a schema that cannot compile fails the start');
       const t = await startTestApp();
       await t.close();
     } finally {
