@@ -1,4 +1,5 @@
 import SerializerSelector from '@fastify/fast-json-stringify-compiler';
+import { compiledWhenRegistered } from './validator.js';
 
 type Schema = Record<string, unknown>;
 const SCALAR = new Set(['string', 'number', 'integer', 'boolean', 'null']);
@@ -60,6 +61,15 @@ export const buildSerializer: ReturnType<typeof SerializerSelector> = (externalS
   const shared = isSchema(externalSchemas)
     ? Object.fromEntries(Object.entries(externalSchemas).map(([id, schema]) => [id, plainUnions(schema)]))
     : externalSchemas;
-  const compile = defaultFactory(shared, options);
-  return (route) => compile({ ...route, schema: plainUnions(route.schema) });
+  const compileFor = defaultFactory(shared, options);
+  return (route) => {
+    const compile = () => compileFor({ ...route, schema: plainUnions(route.schema) });
+    if (compiledWhenRegistered(route.url)) return compile();
+    // See compiledWhenRegistered: compiled by the first response of this route and status.
+    let compiled: ReturnType<typeof compile> | undefined;
+    return (data) => {
+      compiled ??= compile();
+      return compiled(data);
+    };
+  };
 };

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
+import { subscribeToAnnouncements } from '../../core/announcements.js';
 import type { Logger } from '../../core/logger.js';
-import { subscribeToAnnouncements } from '../../core/redis.js';
 
 export interface SessionCacheOptions {
   /**

@@ -1,4 +1,10 @@
-import sharp, { type Metadata } from 'sharp';
+import type { Metadata } from 'sharp';
+
+// sharp (libvips, ~10 MiB resident with its native library) is loaded by the first image upload, not at
+// start-up: a server nobody sends images to never maps it. The first image waits for it once (50–400 ms, by load).
+async function loadSharp() {
+  return (await import('sharp')).default;
+}
 
 /**
  * Images as models receive them: decoded once at upload (which proves the bytes are the image they claim
@@ -27,6 +33,7 @@ export interface PreparedImage {
 export class ImageRefused extends Error {}
 
 export async function prepareImage(file: string, extension: string): Promise<PreparedImage> {
+  const sharp = await loadSharp();
   const input = () =>
     sharp(file, { limitInputPixels: IMAGE_LIMITS.maxInputPixels, failOn: 'error', animated: false });
   let meta: Metadata;

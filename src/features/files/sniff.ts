@@ -1,5 +1,4 @@
 import { open } from 'node:fs/promises';
-import { fileTypeFromFile } from 'file-type';
 import { AppError } from '../../core/errors.js';
 
 export type FileKind = 'image' | 'document';
@@ -70,6 +69,8 @@ export async function sniff(file: string, filename: string, allowed: readonly st
       { param: 'file' },
     );
   if (!allowList.has(named)) throw refuse(`files named .${named || '(no extension)'} are not accepted`);
+  // file-type (and the tokenizer modules under it) is loaded by the first upload, not at start-up.
+  const { fileTypeFromFile } = await import('file-type');
   const detected = await fileTypeFromFile(file).catch(() => undefined);
   if (detected) {
     const extension = canonical(detected.ext);

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
+import { subscribeToAnnouncements } from '../../core/announcements.js';
 import type { Logger } from '../../core/logger.js';
-import { subscribeToAnnouncements } from '../../core/redis.js';
 
 /**
  * Tells every replica that the stored guardrails changed, so each reloads them at once (issue 22: a change

@@ -9,10 +9,9 @@ import type {
   LlmProvider,
   StreamEvent,
 } from '../types.js';
-import { AwsCredentials, createSigner } from './auth.js';
+import { AwsCredentials } from './auth.js';
 import { embedWithBedrock } from './embeddings.js';
 import { bedrockErrorMapper } from './errors.js';
-import { readConverseStream } from './event-stream.js';
 import {
   type ConverseResponse,
   ConverseStreamTranslator,
@@ -47,7 +46,12 @@ export class BedrockProvider implements LlmProvider {
   readonly #region: string;
   readonly #apiKey: string | undefined;
   readonly #credentials: AwsCredentials | undefined;
-  readonly #sign: ReturnType<typeof createSigner> | undefined;
+  /**
+   * The signer and the event-stream decoder (@smithy/*, @aws-crypto: ~2–3 MiB of heap) are imported when a
+   * provider is made, at start-up when Bedrock is configured, and never by a server without it.
+   */
+  readonly #sign: Promise<Signer> | undefined;
+  readonly #eventStreams: Promise<typeof import('./event-stream.js')>;
   readonly #now: (() => Date) | undefined;
   readonly #mapError;
 
@@ -60,7 +64,11 @@ export class BedrockProvider implements LlmProvider {
     );
     this.#apiKey = options.apiKey;
     this.#credentials = options.apiKey ? undefined : (options.credentials ?? AwsCredentials.fromConfig({}));
-    this.#sign = this.#credentials && createSigner(this.#credentials, this.#region);
+    const credentials = this.#credentials;
+    this.#sign =
+      credentials &&
+      settledLater(import('./signer.js').then((m) => m.createSigner(credentials, this.#region)));
+    this.#eventStreams = settledLater(import('./event-stream.js'));
     this.#now = options.now;
     this.#mapError = bedrockErrorMapper(this.name);
   }
@@ -105,7 +113,15 @@ export class BedrockProvider implements LlmProvider {
       model: body.model,
       id: `chatcmpl-${options.requestId}`,
     });
-    return relayConverseStream(this.name, response, translator, { ...options, startedAt }, this.#secrets());
+    const { readConverseStream } = await this.#eventStreams;
+    return relayConverseStream(
+      readConverseStream,
+      this.name,
+      response,
+      translator,
+      { ...options, startedAt },
+      this.#secrets(),
+    );
   }
 
   async embed(body: EmbeddingRequest, options: CallOptions): Promise<EmbeddingResponse> {
@@ -152,7 +168,7 @@ export class BedrockProvider implements LlmProvider {
     if (this.#apiKey) headers = { ...base, authorization: `Bearer ${this.#apiKey}` };
     else {
       try {
-        headers = await this.#sign!({ url, headers: base, body }, this.#now?.());
+        headers = await (await this.#sign!)({ url, headers: base, body }, this.#now?.());
       } catch (err) {
         throw withoutSecrets(credentialsError(this.name, err), this.#secrets());
       }
@@ -165,6 +181,14 @@ export class BedrockProvider implements LlmProvider {
   #secrets(): string[] {
     return this.#apiKey ? [this.#apiKey] : (this.#credentials?.secrets() ?? []);
   }
+}
+
+type Signer = ReturnType<typeof import('./signer.js').createSigner>;
+
+/** A module loading ahead of its first use: a failure is the first use's to report, never an unhandled one. */
+function settledLater<T>(loading: Promise<T>): Promise<T> {
+  loading.catch(() => {});
+  return loading;
 }
 
 /** No credentials in the chain (or a profile that does not resolve): Colloquy's configuration, a 502. */
@@ -185,6 +209,7 @@ function credentialsError(provider: string, err: unknown): ProviderError {
 
 // Module-level, like every stream generator (see relayOpenAiStream).
 async function* relayConverseStream(
+  readConverseStream: typeof import('./event-stream.js').readConverseStream,
   provider: string,
   response: UpstreamResponse,
   translator: ConverseStreamTranslator,
