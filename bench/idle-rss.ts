@@ -6,7 +6,6 @@
  * machine's load:
  *   node --import tsx bench/idle-rss.ts [--rounds 2] [--seconds 90] [dist/main.js /work/base-main/dist/main.js …]
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,10 +15,12 @@ import {
   freePort,
   loadAverage,
   migrateWithApiKey,
+  productionEnv,
   ROOT,
   rssMiB,
   spawnNode,
   startUpstream,
+  UPSTREAM_KEY,
   waitHttp,
 } from './lib.js';
 
@@ -35,7 +36,6 @@ const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
 const probe = path.join(ROOT, 'bench/idle-rss-probe.mjs');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'colloquy-idle-rss-'));
-const UPSTREAM_KEY = `sk-${randomBytes(12).toString('hex')}`;
 const up = await startUpstream({ replyWords: 20, apiKey: UPSTREAM_KEY });
 
 interface ProbeLine {
@@ -48,21 +48,10 @@ interface ProbeLine {
   spaces: Record<string, number>;
 }
 
-function env(main: string, i: number): NodeJS.ProcessEnv {
-  return {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    COLLOQUY_ENV: 'production',
-    NODE_ENV: 'production',
-    SECRET_KEY: randomBytes(48).toString('base64'),
-    COLLOQUY_ADMIN_KEY: randomBytes(32).toString('hex'),
-    METRICS_TOKEN: randomBytes(16).toString('hex'),
-    DATABASE_URL: `sqlite:${path.join(tmp, `idle-${i}-${path.basename(path.dirname(path.dirname(main)))}.db`)}`,
-    OPENAI_API_KEY: UPSTREAM_KEY,
-    LOG_LEVEL: 'warn',
-    HOST: '127.0.0.1',
-  };
-}
+const env = (main: string, i: number) =>
+  productionEnv(
+    `sqlite:${path.join(tmp, `idle-${i}-${path.basename(path.dirname(path.dirname(main)))}.db`)}`,
+  );
 
 /** One build's idle readings: RSS 2 s after ready, then every 5 s; the probe's latest line with each. */
 async function measure(main: string, i: number): Promise<void> {

@@ -207,6 +207,31 @@ export function run(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
   });
 }
 
+/** The key the bench's fake upstream wants and every arm sends it (one per bench process). */
+export const UPSTREAM_KEY = `sk-${randomBytes(12).toString('hex')}`;
+
+/** Colloquy's production configuration as the bench runs it (README: "What runs"), on `databaseUrl`. */
+export function productionEnv(
+  databaseUrl: string,
+  secrets = {
+    SECRET_KEY: randomBytes(48).toString('base64'),
+    COLLOQUY_ADMIN_KEY: randomBytes(32).toString('hex'),
+    METRICS_TOKEN: randomBytes(16).toString('hex'),
+  },
+): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    COLLOQUY_ENV: 'production',
+    NODE_ENV: 'production',
+    ...secrets,
+    DATABASE_URL: databaseUrl,
+    OPENAI_API_KEY: UPSTREAM_KEY,
+    LOG_LEVEL: 'warn',
+    HOST: '127.0.0.1',
+  };
+}
+
 /** A fresh database for `main`: migrated, a user made, and that user's API key returned. */
 export async function migrateWithApiKey(main: string, env: NodeJS.ProcessEnv): Promise<string> {
   const email = 'bench@example.com';

@@ -30,6 +30,7 @@ import {
   openLoop,
   type Proc,
   percentile,
+  productionEnv,
   ROOT,
   readStream,
   responsesBody,
@@ -41,6 +42,7 @@ import {
   startNodeProxy,
   startUpstream,
   type Target,
+  UPSTREAM_KEY,
   type Upstream,
   waitHttp,
 } from './lib.js';
@@ -85,7 +87,6 @@ const STREAM_RATE = tiny ? 10 : 50;
 const STREAM_STEPS = tiny ? [10] : [100, 1000, 5000, 10000];
 // --connections N: fewer requests in flight for A/B runs on a loaded machine (fewer survivors per scavenge).
 const CONNECTIONS = Number(flags.connections ?? (tiny ? 8 : 64));
-const UPSTREAM_KEY = `sk-bench-${randomBytes(12).toString('hex')}`;
 const REPLY_WORDS = 20;
 
 const notes: string[] = [];
@@ -133,21 +134,9 @@ const METRICS_TOKEN = randomBytes(16).toString('hex');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'colloquy-bench-'));
 cleanups.push(async () => rmSync(tmp, { recursive: true, force: true }));
 
-function baseEnv(databaseUrl: string): NodeJS.ProcessEnv {
-  return {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    COLLOQUY_ENV: 'production',
-    NODE_ENV: 'production',
-    SECRET_KEY,
-    COLLOQUY_ADMIN_KEY: ADMIN_KEY,
-    METRICS_TOKEN,
-    DATABASE_URL: databaseUrl,
-    OPENAI_API_KEY: UPSTREAM_KEY,
-    LOG_LEVEL: 'warn',
-    HOST: '127.0.0.1',
-  };
-}
+// One set of secrets for every arm of the run (the master-key arm sends ADMIN_KEY).
+const baseEnv = (databaseUrl: string) =>
+  productionEnv(databaseUrl, { SECRET_KEY, COLLOQUY_ADMIN_KEY: ADMIN_KEY, METRICS_TOKEN });
 
 async function prepareDb(
   kind: 'sqlite' | 'postgres',

@@ -5,7 +5,6 @@
  * one at a time so the probe can pair events without ids; arms interleaved round by round.
  *   node --import tsx bench/stream-path.ts [--streams 100] [--rounds 3] [--baseline DIR]
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,10 +18,12 @@ import {
   migrateWithApiKey,
   type Proc,
   percentile,
+  productionEnv,
   readStream,
   spawnNode,
   startUpstream,
   type Target,
+  UPSTREAM_KEY,
   waitHttp,
 } from './lib.js';
 
@@ -35,7 +36,6 @@ const { values } = parseArgs({
 });
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'colloquy-stream-path-'));
 const probe = path.resolve('bench/stream-probe.mjs');
-const UPSTREAM_KEY = `sk-${randomBytes(12).toString('hex')}`;
 const procs: Proc[] = [];
 const up = await startUpstream({
   replyWords: 20,
@@ -54,19 +54,7 @@ interface Arm {
 }
 
 async function colloquy(name: string, main: string): Promise<Arm> {
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    COLLOQUY_ENV: 'production',
-    NODE_ENV: 'production',
-    SECRET_KEY: randomBytes(48).toString('base64'),
-    COLLOQUY_ADMIN_KEY: randomBytes(32).toString('hex'),
-    METRICS_TOKEN: randomBytes(16).toString('hex'),
-    DATABASE_URL: `sqlite:${path.join(tmp, `${name}.db`)}`,
-    OPENAI_API_KEY: UPSTREAM_KEY,
-    LOG_LEVEL: 'warn',
-    HOST: '127.0.0.1',
-  };
+  const env = productionEnv(`sqlite:${path.join(tmp, `${name}.db`)}`);
   const key = await migrateWithApiKey(main, env);
   const port = await freePort();
   const out = path.join(tmp, `${name}.json`);
