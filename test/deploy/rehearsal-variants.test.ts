@@ -404,10 +404,23 @@ describe('production rehearsal on MariaDB: two replicas behind the kit’s nginx
 
     // Usage: one ledger row per /v1 stream (its request id) and per reply (its generation), written even by
     // a replica that was draining; the budget's spend is that ledger's.
+    // A row is written after its stream's last byte, batched (~50 ms): the last streams' rows may still be on
+    // their way as the load stops, so the count is read until it is whole, for a few seconds at most.
+    const settledRows = async (sql: string, params: unknown[], expected: number) => {
+      let rows: mysql.RowDataPacket[] = [];
+      const deadline = Date.now() + 5_000;
+      do {
+        [rows] = await db.query<mysql.RowDataPacket[]>(sql, params);
+        if (rows.length >= expected) break;
+        await sleep(250);
+      } while (Date.now() < deadline);
+      return rows;
+    };
     const streams = outcomes.filter((o) => !turns.some((t) => t.requestId === o.id)).map((o) => o.id);
-    const [streamUsage] = await db.query<mysql.RowDataPacket[]>(
+    const streamUsage = await settledRows(
       'select request_id from usage_records where api_key_id = ? and request_id in (?)',
       [keyId, streams],
+      streams.length,
     );
     const missing = outcomes.filter(
       (o) => streams.includes(o.id) && !streamUsage.some((u) => u.request_id === o.id),
@@ -434,9 +447,10 @@ describe('production rehearsal on MariaDB: two replicas behind the kit’s nginx
         })),
       )}\n${missing.length ? logged().join('\n') : ''}`,
     );
-    const [replyUsage] = await db.query<mysql.RowDataPacket[]>(
+    const replyUsage = await settledRows(
       'select u.request_id from usage_records u join generations g on g.id = u.request_id where g.message_id in (?)',
       [replyIds],
+      replyIds.length,
     );
     assert.equal(replyUsage.length, replyIds.length, 'a usage row for every reply');
     const [[ledger]] = await db.query<mysql.RowDataPacket[]>(
